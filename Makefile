@@ -1,0 +1,40 @@
+# The two commands a new user needs: `make demo` (the main job) and `make test` (every tier).
+# Both create .venv and install what they need; nothing else has to be on the machine but
+# python3 (3.11+) and, for the local control plane, Go.
+
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.PHONY: demo test lint typecheck unit install clean bench
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+
+typecheck: $(STAMP)
+	$(BIN)/mypy
+
+test: lint typecheck
+	$(BIN)/pytest -m "not bench" $(PYTEST_ARGS)
+
+unit: $(STAMP)
+	$(BIN)/pytest -m unit $(PYTEST_ARGS)
+
+demo: $(STAMP)
+	$(BIN)/python -m warmpool.demo
+
+bench: $(STAMP)
+	$(BIN)/warmpool bench runtime
+	$(BIN)/warmpool bench scaling
+
+clean:
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

@@ -1,0 +1,1 @@
+"""warmpool operator: reconciles WarmPool resources into runtime pods and scales them."""

@@ -1,0 +1,1 @@
+"""Autoscaling: pure decision, observation windows, fleet simulator and baseline policies."""

@@ -1,0 +1,1 @@
+"""warmpool runtime: a wasmtime host serving invocations from warm instance pools."""

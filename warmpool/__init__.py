@@ -1,0 +1,1 @@
+"""warmpool: the command-line entry point and the local development cluster tooling."""

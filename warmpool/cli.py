@@ -1,0 +1,48 @@
+"""The `warmpool` command: one argparse tree whose branches each package registers."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from warmpool.dev import cli as dev_cli
+from warmpool_operator import cli as operator_cli
+from warmpool_operator.scaling import cli as scaling_cli
+from warmpool_runtime import cli as runtime_cli
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The whole command tree; each package adds its own subcommands (handlers import lazily)."""
+    parser = argparse.ArgumentParser(
+        prog="warmpool",
+        description="Warm pools of WebAssembly instances per tenant, on Kubernetes.",
+    )
+    top = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    runtime = top.add_parser("runtime", help="the wasmtime data plane")
+    runtime_cli.add_runtime_commands(runtime.add_subparsers(dest="runtime_command", required=True))
+
+    operator = top.add_parser("operator", help="the Kubernetes operator")
+    operator_cli.add_operator_commands(operator.add_subparsers(dest="operator_command", required=True))
+
+    scaling_cli.add_simulate_command(top)
+
+    bench = top.add_parser("bench", help="benchmarks (ratios against baselines measured in the same run)")
+    bench_sub = bench.add_subparsers(dest="bench_command", required=True)
+    runtime_cli.add_bench_commands(bench_sub)
+    scaling_cli.add_bench_commands(bench_sub)
+
+    dev = top.add_parser("dev", help="a local Kubernetes control plane for development and tests")
+    dev_cli.add_dev_commands(dev.add_subparsers(dest="dev_command", required=True))
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    code: int = args.func(args)
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Local development cluster: a Kubernetes control plane built from Go modules, and a node agent."""
