@@ -1,15 +1,59 @@
-"""`warmpool runtime ...` and `warmpool bench runtime`."""
+"""`warmpool runtime serve` and `warmpool bench runtime`."""
 
 from __future__ import annotations
 
+import argparse
+import sys
 from typing import Any
 
 
 def add_runtime_commands(sub: Any) -> None:
     """Register `warmpool runtime serve`."""
-    _ = sub
+    serve = sub.add_parser(
+        "serve", help="serve warm pools of Wasm instances over HTTP",
+        description="Serve the tuples of a config file (--config), or one tuple given by flags.",
+    )
+    serve.add_argument("--config", help="runtime config file (YAML or JSON; see docs/runtime-config.md)")
+    serve.add_argument("--tenant", help="one-tuple mode: the tenant (DNS-1123 label)")
+    serve.add_argument("--module", help="one-tuple mode: module file path or http(s) URL")
+    serve.add_argument("--sha256", help="one-tuple mode: the module's sha256 (64 lowercase hex)")
+    serve.add_argument("--warm", type=int, default=4, help="one-tuple mode: warm instances (default 4, 0 = off)")
+    serve.add_argument("--host", default="0.0.0.0", help="address to listen on (default 0.0.0.0; last one wins)")
+    serve.add_argument("--port", type=int, default=8080, help="port to listen on (default 8080)")
+    serve.add_argument("--log-level", default="INFO", help="logging level (default INFO)")
+    serve.set_defaults(func=_serve)
 
 
 def add_bench_commands(bench_sub: Any) -> None:
     """Register `warmpool bench runtime`."""
-    _ = bench_sub
+    bench = bench_sub.add_parser("runtime", help="runtime micro- and HTTP benchmarks, as ratios to baselines")
+    bench.add_argument("--json", action="store_true", help="print the results as JSON")
+    bench.add_argument("--repeats", type=int, default=5, help="repeats per measurement (median reported)")
+    bench.add_argument("--http-seconds", type=float, default=3.0, help="duration of each HTTP load run")
+    bench.set_defaults(func=_bench)
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from warmpool_runtime.app import run_server
+    from warmpool_runtime.config import ConfigError, load_config, single_tuple_config
+
+    try:
+        if args.config:
+            if args.tenant or args.module or args.sha256:
+                raise ConfigError("give either --config or --tenant/--module/--sha256, not both")
+            config = load_config(args.config)
+        else:
+            missing = [f"--{n}" for n in ("tenant", "module", "sha256") if not getattr(args, n)]
+            if missing:
+                raise ConfigError(f"without --config, {', '.join(missing)} must be given")
+            config = single_tuple_config(args.tenant, args.module, args.sha256, args.warm)
+    except ConfigError as exc:
+        print(f"warmpool runtime: invalid configuration: {exc}", file=sys.stderr)
+        return 2
+    return run_server(config, args.host, args.port, args.log_level)
+
+
+def _bench(args: argparse.Namespace) -> int:
+    from warmpool_runtime.bench import run_bench
+
+    return run_bench(repeats=args.repeats, http_seconds=args.http_seconds, as_json=args.json)

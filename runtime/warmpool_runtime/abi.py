@@ -1,0 +1,130 @@
+"""Invocation ABI: export signatures resolved once per module, and the unchecked fast call path.
+
+Numeric ABI: JSON numbers in, JSON numbers out, one per Wasm param/result (i32, i64, f32, f64).
+
+Bytes ABI: the guest exports `memory`, `alloc(len: i32) -> i32` and a handler
+`(ptr: i32, len: i32) -> i64`. The host calls `alloc(len)`, copies the request payload to
+`ptr`, calls the handler, and reads the response from the returned `(out_ptr << 32) | out_len`.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import wasmtime
+from wasmtime import _bindings
+from wasmtime import _ffi as ffi
+
+from warmpool_runtime.errors import BadArguments, BadGuestOutput, UnknownExport
+
+ALLOC_EXPORT = "alloc"
+MEMORY_EXPORT = "memory"
+
+_I32_RANGE = (-(2**31), 2**32)
+_I64_RANGE = (-(2**63), 2**64)
+
+call_unchecked = _bindings._wasmtime_func_call_unchecked
+set_epoch_deadline = _bindings._wasmtime_context_set_epoch_deadline
+EXTERN_FUNC = int(ffi.WASMTIME_EXTERN_FUNC.value)
+EXTERN_MEMORY = int(ffi.WASMTIME_EXTERN_MEMORY.value)
+
+
+@dataclass(frozen=True, slots=True)
+class Signature:
+    """An export's parameter and result kinds (`i32`, `i64`, `f32`, `f64`), fixed at load time."""
+
+    params: tuple[str, ...]
+    results: tuple[str, ...]
+
+    @property
+    def slots(self) -> int:
+        return max(1, len(self.params), len(self.results))
+
+    @property
+    def is_bytes_handler(self) -> bool:
+        return self.params == ("i32", "i32") and self.results == ("i64",)
+
+
+_KINDS = {"i32": "i32", "i64": "i64", "f32": "f32", "f64": "f64"}
+
+
+def signatures_of(module: wasmtime.Module) -> dict[str, Signature]:
+    """Every exported function with a numeric signature; others cannot be invoked over HTTP."""
+    out: dict[str, Signature] = {}
+    for export in module.exports:
+        ty = export.type
+        if not isinstance(ty, wasmtime.FuncType):
+            continue
+        params = tuple(_KINDS.get(str(p), "") for p in ty.params)
+        results = tuple(_KINDS.get(str(r), "") for r in ty.results)
+        if all(params) and all(results):
+            out[export.name] = Signature(params, results)
+    return out
+
+
+def exports_memory(module: wasmtime.Module) -> bool:
+    return any(e.name == MEMORY_EXPORT and isinstance(e.type, wasmtime.MemoryType) for e in module.exports)
+
+
+def encode_args(signature: Signature, args: Sequence[Any], buf: Any, export: str) -> None:
+    """Write JSON numbers into the raw argument slots, rejecting wrong counts, types and ranges."""
+    if len(args) != len(signature.params):
+        raise BadArguments(f"{export} takes {len(signature.params)} argument(s), got {len(args)}")
+    for i, (kind, value) in enumerate(zip(signature.params, args, strict=True)):
+        slot = buf[i]
+        if kind in ("i32", "i64"):
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise BadArguments(f"argument {i} of {export} must be an integer ({kind}), got {value!r}")
+            low, high = _I32_RANGE if kind == "i32" else _I64_RANGE
+            if not low <= value < high:
+                raise BadArguments(f"argument {i} of {export} is out of {kind} range: {value}")
+            if kind == "i32":
+                slot.i32 = value - 2**32 if value >= 2**31 else value
+            else:
+                slot.i64 = value - 2**64 if value >= 2**63 else value
+        else:
+            if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+                raise BadArguments(f"argument {i} of {export} must be a finite number ({kind}), got {value!r}")
+            if kind == "f32":
+                slot.f32 = ctypes.c_float(value).value
+            else:
+                slot.f64 = float(value)
+
+
+def decode_results(signature: Signature, buf: Any) -> list[int | float]:
+    out: list[int | float] = []
+    for i, kind in enumerate(signature.results):
+        slot = buf[i]
+        if kind == "i32":
+            out.append(int(slot.i32))
+        elif kind == "i64":
+            out.append(int(slot.i64))
+        elif kind == "f32":
+            out.append(float(slot.f32))
+        else:
+            out.append(float(slot.f64))
+    return out
+
+
+def lookup(signatures: dict[str, Signature], export: str) -> Signature:
+    signature = signatures.get(export)
+    if signature is None:
+        raise UnknownExport(f"module has no callable export {export!r}", export=export)
+    return signature
+
+
+def unpack_output(packed: int, memory_len: int) -> tuple[int, int]:
+    """Split a handler's `(ptr << 32) | len` and bounds-check it against the guest's memory."""
+    value = packed & 0xFFFF_FFFF_FFFF_FFFF
+    ptr, length = value >> 32, value & 0xFFFF_FFFF
+    if ptr + length > memory_len:
+        raise BadGuestOutput(f"guest returned output [{ptr}, {ptr + length}) outside its {memory_len}-byte memory")
+    return ptr, length
+
+
+def new_slots(n: int) -> Any:
+    return (ffi.wasmtime_val_raw_t * n)()

@@ -1,0 +1,193 @@
+"""Runtime configuration: the tuples to serve and their limits, parsed once into frozen dataclasses."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from warmpool_runtime.instance import Limits
+from warmpool_runtime.modules import ModuleSource
+
+DNS1123_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
+SHA256_HEX = re.compile(r"^[0-9a-f]{64}$")
+
+
+class ConfigError(ValueError):
+    """A configuration value that cannot work; the message names the field."""
+
+
+@dataclass(frozen=True, slots=True)
+class TupleConfig:
+    """One (tenant, module) pool to keep warm."""
+
+    tenant: str
+    sha256: str
+    source: ModuleSource
+    warm: int = 4
+    limits: Limits = field(default_factory=Limits)
+
+    @property
+    def key(self) -> tuple[str, str]:
+        return (self.tenant, self.sha256)
+
+
+@dataclass(frozen=True, slots=True)
+class RuntimeConfig:
+    """Everything `warmpool runtime serve` needs besides where to listen."""
+
+    tuples: tuple[TupleConfig, ...]
+    max_total_warm: int = 256
+    workers: int = 4
+    """Threads that run guest calls that leave the inline lane (long calls, misses)."""
+    inline_budget_ms: float = 2.0
+    """Calls first run on the server thread with this deadline; slower ones move to a worker."""
+    wasi: bool = True
+    """Offer WASI preview 1 (no preopens, env, args or stdio) to modules that import it."""
+    compiled_cache_dir: str | None = None
+    max_body_bytes: int = 16 << 20
+
+    def floors(self) -> dict[tuple[str, str], int]:
+        """Warm floor per tuple: `warm`, cut so the sum never exceeds `max_total_warm` (config order)."""
+        remaining, out = self.max_total_warm, {}
+        for t in self.tuples:
+            out[t.key] = min(t.warm, remaining)
+            remaining -= out[t.key]
+        return out
+
+
+_LIMIT_FIELDS = {
+    "memoryBytes": "memory_bytes",
+    "timeoutMs": "timeout_ms",
+    "fuel": "fuel",
+    "tableElements": "table_elements",
+    "maxModuleBytes": "max_module_bytes",
+}
+
+
+def _int(value: Any, where: str, minimum: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ConfigError(f"{where} must be an integer >= {minimum}, got {value!r}")
+    return value
+
+
+def parse_limits(raw: Any, base: Limits, where: str) -> Limits:
+    if raw is None:
+        return base
+    if not isinstance(raw, Mapping):
+        raise ConfigError(f"{where} must be a mapping")
+    unknown = sorted(set(raw) - set(_LIMIT_FIELDS))
+    if unknown:
+        raise ConfigError(f"{where}: unknown field(s) {', '.join(unknown)}")
+    values: dict[str, Any] = {}
+    for key, attr in _LIMIT_FIELDS.items():
+        if key in raw:
+            if attr == "fuel" and raw[key] is None:
+                values[attr] = None
+            else:
+                values[attr] = _int(raw[key], f"{where}.{key}", 1)
+    return replace(base, **values)
+
+
+def parse_source(raw: Any, where: str) -> ModuleSource:
+    if not isinstance(raw, Mapping):
+        raise ConfigError(f"{where} must be a mapping with one of path, url, dir")
+    given = {k: v for k, v in raw.items() if v is not None}
+    unknown = sorted(set(given) - {"path", "url", "dir"})
+    if unknown:
+        raise ConfigError(f"{where}: unknown field(s) {', '.join(unknown)}")
+    if len(given) != 1:
+        raise ConfigError(f"{where} needs exactly one of path, url, dir; got {sorted(given) or 'none'}")
+    (kind, value), = given.items()
+    if not isinstance(value, str) or not value:
+        raise ConfigError(f"{where}.{kind} must be a non-empty string")
+    if kind == "url" and not value.startswith(("http://", "https://")):
+        raise ConfigError(f"{where}.url must be an http(s) URL, got {value!r}")
+    return ModuleSource(**{kind: value})
+
+
+def parse_tuple(raw: Any, limits: Limits, where: str) -> TupleConfig:
+    if not isinstance(raw, Mapping):
+        raise ConfigError(f"{where} must be a mapping")
+    tenant = raw.get("tenant")
+    if not isinstance(tenant, str) or not DNS1123_LABEL.match(tenant):
+        raise ConfigError(f"{where}.tenant must be a DNS-1123 label (a-z, 0-9, '-', at most 63), got {tenant!r}")
+    module = raw.get("module")
+    if not isinstance(module, Mapping):
+        raise ConfigError(f"{where}.module must be a mapping with sha256 and source")
+    sha = module.get("sha256")
+    if not isinstance(sha, str) or not SHA256_HEX.match(sha):
+        raise ConfigError(f"{where}.module.sha256 must be 64 lowercase hex characters, got {sha!r}")
+    return TupleConfig(
+        tenant=tenant,
+        sha256=sha,
+        source=parse_source(module.get("source"), f"{where}.module.source"),
+        warm=_int(raw.get("warmInstancesPerTuple", 4), f"{where}.warmInstancesPerTuple", 0),
+        limits=parse_limits(raw.get("limits"), limits, f"{where}.limits"),
+    )
+
+
+_TOP_FIELDS = {"maxTotalWarm", "limits", "tuples", "workers", "inlineBudgetMs", "wasi", "compiledCacheDir",
+               "maxBodyBytes"}
+
+
+def parse_config(raw: Any) -> RuntimeConfig:
+    if not isinstance(raw, Mapping):
+        raise ConfigError("config must be a mapping")
+    unknown = sorted(set(raw) - _TOP_FIELDS)
+    if unknown:
+        raise ConfigError(f"config: unknown field(s) {', '.join(unknown)}")
+    limits = parse_limits(raw.get("limits"), Limits(), "limits")
+    raw_tuples = raw.get("tuples")
+    if not isinstance(raw_tuples, list) or not raw_tuples:
+        raise ConfigError("tuples must be a non-empty list")
+    tuples = tuple(parse_tuple(t, limits, f"tuples[{i}]") for i, t in enumerate(raw_tuples))
+    seen: set[tuple[str, str]] = set()
+    for i, t in enumerate(tuples):
+        if t.key in seen:
+            raise ConfigError(f"tuples[{i}] repeats tenant {t.tenant} with module {t.sha256[:12]}")
+        seen.add(t.key)
+    budget = raw.get("inlineBudgetMs", 2.0)
+    if isinstance(budget, bool) or not isinstance(budget, int | float) or budget < 0:
+        raise ConfigError(f"inlineBudgetMs must be a number >= 0, got {budget!r}")
+    wasi = raw.get("wasi", True)
+    if not isinstance(wasi, bool):
+        raise ConfigError(f"wasi must be a boolean, got {wasi!r}")
+    cache_dir = raw.get("compiledCacheDir")
+    if cache_dir is not None and not isinstance(cache_dir, str):
+        raise ConfigError("compiledCacheDir must be a path")
+    return RuntimeConfig(
+        tuples=tuples,
+        max_total_warm=_int(raw.get("maxTotalWarm", 256), "maxTotalWarm", 0),
+        workers=_int(raw.get("workers", 4), "workers", 1),
+        inline_budget_ms=float(budget),
+        wasi=wasi,
+        compiled_cache_dir=cache_dir,
+        max_body_bytes=_int(raw.get("maxBodyBytes", 16 << 20), "maxBodyBytes", 1),
+    )
+
+
+def load_config(path: str) -> RuntimeConfig:
+    try:
+        text = Path(path).read_text()
+    except OSError as exc:
+        raise ConfigError(f"cannot read config {path}: {exc.strerror or exc}") from exc
+    try:
+        raw = json.loads(text) if path.endswith(".json") else yaml.safe_load(text)
+    except (json.JSONDecodeError, yaml.YAMLError) as exc:
+        raise ConfigError(f"config {path} is not valid {'JSON' if path.endswith('.json') else 'YAML'}: {exc}") from exc
+    return parse_config(raw)
+
+
+def single_tuple_config(tenant: str, module: str, sha256: str, warm: int) -> RuntimeConfig:
+    """The config the one-tuple command-line flags describe."""
+    source = {"url": module} if module.startswith(("http://", "https://")) else {"path": module}
+    return parse_config({
+        "maxTotalWarm": max(warm, 1),
+        "tuples": [{"tenant": tenant, "module": {"sha256": sha256, "source": source}, "warmInstancesPerTuple": warm}],
+    })

@@ -1,0 +1,82 @@
+"""Prometheus exposition of the pools' plain counters, read at scrape time (nothing on the hot path)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator
+
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
+from prometheus_client.registry import Collector, CollectorRegistry
+
+from warmpool_runtime.pool import TuplePool
+from warmpool_runtime.stats import Histogram
+
+SHORT_HASH = 12
+"""The `module` label is the sha256 prefix: bounded cardinality, still unique in practice."""
+
+
+class PoolCollector(Collector):
+    """Reads every pool's stats on each scrape; labels are bounded by the configured tuples."""
+
+    def __init__(self, pools: Callable[[], Iterable[TuplePool]]) -> None:
+        self._pools = pools
+
+    def collect(self) -> Iterator[CounterMetricFamily | GaugeMetricFamily | HistogramMetricFamily]:
+        labels = ["tenant", "module"]
+        draws = CounterMetricFamily("tensor_wasm_pool_draws", "Acquisitions from the warm pool, by result.",
+                                    labels=[*labels, "result"])
+        warm = GaugeMetricFamily("tensor_wasm_pool_warm_instances", "Idle warm instances ready to serve.",
+                                 labels=labels)
+        capacity = GaugeMetricFamily("tensor_wasm_pool_capacity_instances",
+                                     "Configured warm floor (after the maxTotalWarm cap).", labels=labels)
+        in_flight = GaugeMetricFamily("tensor_wasm_pool_in_flight", "Invocations running now.", labels=labels)
+        reset_failed = CounterMetricFamily("tensor_wasm_pool_reset_failed",
+                                           "Used instances that could not be restored to a warm one.",
+                                           labels=["tenant"])
+        terminated = CounterMetricFamily("tensor_wasm_pool_terminated",
+                                         "Used instances terminated instead of returned, by reason.",
+                                         labels=[*labels, "reason"])
+        invocations = CounterMetricFamily("tensor_wasm_invocations", "Invocations by outcome code.",
+                                          labels=[*labels, "code"])
+        traps = CounterMetricFamily("tensor_wasm_traps", "Guest traps by trap code.", labels=[*labels, "trap"])
+        invoke = HistogramMetricFamily("tensor_wasm_invocation_duration_seconds",
+                                       "Invocation latency inside the runtime.", labels=labels)
+        instantiate = HistogramMetricFamily("tensor_wasm_instantiation_duration_seconds",
+                                            "Time to instantiate one instance.", labels=labels)
+        failed_by_tenant: dict[str, int] = {}
+        for pool in self._pools():
+            tenant, module = pool.template.tenant, pool.template.sha256[:SHORT_HASH]
+            s = pool.stats
+            draws.add_metric([tenant, module, "hit"], s.hits)
+            draws.add_metric([tenant, module, "miss"], s.misses)
+            warm.add_metric([tenant, module], pool.warm)
+            capacity.add_metric([tenant, module], pool.floor)
+            in_flight.add_metric([tenant, module], s.in_flight)
+            failed_by_tenant[tenant] = failed_by_tenant.get(tenant, 0) + s.reset_failed
+            for reason, n in sorted(s.terminated.items()):
+                terminated.add_metric([tenant, module, reason], n)
+            for code, n in sorted(s.invocations.items()):
+                invocations.add_metric([tenant, module, code], n)
+            for trap, n in sorted(s.traps.items()):
+                traps.add_metric([tenant, module, trap], n)
+            _add_histogram(invoke, [tenant, module], s.invoke_seconds)
+            _add_histogram(instantiate, [tenant, module], s.instantiate_seconds)
+        for tenant, n in sorted(failed_by_tenant.items()):
+            reset_failed.add_metric([tenant], n)
+        yield from (draws, warm, capacity, in_flight, reset_failed, terminated, invocations, traps, invoke,
+                    instantiate)
+
+
+def _add_histogram(family: HistogramMetricFamily, labels: list[str], histogram: Histogram) -> None:
+    buckets, _, total = histogram.snapshot()
+    family.add_metric(labels, [(_bound(b), float(n)) for b, n in buckets], total)
+
+
+def _bound(value: float) -> str:
+    return "+Inf" if value == float("inf") else repr(value)
+
+
+def build_registry(pools: Callable[[], Iterable[TuplePool]]) -> CollectorRegistry:
+    """A registry of the runtime's own metrics; tests build their own the same way."""
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(PoolCollector(pools))
+    return registry
