@@ -106,7 +106,8 @@ class TuplePool:
 class Refiller:
     """One background thread that drops used instances and tops pools back up to their floors."""
 
-    def __init__(self, retry_seconds: float = 1.0) -> None:
+    def __init__(self, retry_seconds: float = 1.0, max_backlog: int = 32) -> None:
+        self._max_backlog = max_backlog
         self._queue: queue.SimpleQueue[tuple[TuplePool | None, WarmInstance | None]] = queue.SimpleQueue()
         self._retry = retry_seconds
         self._stop = threading.Event()
@@ -124,7 +125,14 @@ class Refiller:
         self._queue.put_nowait((pool, None))
 
     def retire(self, pool: TuplePool, instance: WarmInstance) -> None:
-        self._queue.put_nowait((pool, instance))
+        if self._queue.qsize() < self._max_backlog:
+            self._queue.put_nowait((pool, instance))
+            return
+        # Saturated: don't let queued used instances pin pool slots; the caller's reference is the
+        # last one, so the slot frees as soon as it returns.
+        if instance.grew:
+            pool.stats.terminated["memory_grew"] += 1
+        self._queue.put_nowait((pool, None))
 
     def _run(self) -> None:
         failing: set[TuplePool] = set()

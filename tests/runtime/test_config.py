@@ -1,0 +1,73 @@
+"""Runtime config parsing: every bad value is refused with the field it concerns."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from warmpool_runtime.config import ConfigError, load_config, parse_config, single_tuple_config
+
+pytestmark = pytest.mark.unit
+
+SHA = "a" * 64
+
+
+def entry(**over: Any) -> dict[str, Any]:
+    base: dict[str, Any] = {"tenant": "acme", "module": {"sha256": SHA, "source": {"path": "/m.wasm"}}}
+    base.update(over)
+    return base
+
+
+def test_defaults_and_overrides() -> None:
+    config = parse_config({"limits": {"timeoutMs": 50}, "tuples": [entry(limits={"memoryBytes": 1 << 20})]})
+    (t,) = config.tuples
+    assert t.warm == 4
+    assert t.limits.timeout_ms == 50
+    assert t.limits.memory_bytes == 1 << 20
+    assert config.max_total_warm == 256
+    assert config.workers == 4
+
+
+@pytest.mark.parametrize(("raw", "field"), [
+    ({"tuples": []}, "tuples"),
+    ({"tuples": [entry(tenant="Not_A_Label")]}, "tuples[0].tenant"),
+    ({"tuples": [entry(module={"sha256": "ABC", "source": {"path": "x"}})]}, "tuples[0].module.sha256"),
+    ({"tuples": [entry(module={"sha256": SHA, "source": {"path": "x", "url": "http://h/x"}})]}, "exactly one"),
+    ({"tuples": [entry(module={"sha256": SHA, "source": {"url": "ftp://h/x"}})]}, "http(s)"),
+    ({"tuples": [entry(warmInstancesPerTuple=-1)]}, "warmInstancesPerTuple"),
+    ({"tuples": [entry(limits={"timeoutMs": 0})]}, "limits.timeoutMs"),
+    ({"tuples": [entry(limits={"bogus": 1})]}, "bogus"),
+    ({"tuples": [entry(), entry()]}, "repeats"),
+    ({"maxTotalWarm": -1, "tuples": [entry()]}, "maxTotalWarm"),
+    ({"tuples": [entry()], "extra": 1}, "extra"),
+])
+def test_bad_values_name_their_field(raw: dict[str, Any], field: str) -> None:
+    with pytest.raises(ConfigError, match=field.replace("[", r"\[").replace("]", r"\]").replace("(", r"\(")
+                       .replace(")", r"\)")):
+        parse_config(raw)
+
+
+def test_floors_respect_the_global_cap() -> None:
+    config = parse_config({"maxTotalWarm": 6, "tuples": [entry(warmInstancesPerTuple=4),
+                                                         entry(tenant="beta", warmInstancesPerTuple=4)]})
+    assert list(config.floors().values()) == [4, 2]
+
+
+def test_files_in_yaml_and_json(tmp_path) -> None:
+    (tmp_path / "c.yaml").write_text(f"tuples:\n  - tenant: acme\n    module: {{sha256: {SHA}, source: {{dir: /m}}}}\n")
+    (tmp_path / "c.json").write_text(f'{{"tuples": [{{"tenant": "acme", "module": {{"sha256": "{SHA}", '
+                                     '"source": {"url": "https://h/m.wasm"}}}]}')
+    assert load_config(str(tmp_path / "c.yaml")).tuples[0].source.dir == "/m"
+    assert load_config(str(tmp_path / "c.json")).tuples[0].source.url == "https://h/m.wasm"
+    (tmp_path / "bad.yaml").write_text("tuples: [")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_config(str(tmp_path / "bad.yaml"))
+    with pytest.raises(ConfigError, match="cannot read"):
+        load_config(str(tmp_path / "absent.yaml"))
+
+
+def test_single_tuple_flags() -> None:
+    config = single_tuple_config("acme", "http://127.0.0.1:1/m.wasm", SHA, 3)
+    assert config.tuples[0].source.url
+    assert config.tuples[0].warm == 3

@@ -1,0 +1,95 @@
+"""A guest that traps, loops, recurses, or eats memory gets a clear error and harms no one else."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from warmpool_runtime import errors
+
+pytestmark = pytest.mark.component
+
+
+async def test_trap_reports_its_code(make_runtime, one_tuple, stateful) -> None:
+    runtime = make_runtime(one_tuple())
+    _, sha = stateful
+    with pytest.raises(errors.GuestTrap) as caught:
+        await runtime.invoke("acme", sha, "trap", [])
+    assert caught.value.code == "guest_trap"
+    assert caught.value.details["trap"] == "unreachable"
+    with pytest.raises(errors.GuestTrap) as caught:
+        await runtime.invoke("acme", sha, "divide", [1, 0])
+    assert caught.value.details["trap"] == "integer_division_by_zero"
+    assert runtime.pool_for("acme", sha).stats.traps == {"unreachable": 1, "integer_division_by_zero": 1}
+
+
+async def test_infinite_loop_is_stopped_by_the_deadline(make_runtime, one_tuple, stateful) -> None:
+    runtime = make_runtime(one_tuple(timeoutMs=50))
+    _, sha = stateful
+    with pytest.raises(errors.DeadlineExceeded):
+        await runtime.invoke("acme", sha, "spin", [])
+    assert await runtime.invoke("acme", sha, "add", [1, 2]) == [3]
+
+
+async def test_runaway_guest_does_not_stop_others_from_being_served(make_runtime, one_tuple, stateful) -> None:
+    runtime = make_runtime(one_tuple(warm=4, timeoutMs=400))
+    _, sha = stateful
+    spinning = asyncio.ensure_future(runtime.invoke("acme", sha, "spin", []))
+    await asyncio.sleep(0.01)  # let it leave the inline lane for a worker thread
+    served = [await runtime.invoke("acme", sha, "add", [i, i]) for i in range(20)]
+    assert not spinning.done()  # the 20 calls completed while the runaway guest was still running
+    assert served == [[2 * i] for i in range(20)]
+    with pytest.raises(errors.DeadlineExceeded):
+        await spinning
+
+
+async def test_fuel_limit_stops_a_loop(make_runtime, one_tuple, stateful) -> None:
+    from warmpool_runtime.engine import EngineSettings
+
+    runtime = make_runtime(one_tuple(fuel=10_000, timeoutMs=5000),
+                           engine=EngineSettings(pool_slots=16, max_memory_bytes=16 << 20, consume_fuel=True))
+    _, sha = stateful
+    with pytest.raises(errors.FuelExhausted):
+        await runtime.invoke("acme", sha, "spin", [])
+    assert await runtime.invoke("acme", sha, "add", [2, 2]) == [4]
+
+
+async def test_deep_recursion_hits_the_stack_limit(make_runtime, one_tuple, stateful) -> None:
+    runtime = make_runtime(one_tuple())
+    _, sha = stateful
+    with pytest.raises(errors.GuestTrap) as caught:
+        await runtime.invoke("acme", sha, "recurse", [0])
+    assert caught.value.details["trap"] == "stack_overflow"
+
+
+async def test_memory_grow_past_the_limit_is_refused(make_runtime, one_tuple, stateful) -> None:
+    runtime = make_runtime(one_tuple(memoryBytes=65536))  # the module starts at its one-page limit
+    _, sha = stateful
+    # The store limit makes memory.grow return -1, as the Wasm spec requires; the call itself succeeds.
+    assert await runtime.invoke("acme", sha, "grow", [10]) == [-1]
+    # A guest that traps because its growth was refused, at its limit, is told so.
+    with pytest.raises(errors.MemoryLimitExceeded) as caught:
+        await runtime.invoke("acme", sha, "grow_or_trap", [1])
+    assert caught.value.status == 413
+    assert caught.value.details["trap"] == "unreachable"
+    assert await runtime.invoke("acme", sha, "add", [1, 1]) == [2]
+
+
+async def test_bad_arguments_are_rejected_before_the_guest_runs(make_runtime, one_tuple, stateful) -> None:
+    runtime = make_runtime(one_tuple())
+    _, sha = stateful
+    for args in ([1], [1, 2, 3], ["1", 2], [1.5, 2], [True, 1], [2**32, 0]):
+        with pytest.raises(errors.BadArguments):
+            await runtime.invoke("acme", sha, "add", args)
+    assert await runtime.invoke("acme", sha, "add", [2**32 - 1, 1]) == [0]  # unsigned input wraps
+    assert await runtime.invoke("acme", sha, "add64", [2**62, 2**62]) == [-(2**63)]
+    assert await runtime.invoke("acme", sha, "scale", [1.5, 2.0]) == [3.0]
+    with pytest.raises(errors.UnknownExport):
+        await runtime.invoke("acme", sha, "nope", [])
+    with pytest.raises(errors.UnknownTenant):
+        await runtime.invoke("other", sha, "add", [1, 2])
+    with pytest.raises(errors.UnknownModule):
+        await runtime.invoke("acme", "0" * 64, "add", [1, 2])
+    pool = runtime.pool_for("acme", sha)
+    assert pool.stats.invocations["bad_arguments"] == 6

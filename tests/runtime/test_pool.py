@@ -1,0 +1,147 @@
+"""Warm pool behaviour with a real wasmtime: hits and misses, reset on return, termination, caps."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tests.runtime.conftest import wait_until
+from tests.runtime.wasm import STATEFUL, tuple_entry, write_module
+from warmpool_runtime.errors import InstantiateFailed
+from warmpool_runtime.instance import Template, WarmInstance
+
+pytestmark = pytest.mark.component
+
+
+async def test_draws_are_hits_while_warm_then_misses_when_empty(make_runtime, one_tuple, stateful) -> None:
+    runtime = make_runtime(one_tuple(warm=2))
+    _, sha = stateful
+    pool = runtime.pool_for("acme", sha)
+    assert pool.warm == 2
+    first, second = pool.acquire(), pool.acquire()
+    assert first is not None
+    assert second is not None
+    assert pool.acquire() is None  # empty: a miss
+    assert (pool.stats.hits, pool.stats.misses) == (2, 1)
+    pool.release(first)
+    pool.release(second)
+    wait_until(lambda: pool.warm == 2)
+    assert await runtime.invoke("acme", sha, "add", [2, 3]) == [5]
+    assert pool.stats.hits == 3
+
+
+async def test_every_acquire_sees_memory_globals_and_tables_as_after_start(make_runtime, one_tuple, stateful) -> None:
+    runtime = make_runtime(one_tuple(warm=1))
+    _, sha = stateful
+    for _ in range(5):
+        assert await runtime.invoke("acme", sha, "peek", []) == [0]
+        assert await runtime.invoke("acme", sha, "counter", []) == [1]
+        assert await runtime.invoke("acme", sha, "slot_is_null", []) == [1]
+        await runtime.invoke("acme", sha, "poke", [1234])
+        await runtime.invoke("acme", sha, "fill_slot", [])
+        wait_until(lambda: runtime.pool_for("acme", sha).warm == 1)
+
+
+def test_a_mutated_instance_is_never_handed_out_again(make_runtime, one_tuple, stateful) -> None:
+    runtime = make_runtime(one_tuple(warm=1))
+    _, sha = stateful
+    pool = runtime.pool_for("acme", sha)
+    used = pool.acquire()
+    assert used is not None
+    used.call_numeric("poke", [99], pool.template.deadline_ticks)
+    used.call_numeric("counter", [], pool.template.deadline_ticks)
+    pool.release(used)
+    wait_until(lambda: pool.warm == 1)
+    fresh = pool.acquire()
+    assert fresh is not None
+    assert fresh is not used
+    assert fresh.call_numeric("peek", [], pool.template.deadline_ticks) == [0]
+    assert fresh.call_numeric("counter", [], pool.template.deadline_ticks) == [1]
+
+
+def test_an_instance_whose_memory_grew_is_terminated(make_runtime, one_tuple, stateful) -> None:
+    runtime = make_runtime(one_tuple(warm=1))
+    _, sha = stateful
+    pool = runtime.pool_for("acme", sha)
+    used = pool.acquire()
+    assert used is not None
+    assert used.call_numeric("grow", [1], pool.template.deadline_ticks) == [1]
+    assert used.grew
+    pool.release(used)
+    wait_until(lambda: pool.stats.terminated["memory_grew"] == 1 and pool.warm == 1)
+    fresh = pool.acquire()
+    assert fresh is not None
+    assert not fresh.grew
+    assert fresh.memory_len() == 65536
+
+
+def test_a_failing_reset_never_poisons_the_pool(make_runtime, one_tuple, stateful) -> None:
+    # The factory seam stands in for an instantiation that fails (slot exhaustion, a flaky start):
+    # wasmtime cannot be made to fail on demand otherwise. The second and third recycles fail.
+    calls = {"n": 0}
+
+    def flaky(template: Template) -> WarmInstance:
+        calls["n"] += 1
+        if calls["n"] in (4, 5):
+            raise InstantiateFailed("injected instantiation failure")
+        return WarmInstance(template)
+
+    runtime = make_runtime(one_tuple(warm=1), factory=flaky)  # calls 1 (load check) and 2 (prewarm)
+    _, sha = stateful
+    pool = runtime.pool_for("acme", sha)
+    used = pool.acquire()
+    assert used is not None
+    pool.release(used)  # refill: call 3 succeeds
+    wait_until(lambda: pool.warm == 1)
+    used = pool.acquire()
+    assert used is not None
+    pool.release(used)  # refill: calls 4 and 5 fail, then the retry succeeds
+    wait_until(lambda: pool.stats.reset_failed >= 1)
+    wait_until(lambda: pool.warm == 1 and pool.ready)
+    assert pool.stats.reset_failed == 2
+    fresh = pool.acquire()
+    assert fresh is not None
+    assert fresh.call_numeric("counter", [], pool.template.deadline_ticks) == [1]
+
+
+def test_max_total_warm_caps_the_sum_across_tuples(make_runtime, tmp_path: Path) -> None:
+    path, sha = write_module(tmp_path, STATEFUL)
+    runtime = make_runtime({
+        "maxTotalWarm": 5,
+        "tuples": [tuple_entry("acme", path, sha, 4), tuple_entry("beta", path, sha, 4)],
+    })
+    acme, beta = runtime.pool_for("acme", sha), runtime.pool_for("beta", sha)
+    assert (acme.floor, beta.floor) == (4, 1)
+    for _ in range(3):
+        for pool in (acme, beta):
+            instance = pool.acquire()
+            if instance is not None:
+                pool.release(instance)
+        wait_until(lambda: acme.warm == 4 and beta.warm == 1)
+        assert acme.warm + beta.warm <= 5
+
+
+async def test_zero_warm_disables_pooling(make_runtime, one_tuple, stateful) -> None:
+    runtime = make_runtime(one_tuple(warm=0))
+    _, sha = stateful
+    pool = runtime.pool_for("acme", sha)
+    assert runtime.ready
+    assert pool.warm == 0
+    assert await runtime.invoke("acme", sha, "add", [1, 1]) == [2]
+    assert await runtime.invoke("acme", sha, "add", [2, 2]) == [4]
+    assert (pool.stats.hits, pool.stats.misses, pool.warm) == (0, 2, 0)
+
+
+async def test_stores_are_never_shared_between_concurrent_calls(make_runtime, stateful) -> None:
+    import asyncio
+
+    path, sha = stateful
+    # inlineBudgetMs 0 sends every call to the worker threads, so calls really run concurrently.
+    runtime = make_runtime({"inlineBudgetMs": 0, "workers": 4, "tuples": [tuple_entry("acme", path, sha, 4)]})
+    # Each call bumps a mutable global once: an instance shared by two calls, or reused without a
+    # reset, would answer 2 or more.
+    results = await asyncio.gather(*(runtime.invoke("acme", sha, "counter", []) for _ in range(300)))
+    assert results == [[1]] * 300
+    pool = runtime.pool_for("acme", sha)
+    assert pool.stats.hits + pool.stats.misses == 300

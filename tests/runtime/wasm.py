@@ -1,0 +1,100 @@
+"""Test modules written as WAT, compiled to binary and written where a runtime can load them."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+from typing import Any
+
+import wasmtime
+
+# Mutates memory, an unexported mutable global, and an unexported table: a clean instance
+# answers peek() == 0, counter() == 1 and slot_is_null() == 1.
+STATEFUL = """
+(module
+  (memory (export "memory") 1 4)
+  (global $count (mut i32) (i32.const 0))
+  (table $t 2 funcref)
+  (func $f)
+  (elem declare func $f)
+  (func (export "add") (param i32 i32) (result i32) (i32.add (local.get 0) (local.get 1)))
+  (func (export "add64") (param i64 i64) (result i64) (i64.add (local.get 0) (local.get 1)))
+  (func (export "scale") (param f64 f32) (result f64) (f64.mul (local.get 0) (f64.promote_f32 (local.get 1))))
+  (func (export "counter") (result i32)
+    (global.set $count (i32.add (global.get $count) (i32.const 1)))
+    (global.get $count))
+  (func (export "poke") (param i32) (i32.store (i32.const 64) (local.get 0)))
+  (func (export "peek") (result i32) (i32.load (i32.const 64)))
+  (func (export "fill_slot") (table.set $t (i32.const 1) (ref.func $f)))
+  (func (export "slot_is_null") (result i32) (ref.is_null (table.get $t (i32.const 1))))
+  (func (export "grow") (param i32) (result i32) (memory.grow (local.get 0)))
+  (func (export "trap") (result i32) unreachable)
+  (func (export "divide") (param i32 i32) (result i32) (i32.div_s (local.get 0) (local.get 1)))
+  (func (export "spin") (loop $l (br $l)))
+  (func $recurse (export "recurse") (param i32) (result i32)
+    (call $recurse (i32.add (local.get 0) (i32.const 1))))
+  (func (export "grow_or_trap") (param i32)
+    (if (i32.eq (memory.grow (local.get 0)) (i32.const -1)) (then unreachable)))
+)
+"""
+
+# The bytes ABI: alloc(len) -> ptr, and upper(ptr, len) -> (ptr << 32 | len) of the output,
+# which is the input with ASCII lowercase letters turned to uppercase, written in place.
+BYTES = """
+(module
+  (memory (export "memory") 1)
+  (global $next (mut i32) (i32.const 1024))
+  (func (export "alloc") (param $len i32) (result i32)
+    (local $p i32)
+    (local.set $p (global.get $next))
+    (global.set $next (i32.add (global.get $next) (local.get $len)))
+    (local.get $p))
+  (func (export "upper") (param $ptr i32) (param $len i32) (result i64)
+    (local $i i32) (local $c i32)
+    (block $done
+      (loop $next
+        (br_if $done (i32.ge_u (local.get $i) (local.get $len)))
+        (local.set $c (i32.load8_u (i32.add (local.get $ptr) (local.get $i))))
+        (if (i32.and (i32.ge_u (local.get $c) (i32.const 97)) (i32.le_u (local.get $c) (i32.const 122)))
+          (then (i32.store8 (i32.add (local.get $ptr) (local.get $i)) (i32.sub (local.get $c) (i32.const 32)))))
+        (local.set $i (i32.add (local.get $i) (i32.const 1)))
+        (br $next)))
+    (i64.or (i64.shl (i64.extend_i32_u (local.get $ptr)) (i64.const 32)) (i64.extend_i32_u (local.get $len))))
+  (func (export "bad_output") (param i32 i32) (result i64) (i64.const 0x7fffffff00000010))
+)
+"""
+
+MISSING_IMPORT = """
+(module (import "env" "host_secret" (func (result i32))) (func (export "f") (result i32) (call 0)))
+"""
+
+WASI = """
+(module
+  (import "wasi_snapshot_preview1" "random_get" (func $rand (param i32 i32) (result i32)))
+  (memory (export "memory") 1)
+  (func (export "rand_ok") (result i32) (call $rand (i32.const 0) (i32.const 8)))
+)
+"""
+
+START_TRAPS = """(module (func $s unreachable) (start $s) (func (export "f")))"""
+
+
+def compile_wat(wat: str) -> bytes:
+    return bytes(wasmtime.wat2wasm(wat))
+
+
+def write_module(directory: Path, wat: str) -> tuple[Path, str]:
+    data = compile_wat(wat)
+    sha = hashlib.sha256(data).hexdigest()
+    path = directory / f"{sha}.wasm"
+    path.write_bytes(data)
+    return path, sha
+
+
+def tuple_entry(tenant: str, path: Path, sha: str, warm: int = 2, **limits: Any) -> dict[str, Any]:
+    entry: dict[str, Any] = {
+        "tenant": tenant, "module": {"sha256": sha, "source": {"path": str(path)}}, "warmInstancesPerTuple": warm,
+    }
+    if limits:
+        entry["limits"] = limits
+    return entry
