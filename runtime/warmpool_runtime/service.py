@@ -7,7 +7,7 @@ import logging
 import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import wasmtime
@@ -51,7 +51,10 @@ class Runtime:
     def __init__(self, config: RuntimeConfig, engine_settings: EngineSettings | None = None,
                  factory: InstanceFactory = WarmInstance) -> None:
         self.config = config
-        self.engine_settings = engine_settings or EngineSettings()
+        settings = engine_settings or EngineSettings()
+        # Fuel metering must be compiled in; only pay for it when some tuple asks for a fuel budget.
+        needs_fuel = any(t.limits.fuel is not None for t in config.tuples)
+        self.engine_settings = replace(settings, consume_fuel=settings.consume_fuel or needs_fuel)
         self.engine = build_engine(self.engine_settings)
         self.modules = ModuleStore(self.engine, config.compiled_cache_dir)
         self.linker = wasmtime.Linker(self.engine)

@@ -45,10 +45,7 @@ async def test_runaway_guest_does_not_stop_others_from_being_served(make_runtime
 
 
 async def test_fuel_limit_stops_a_loop(make_runtime, one_tuple, stateful) -> None:
-    from warmpool_runtime.engine import EngineSettings
-
-    runtime = make_runtime(one_tuple(fuel=10_000, timeoutMs=5000),
-                           engine=EngineSettings(pool_slots=16, max_memory_bytes=16 << 20, consume_fuel=True))
+    runtime = make_runtime(one_tuple(fuel=10_000, timeoutMs=5000))  # a fuel limit turns metering on
     _, sha = stateful
     with pytest.raises(errors.FuelExhausted):
         await runtime.invoke("acme", sha, "spin", [])
