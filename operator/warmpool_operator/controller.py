@@ -1,0 +1,150 @@
+"""The reconcile use case between kopf and the pure core: fetch, parse, serialise per pool, measure.
+
+Every trigger (create/update/resume, the resync timer, a child's event) goes through
+`Controller.reconcile`, which re-reads the WarmPool under a per-pool lock so that concurrent
+triggers never act on a stale status.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Callable, Mapping
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from warmpool_operator.diff import drift
+from warmpool_operator.health import Problem
+from warmpool_operator.kube import WARMPOOLS, KubeApi
+from warmpool_operator.metrics import OperatorMetrics
+from warmpool_operator.probe import Prober
+from warmpool_operator.reconcile import Outcome, reconcile
+from warmpool_operator.render import RenderOptions
+from warmpool_operator.settings import OperatorConfig
+from warmpool_operator.spec import SpecError, parse_warmpool
+from warmpool_operator.status import invalid_spec_status, notices
+
+
+@dataclass(frozen=True, slots=True)
+class Result:
+    """One reconciliation: the WarmPool as read, and what came of it."""
+
+    body: Mapping[str, Any]
+    outcome: Outcome
+
+
+@dataclass
+class PoolLocks:
+    """One lock per WarmPool; forgotten when the pool is deleted."""
+
+    _locks: dict[tuple[str, str], asyncio.Lock] = field(default_factory=dict)
+
+    @asynccontextmanager
+    async def hold(self, namespace: str, name: str) -> AsyncIterator[None]:
+        lock = self._locks.setdefault((namespace, name), asyncio.Lock())
+        async with lock:
+            yield
+
+    def forget(self, namespace: str, name: str) -> None:
+        lock = self._locks.get((namespace, name))
+        if lock is not None and not lock.locked():
+            del self._locks[(namespace, name)]
+
+
+@dataclass
+class WatchHealth:
+    """When the WarmPool watch last delivered anything (kopf re-lists on every reconnect)."""
+
+    last_event: float | None = None
+
+    def seen(self) -> None:
+        self.last_event = time.monotonic()
+
+    def age_seconds(self) -> float | None:
+        return None if self.last_event is None else round(time.monotonic() - self.last_event, 3)
+
+
+@dataclass(frozen=True)
+class Controller:
+    config: OperatorConfig
+    api: KubeApi
+    prober: Prober
+    metrics: OperatorMetrics
+    clock: Callable[[], datetime]
+    namespaces: tuple[str, ...] = ()
+    """Watched namespaces; empty means all of them."""
+    locks: PoolLocks = field(default_factory=PoolLocks)
+    watch: WatchHealth = field(default_factory=WatchHealth)
+
+    @property
+    def render_options(self) -> RenderOptions:
+        return RenderOptions(default_image=self.config.runtime_image, image_pull_policy=self.config.image_pull_policy)
+
+    async def reconcile(self, namespace: str, name: str, *, trigger: str) -> Result | None:
+        """None when the WarmPool is gone or being deleted (its children go with it)."""
+        async with self.locks.hold(namespace, name):
+            started = time.perf_counter()
+            try:
+                result = await self._reconcile(namespace, name)
+            except Exception as exc:
+                self.metrics.reconciles.labels(trigger=trigger, result="error").inc()
+                self.metrics.errors.labels(reason=type(exc).__name__).inc()
+                raise
+            finally:
+                self.metrics.duration.labels(trigger=trigger).observe(time.perf_counter() - started)
+            if result is None:
+                return None
+            outcome = result.outcome
+            for write in outcome.writes:
+                self.metrics.child_writes.labels(kind=write.kind, verb=write.verb).inc()
+            if outcome.problem is not None:
+                self.metrics.errors.labels(reason=outcome.problem.reason).inc()
+            kind = "ok" if outcome.problem is None else "stalled"
+            self.metrics.reconciles.labels(trigger=trigger, result=kind).inc()
+            return result
+
+    async def _reconcile(self, namespace: str, name: str) -> Result | None:
+        body = await self.api.get(WARMPOOLS, namespace, name)
+        if body is None or (body.get("metadata") or {}).get("deletionTimestamp"):
+            return None
+        try:
+            pool = parse_warmpool(body)
+        except SpecError as exc:
+            return Result(body, await self._report_invalid(body, exc))
+        outcome = await reconcile(
+            pool, store=self.api, prober=self.prober, options=self.render_options, now=self.clock()
+        )
+        return Result(body, outcome)
+
+    async def _report_invalid(self, body: Mapping[str, Any], error: SpecError) -> Outcome:
+        meta = body.get("metadata") or {}
+        previous = body.get("status") if isinstance(body.get("status"), Mapping) else {}
+        assert isinstance(previous, Mapping)
+        raw_generation = meta.get("generation")
+        generation = raw_generation if isinstance(raw_generation, int) else 0
+        status = invalid_spec_status(
+            generation=generation, reason="InvalidSpec", message=str(error), previous=previous, now=self.clock()
+        )
+        written = bool(drift(status, previous))
+        if written:
+            await self.api.patch_status(WARMPOOLS, str(meta["namespace"]), str(meta["name"]), status)
+        return Outcome(
+            status=status,
+            problem=Problem("InvalidSpec", str(error), permanent=True),
+            notices=tuple(notices(previous, status)),
+            writes=(),
+            status_written=written,
+        )
+
+    async def check_watch(self) -> dict[str, Any]:
+        """Liveness: the request the watch starts with (a list of WarmPools) must succeed.
+
+        It uses the same credentials, resource and scope as the watch streams, so a revoked
+        token, lost RBAC or an unreachable API server fails the probe and restarts the pod.
+        """
+        scopes: tuple[str | None, ...] = self.namespaces or (None,)
+        for namespace in scopes:
+            await self.api.list(WARMPOOLS, namespace, limit=1)
+        return {"apiReachable": True, "lastWatchEventAgeSeconds": self.watch.age_seconds()}

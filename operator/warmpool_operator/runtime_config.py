@@ -1,0 +1,62 @@
+"""The runtime's config document (docs/runtime-config.md) rendered from a WarmPool spec; pure."""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any
+
+import yaml
+
+from warmpool_operator.spec import Limits, ModuleSource, WarmPoolSpec
+
+CONFIG_DIR = "/etc/warmpool"
+CONFIG_FILE = "runtime.yaml"
+CONFIG_PATH = f"{CONFIG_DIR}/{CONFIG_FILE}"
+MODULES_DIR = "/modules"
+
+
+def runtime_config(spec: WarmPoolSpec) -> dict[str, Any]:
+    """One tuple per pool: the pool's tenant and module, with the pool's limits as defaults."""
+    return {
+        "maxTotalWarm": spec.max_total_warm,
+        "limits": _limits(spec.limits),
+        "tuples": [
+            {
+                "tenant": spec.tenant,
+                "module": {"sha256": spec.module.sha256, "source": module_source(spec.module.source)},
+                "warmInstancesPerTuple": spec.warm_instances_per_tuple,
+            }
+        ],
+    }
+
+
+def module_source(source: ModuleSource) -> dict[str, str]:
+    """A path stays a path, a url stays a url; a ConfigMap key becomes a file under MODULES_DIR."""
+    if source.url is not None:
+        return {"url": source.url}
+    if source.path is not None:
+        return {"path": source.path}
+    assert source.config_map is not None  # the parser guarantees exactly one source
+    return {"path": f"{MODULES_DIR}/{source.config_map.key}"}
+
+
+def render_runtime_yaml(spec: WarmPoolSpec) -> str:
+    """Deterministic YAML text, so that its hash changes only when the content does."""
+    text: str = yaml.safe_dump(runtime_config(spec), sort_keys=True, default_flow_style=False)
+    return text
+
+
+def config_hash(text: str) -> str:
+    """Short content hash put on the pod template: a changed config rolls the pods."""
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def _limits(limits: Limits) -> dict[str, int]:
+    out = {"memoryBytes": limits.memory_bytes, "timeoutMs": limits.timeout_ms}
+    optional = {
+        "fuel": limits.fuel,
+        "tableElements": limits.table_elements,
+        "maxModuleBytes": limits.max_module_bytes,
+    }
+    out.update({key: value for key, value in optional.items() if value is not None})
+    return out

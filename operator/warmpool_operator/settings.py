@@ -1,0 +1,159 @@
+"""Operator settings: one documented frozen dataclass, read from the environment in one place,
+and the kopf settings derived from it."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import kopf
+
+from warmpool_operator.spec import GROUP
+
+ENV_PREFIX = "WARMPOOL_OPERATOR_"
+
+
+class SettingsError(ValueError):
+    """An environment variable with a value the operator cannot use; the message names it."""
+
+
+@dataclass(frozen=True, slots=True)
+class OperatorConfig:
+    """Everything the operator can be told besides which namespaces to watch (CLI flags)."""
+
+    runtime_image: str = "warmpool:0.1.0"
+    """Image of the runtime pods when a WarmPool sets no `spec.runtime.image` (RUNTIME_IMAGE)."""
+    image_pull_policy: str = "IfNotPresent"
+    """imagePullPolicy of the runtime container (IMAGE_PULL_POLICY)."""
+    resync_seconds: float = 30.0
+    """Period of the level-based resync of every pool: drift, pod health, status (RESYNC_SECONDS)."""
+    retry_backoff_seconds: tuple[float, ...] = (1.0, 2.0, 5.0, 10.0, 30.0, 60.0)
+    """Delays between retries of a pool that cannot progress; the last repeats (RETRY_BACKOFF_SECONDS)."""
+    probe_timeout_seconds: float = 1.0
+    """Timeout of one `GET /readyz` to a not-Ready pod (PROBE_TIMEOUT_SECONDS)."""
+    max_probed_pods: int = 5
+    """At most this many not-Ready pods are asked for /readyz per reconciliation (MAX_PROBED_PODS)."""
+    request_timeout_seconds: float = 30.0
+    """Total timeout of one Kubernetes API request, watches excluded (REQUEST_TIMEOUT_SECONDS)."""
+    connect_timeout_seconds: float = 5.0
+    """TCP/TLS connect timeout towards the API server (CONNECT_TIMEOUT_SECONDS)."""
+    watch_server_timeout_seconds: float = 300.0
+    """Each watch request asks the server to close it after this long; kopf re-lists and re-watches
+    (WATCH_SERVER_TIMEOUT_SECONDS)."""
+    watch_inactivity_seconds: float = 70.0
+    """A watch stream silent for this long (not even a bookmark) is considered dead and reopened
+    (WATCH_INACTIVITY_SECONDS)."""
+    metrics_host: str = "0.0.0.0"
+    """Address of the Prometheus metrics endpoint (METRICS_HOST)."""
+    metrics_port: int = 9090
+    """Port of the Prometheus metrics endpoint; 0 disables it (METRICS_PORT)."""
+    health_host: str = "0.0.0.0"
+    """Address of the liveness endpoint `/healthz` (HEALTH_HOST)."""
+    health_port: int = 8081
+    """Port of the liveness endpoint; 0 disables it (HEALTH_PORT)."""
+    peering_name: str = "warmpool"
+    """kopf peering object shared by replicas: only the highest-priority replica acts (PEERING_NAME)."""
+    priority: int = 0
+    """This replica's peering priority (PRIORITY)."""
+    standalone: bool = False
+    """Ignore peering entirely, e.g. for a single local instance (STANDALONE)."""
+
+
+def config_from_env(env: Mapping[str, str]) -> OperatorConfig:
+    """Read `WARMPOOL_OPERATOR_*` variables; unset ones keep their defaults."""
+    base = OperatorConfig()
+
+    def raw(name: str) -> str | None:
+        value = env.get(ENV_PREFIX + name)
+        return None if value is None or value.strip() == "" else value.strip()
+
+    def number(name: str, default: float, *, minimum: float) -> float:
+        value = raw(name)
+        if value is None:
+            return default
+        try:
+            parsed = float(value)
+        except ValueError as exc:
+            raise SettingsError(f"{ENV_PREFIX}{name} must be a number, got {value!r}") from exc
+        if parsed < minimum:
+            raise SettingsError(f"{ENV_PREFIX}{name} must be >= {minimum}, got {value!r}")
+        return parsed
+
+    def integer(name: str, default: int, *, minimum: int) -> int:
+        value = number(name, default, minimum=minimum)
+        if value != int(value):
+            raise SettingsError(f"{ENV_PREFIX}{name} must be an integer")
+        return int(value)
+
+    backoff = base.retry_backoff_seconds
+    if (text := raw("RETRY_BACKOFF_SECONDS")) is not None:
+        try:
+            backoff = tuple(float(part) for part in text.split(","))
+        except ValueError as exc:
+            raise SettingsError(f"{ENV_PREFIX}RETRY_BACKOFF_SECONDS must be comma-separated numbers") from exc
+        if not backoff or any(delay <= 0 for delay in backoff):
+            raise SettingsError(f"{ENV_PREFIX}RETRY_BACKOFF_SECONDS must hold positive numbers")
+    standalone = (raw("STANDALONE") or "false").lower()
+    if standalone not in ("true", "false", "1", "0"):
+        raise SettingsError(f"{ENV_PREFIX}STANDALONE must be true or false")
+    return OperatorConfig(
+        runtime_image=raw("RUNTIME_IMAGE") or base.runtime_image,
+        image_pull_policy=raw("IMAGE_PULL_POLICY") or base.image_pull_policy,
+        resync_seconds=number("RESYNC_SECONDS", base.resync_seconds, minimum=0.1),
+        retry_backoff_seconds=backoff,
+        probe_timeout_seconds=number("PROBE_TIMEOUT_SECONDS", base.probe_timeout_seconds, minimum=0.01),
+        max_probed_pods=integer("MAX_PROBED_PODS", base.max_probed_pods, minimum=0),
+        request_timeout_seconds=number("REQUEST_TIMEOUT_SECONDS", base.request_timeout_seconds, minimum=0.1),
+        connect_timeout_seconds=number("CONNECT_TIMEOUT_SECONDS", base.connect_timeout_seconds, minimum=0.1),
+        watch_server_timeout_seconds=number(
+            "WATCH_SERVER_TIMEOUT_SECONDS", base.watch_server_timeout_seconds, minimum=1
+        ),
+        watch_inactivity_seconds=number("WATCH_INACTIVITY_SECONDS", base.watch_inactivity_seconds, minimum=1),
+        metrics_host=raw("METRICS_HOST") or base.metrics_host,
+        metrics_port=integer("METRICS_PORT", base.metrics_port, minimum=0),
+        health_host=raw("HEALTH_HOST") or base.health_host,
+        health_port=integer("HEALTH_PORT", base.health_port, minimum=0),
+        peering_name=raw("PEERING_NAME") or base.peering_name,
+        priority=integer("PRIORITY", base.priority, minimum=-(2**31)),
+        standalone=standalone in ("true", "1"),
+    )
+
+
+def backoff_delay(config: OperatorConfig, retry: int) -> float:
+    """Delay before retry number `retry` (0-based); the last step repeats."""
+    steps = config.retry_backoff_seconds
+    return steps[min(max(retry, 0), len(steps) - 1)]
+
+
+def kopf_settings(config: OperatorConfig) -> kopf.OperatorSettings:
+    """kopf's knobs, each set on purpose."""
+    settings = kopf.OperatorSettings()
+    # Everything kopf stores on WarmPools lives under our own API group, not kopf's.
+    settings.persistence.finalizer = f"{GROUP}/finalizer"
+    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=GROUP)
+    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
+        prefix=GROUP, key="last-handled-configuration"
+    )
+    # Bounded API calls: a hung API server must surface as a retryable error, not a stuck handler.
+    settings.networking.request_timeout = config.request_timeout_seconds
+    settings.networking.connect_timeout = config.connect_timeout_seconds
+    settings.watching.connect_timeout = config.connect_timeout_seconds
+    # Watches are renewed periodically (a fresh list catches anything a broken stream missed)
+    # and a silent stream is dropped and reopened instead of waiting forever.
+    settings.watching.server_timeout = config.watch_server_timeout_seconds
+    settings.watching.client_timeout = config.watch_server_timeout_seconds + 30
+    settings.watching.inactivity_timeout = config.watch_inactivity_seconds
+    # Unexpected exceptions (not our TemporaryError with its own delay) retry after this long.
+    settings.execution.default_backoff = config.retry_backoff_seconds[-1]
+    settings.networking.error_backoffs = config.retry_backoff_seconds
+    # Only the Events we post on purpose (state transitions), never one per log line.
+    settings.posting.loggers = False
+    settings.posting.level = logging.INFO
+    settings.posting.reporting_component = "warmpool-operator"
+    # Peering: replicas of the operator agree on one active instance.
+    settings.peering.name = config.peering_name
+    settings.peering.priority = config.priority
+    settings.peering.standalone = config.standalone
+    settings.peering.mandatory = not config.standalone
+    return settings

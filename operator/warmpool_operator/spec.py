@@ -1,0 +1,342 @@
+"""A WarmPool manifest parsed once, at the boundary, into frozen and validated dataclasses."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any
+
+from warmpool_operator.scaling.spec import AutoscalingSpec, AutoscalingSpecError, parse_autoscaling
+
+GROUP = "tensorwasm.dev"
+VERSION = "v1alpha1"
+PLURAL = "warmpools"
+KIND = "WarmPool"
+API_VERSION = f"{GROUP}/{VERSION}"
+
+DNS1123_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+DNS1123_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+# Service names (and so pool names) must be DNS-1035 labels: they cannot start with a digit.
+DNS1035_LABEL = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
+SHA256_HEX = re.compile(r"^[0-9a-f]{64}$")
+CONFIGMAP_KEY = re.compile(r"^[-._a-zA-Z0-9]+$")
+URL = re.compile(r"^https?://[^\s/]+(/\S*)?$")
+# Label keys the operator sets itself; podLabels may not override them (the selector depends on them).
+RESERVED_LABEL_PREFIXES = ("app.kubernetes.io/", f"{GROUP}/")
+
+DEFAULT_WARM_INSTANCES = 4
+DEFAULT_MAX_TOTAL_WARM = 256
+DEFAULT_REPLICAS = 1
+DEFAULT_MEMORY_BYTES = 64 * 1024 * 1024
+DEFAULT_TIMEOUT_MS = 1000
+
+JsonObject = Mapping[str, Any]
+
+
+class SpecError(ValueError):
+    """A WarmPool that cannot work as written; `field` names the offending path."""
+
+    def __init__(self, field_path: str, problem: str) -> None:
+        super().__init__(f"{field_path}: {problem}")
+        self.field = field_path
+        self.problem = problem
+
+
+@dataclass(frozen=True, slots=True)
+class ConfigMapRef:
+    """A module stored under `key` in the `binaryData` of a ConfigMap in the pool's namespace."""
+
+    name: str
+    key: str
+
+
+@dataclass(frozen=True, slots=True)
+class ModuleSource:
+    """Where the runtime loads the module from; exactly one field is set."""
+
+    url: str | None = None
+    path: str | None = None
+    config_map: ConfigMapRef | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ModuleSpec:
+    """The Wasm module a pool keeps warm, pinned by content hash."""
+
+    sha256: str
+    source: ModuleSource
+
+    @property
+    def short_hash(self) -> str:
+        """The first 12 hex characters, as used in labels and metrics."""
+        return self.sha256[:12]
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """Per-instance limits the runtime enforces."""
+
+    memory_bytes: int = DEFAULT_MEMORY_BYTES
+    timeout_ms: int = DEFAULT_TIMEOUT_MS
+    fuel: int | None = None
+    table_elements: int | None = None
+    max_module_bytes: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class RuntimeSpec:
+    """Pod-level settings of the runtime pods; JSON-valued fields are read-only views."""
+
+    image: str | None = None
+    resources: JsonObject = field(default_factory=lambda: MappingProxyType({}))
+    node_selector: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
+    tolerations: tuple[JsonObject, ...] = ()
+    affinity: JsonObject | None = None
+    pod_labels: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
+    pod_annotations: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
+
+
+@dataclass(frozen=True, slots=True)
+class WarmPoolSpec:
+    """The desired state of one WarmPool."""
+
+    tenant: str
+    module: ModuleSpec
+    warm_instances_per_tuple: int = DEFAULT_WARM_INSTANCES
+    max_total_warm: int = DEFAULT_MAX_TOTAL_WARM
+    replicas: int = DEFAULT_REPLICAS
+    autoscaling: AutoscalingSpec = field(default_factory=AutoscalingSpec)
+    limits: Limits = field(default_factory=Limits)
+    runtime: RuntimeSpec = field(default_factory=RuntimeSpec)
+
+
+@dataclass(frozen=True, slots=True)
+class PoolMeta:
+    """The identity of a WarmPool object: what children point back to."""
+
+    name: str
+    namespace: str
+    uid: str
+    generation: int
+
+
+@dataclass(frozen=True, slots=True)
+class WarmPool:
+    """A parsed WarmPool: identity, desired spec and the status last written."""
+
+    meta: PoolMeta
+    spec: WarmPoolSpec
+    status: JsonObject
+
+
+def parse_warmpool(body: Mapping[str, Any]) -> WarmPool:
+    """Parse a whole WarmPool object as read from the API; raise SpecError naming the field."""
+    meta = parse_meta(body.get("metadata"))
+    spec = parse_spec(body.get("spec"))
+    status = body.get("status") or {}
+    if not isinstance(status, Mapping):
+        raise SpecError("status", "must be an object")
+    return WarmPool(meta=meta, spec=spec, status=MappingProxyType(dict(status)))
+
+
+def parse_meta(raw: Any) -> PoolMeta:
+    """The metadata fields the operator relies on; the name must also be a valid Service name."""
+    obj = _object(raw, "metadata")
+    name = _string(obj, "name", "metadata")
+    if len(name) > 63 or not DNS1035_LABEL.match(name):
+        raise SpecError("metadata.name", "must be a DNS-1035 label of at most 63 characters")
+    namespace = _string(obj, "namespace", "metadata")
+    uid = _string(obj, "uid", "metadata")
+    generation = obj.get("generation", 1)
+    if isinstance(generation, bool) or not isinstance(generation, int):
+        raise SpecError("metadata.generation", "must be an integer")
+    return PoolMeta(name=name, namespace=namespace, uid=uid, generation=generation)
+
+
+def parse_spec(raw: Any) -> WarmPoolSpec:
+    """Parse and validate `spec` with the same rules as the CRD's schema and CEL validations."""
+    obj = _object(raw, "spec")
+    _no_unknown(
+        obj,
+        "spec",
+        {
+            "tenant",
+            "module",
+            "warmInstancesPerTuple",
+            "maxTotalWarm",
+            "replicas",
+            "autoscaling",
+            "limits",
+            "runtime",
+        },
+    )
+    tenant = _string(obj, "tenant", "spec")
+    if len(tenant) > 63 or not DNS1123_LABEL.match(tenant):
+        raise SpecError("spec.tenant", "must be a DNS-1123 label (lowercase alphanumerics and '-', at most 63)")
+    warm = _int(obj, "warmInstancesPerTuple", "spec", DEFAULT_WARM_INSTANCES, minimum=0)
+    max_total = _int(obj, "maxTotalWarm", "spec", DEFAULT_MAX_TOTAL_WARM, minimum=0)
+    if max_total < warm:
+        raise SpecError("spec.maxTotalWarm", f"must be >= spec.warmInstancesPerTuple ({warm}), got {max_total}")
+    try:
+        autoscaling = parse_autoscaling(_optional_object(obj, "autoscaling", "spec"))
+    except AutoscalingSpecError as exc:
+        field_path, _, problem = str(exc).partition(" ")
+        raise SpecError(field_path.rstrip(":"), problem or str(exc)) from exc
+    return WarmPoolSpec(
+        tenant=tenant,
+        module=_parse_module(obj.get("module")),
+        warm_instances_per_tuple=warm,
+        max_total_warm=max_total,
+        replicas=_int(obj, "replicas", "spec", DEFAULT_REPLICAS, minimum=0),
+        autoscaling=autoscaling,
+        limits=_parse_limits(_optional_object(obj, "limits", "spec")),
+        runtime=_parse_runtime(_optional_object(obj, "runtime", "spec")),
+    )
+
+
+def check_transition(old: WarmPoolSpec, new: WarmPoolSpec) -> None:
+    """The CRD's transition rules (fields immutable once set), for changes that bypassed the API."""
+    if old.tenant != new.tenant:
+        raise SpecError("spec.tenant", f"is immutable (was {old.tenant!r}, now {new.tenant!r})")
+
+
+def _parse_module(raw: Any) -> ModuleSpec:
+    obj = _object(raw, "spec.module")
+    _no_unknown(obj, "spec.module", {"sha256", "source"})
+    sha = _string(obj, "sha256", "spec.module")
+    if not SHA256_HEX.match(sha):
+        raise SpecError("spec.module.sha256", "must be 64 lowercase hexadecimal characters")
+    src = _object(obj.get("source"), "spec.module.source")
+    _no_unknown(src, "spec.module.source", {"url", "path", "configMapRef"})
+    present = [key for key in ("url", "configMapRef", "path") if src.get(key) is not None]
+    if len(present) != 1:
+        raise SpecError(
+            "spec.module.source",
+            f"exactly one of url, configMapRef, path must be set (got {', '.join(present) or 'none'})",
+        )
+    where = "spec.module.source"
+    if present[0] == "url":
+        url = _string(src, "url", where)
+        if not URL.match(url):
+            raise SpecError(f"{where}.url", "must be an http:// or https:// URL")
+        return ModuleSpec(sha256=sha, source=ModuleSource(url=url))
+    if present[0] == "path":
+        path = _string(src, "path", where)
+        if not path.startswith("/"):
+            raise SpecError(f"{where}.path", "must be an absolute path")
+        return ModuleSpec(sha256=sha, source=ModuleSource(path=path))
+    ref = _object(src["configMapRef"], f"{where}.configMapRef")
+    _no_unknown(ref, f"{where}.configMapRef", {"name", "key"})
+    name = _string(ref, "name", f"{where}.configMapRef")
+    if len(name) > 253 or not DNS1123_SUBDOMAIN.match(name):
+        raise SpecError(f"{where}.configMapRef.name", "must be a DNS-1123 subdomain")
+    key = _string(ref, "key", f"{where}.configMapRef")
+    if len(key) > 253 or not CONFIGMAP_KEY.match(key) or key in (".", ".."):
+        raise SpecError(f"{where}.configMapRef.key", "must be a valid ConfigMap key ([-._a-zA-Z0-9]+)")
+    return ModuleSpec(sha256=sha, source=ModuleSource(config_map=ConfigMapRef(name=name, key=key)))
+
+
+def _parse_limits(obj: Mapping[str, Any] | None) -> Limits:
+    if obj is None:
+        return Limits()
+    where = "spec.limits"
+    _no_unknown(obj, where, {"memoryBytes", "timeoutMs", "fuel", "tableElements", "maxModuleBytes"})
+    return Limits(
+        memory_bytes=_int(obj, "memoryBytes", where, DEFAULT_MEMORY_BYTES, minimum=65536),
+        timeout_ms=_int(obj, "timeoutMs", where, DEFAULT_TIMEOUT_MS, minimum=1),
+        fuel=_optional_int(obj, "fuel", where, minimum=1),
+        table_elements=_optional_int(obj, "tableElements", where, minimum=0),
+        max_module_bytes=_optional_int(obj, "maxModuleBytes", where, minimum=1),
+    )
+
+
+def _parse_runtime(obj: Mapping[str, Any] | None) -> RuntimeSpec:
+    if obj is None:
+        return RuntimeSpec()
+    where = "spec.runtime"
+    _no_unknown(
+        obj,
+        where,
+        {"image", "resources", "nodeSelector", "tolerations", "affinity", "podLabels", "podAnnotations"},
+    )
+    image = obj.get("image")
+    if image is not None and (not isinstance(image, str) or not image.strip()):
+        raise SpecError(f"{where}.image", "must be a non-empty string")
+    tolerations = obj.get("tolerations") or []
+    if not isinstance(tolerations, list) or not all(isinstance(t, Mapping) for t in tolerations):
+        raise SpecError(f"{where}.tolerations", "must be a list of objects")
+    pod_labels = _string_map(obj, "podLabels", where)
+    for key in pod_labels:
+        if key.startswith(RESERVED_LABEL_PREFIXES):
+            raise SpecError(f"{where}.podLabels", f"may not set {key!r} (reserved for the operator)")
+    affinity = _optional_object(obj, "affinity", where)
+    return RuntimeSpec(
+        image=image,
+        resources=MappingProxyType(dict(_optional_object(obj, "resources", where) or {})),
+        node_selector=_string_map(obj, "nodeSelector", where),
+        tolerations=tuple(MappingProxyType(dict(t)) for t in tolerations),
+        affinity=None if affinity is None else MappingProxyType(dict(affinity)),
+        pod_labels=pod_labels,
+        pod_annotations=_string_map(obj, "podAnnotations", where),
+    )
+
+
+def _object(raw: Any, where: str) -> Mapping[str, Any]:
+    if raw is None:
+        raise SpecError(where, "is required")
+    if not isinstance(raw, Mapping):
+        raise SpecError(where, "must be an object")
+    return raw
+
+
+def _optional_object(obj: Mapping[str, Any], key: str, where: str) -> Mapping[str, Any] | None:
+    value = obj.get(key)
+    if value is None:
+        return None
+    if not isinstance(value, Mapping):
+        raise SpecError(f"{where}.{key}", "must be an object")
+    return value
+
+
+def _no_unknown(obj: Mapping[str, Any], where: str, known: set[str]) -> None:
+    unknown = sorted(set(obj) - known)
+    if unknown:
+        raise SpecError(where, f"unknown field(s) {', '.join(unknown)}")
+
+
+def _string(obj: Mapping[str, Any], key: str, where: str) -> str:
+    value = obj.get(key)
+    if value is None or value == "":
+        raise SpecError(f"{where}.{key}", "is required")
+    if not isinstance(value, str):
+        raise SpecError(f"{where}.{key}", f"must be a string, got {value!r}")
+    return value
+
+
+def _int(obj: Mapping[str, Any], key: str, where: str, default: int, *, minimum: int) -> int:
+    value = _optional_int(obj, key, where, minimum=minimum)
+    return default if value is None else value
+
+
+def _optional_int(obj: Mapping[str, Any], key: str, where: str, *, minimum: int) -> int | None:
+    value = obj.get(key)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise SpecError(f"{where}.{key}", f"must be an integer, got {value!r}")
+    if value < minimum:
+        raise SpecError(f"{where}.{key}", f"must be >= {minimum}, got {value}")
+    return value
+
+
+def _string_map(obj: Mapping[str, Any], key: str, where: str) -> Mapping[str, str]:
+    value = obj.get(key)
+    if value is None:
+        return MappingProxyType({})
+    if not isinstance(value, Mapping) or not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in value.items()
+    ):
+        raise SpecError(f"{where}.{key}", "must be a map of strings to strings")
+    return MappingProxyType(dict(value))
