@@ -1,0 +1,45 @@
+# syntax=docker/dockerfile:1
+# One image, two entry points: `warmpool operator run --all-namespaces` (the default command) and
+# `warmpool runtime serve` (what the operator puts in the runtime pods it creates).
+# Stage 1 builds every wheel; stage 2 installs them without a compiler, a cache or the wheels.
+
+ARG PYTHON_IMAGE=python:3.11-slim
+
+FROM ${PYTHON_IMAGE} AS builder
+ENV PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    PIP_ROOT_USER_ACTION=ignore
+WORKDIR /src
+COPY pyproject.toml README.md ./
+COPY warmpool/ warmpool/
+COPY runtime/warmpool_runtime/ runtime/warmpool_runtime/
+COPY operator/warmpool_operator/ operator/warmpool_operator/
+# The project's wheel and the wheels of all its dependencies, pinned by what resolves now.
+RUN pip wheel --no-cache-dir --wheel-dir /wheels .
+
+FROM ${PYTHON_IMAGE}
+ARG VERSION=0.1.0
+LABEL org.opencontainers.image.title="warmpool" \
+      org.opencontainers.image.description="Kubernetes operator and wasmtime runtime that keep WebAssembly instances warm per tenant" \
+      org.opencontainers.image.version="${VERSION}" \
+      org.opencontainers.image.licenses="Apache-2.0"
+ENV PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    PIP_ROOT_USER_ACTION=ignore \
+    PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    HOME=/tmp \
+    MPLCONFIGDIR=/tmp/matplotlib
+# The wheels are bind-mounted from the builder, so no layer of this image holds them.
+RUN --mount=type=bind,from=builder,source=/wheels,target=/wheels \
+    pip install --no-cache-dir --no-index --no-deps /wheels/*.whl \
+    && pip check \
+    && groupadd --system --gid 65532 warmpool \
+    && useradd --system --uid 65532 --gid 65532 --no-create-home --home-dir /tmp --shell /usr/sbin/nologin warmpool
+# Numeric, so that `runAsNonRoot` can be verified by the kubelet without reading /etc/passwd.
+USER 65532:65532
+WORKDIR /tmp
+# 8080: runtime HTTP; 9090: operator metrics; 8081: operator /healthz.
+EXPOSE 8080 9090 8081
+ENTRYPOINT ["warmpool"]
+CMD ["operator", "run", "--all-namespaces"]
