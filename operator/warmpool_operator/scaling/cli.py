@@ -2,14 +2,63 @@
 
 from __future__ import annotations
 
+import argparse
+from pathlib import Path
 from typing import Any
 
 
+def _fleet_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--warm-per-pod", type=int, default=16, help="warm instances per Ready pod (default 16)")
+    parser.add_argument("--startup", type=float, default=5.0, help="seconds from asking for a pod to Ready (default 5)")
+    parser.add_argument("--tick", type=float, default=2.0, help="scrape and decision period in seconds (default 2)")
+    parser.add_argument("--target-miss", type=float, default=0.01, help="target miss ratio (default 0.01)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the random routing (default 0)")
+
+
 def add_simulate_command(top: Any) -> None:
-    """Register `warmpool simulate` (filled in by the autoscaler work)."""
-    _ = top
+    """Register `warmpool simulate`."""
+    parser = top.add_parser(
+        "simulate",
+        help="replay an invocation trace against a simulated fleet driven by a scaling policy",
+        description="Replay a `t,duration` trace (CSV, optionally gzip) against runtime pods scaled by a policy.",
+    )
+    parser.add_argument("--trace", type=Path, required=True, help="trace file (t,duration CSV, .gz allowed)")
+    parser.add_argument(
+        "--policy",
+        required=True,
+        choices=("warmpool", "kpa", "hpa", "static", "clairvoyant"),
+        help="warmpool (ours), kpa, hpa, static (cheapest fixed fleet, searched), clairvoyant (reference)",
+    )
+    _fleet_options(parser)
+    parser.add_argument("--initial-replicas", type=int, default=1, help="pods Ready at t=0 (default 1)")
+    parser.add_argument("--timeline", type=Path, help="write the replicas asked for over time as CSV t,replicas")
+    parser.add_argument("--plot", type=Path, help="write a PNG of load, replicas and misses over time")
+    parser.add_argument("--json", action="store_true", help="print the result as JSON")
+    parser.set_defaults(func=_simulate)
 
 
 def add_bench_commands(bench_sub: Any) -> None:
-    """Register `warmpool bench scaling` (filled in by the autoscaler work)."""
-    _ = bench_sub
+    """Register `warmpool bench scaling`."""
+    parser = bench_sub.add_parser(
+        "scaling",
+        help="every scaling policy on every trace, against the clairvoyant and static fleets",
+        description="Replay each policy on each trace in a directory and print one table.",
+    )
+    parser.add_argument(
+        "--traces", type=Path, help="directory of *.csv.gz traces (default: shared/traces beside the repo)"
+    )
+    _fleet_options(parser)
+    parser.add_argument("--json", action="store_true", help="print the table as JSON")
+    parser.set_defaults(func=_bench)
+
+
+def _simulate(args: argparse.Namespace) -> int:
+    from warmpool_operator.scaling.commands import simulate_command
+
+    return simulate_command(args)
+
+
+def _bench(args: argparse.Namespace) -> int:
+    from warmpool_operator.scaling.commands import bench_command
+
+    return bench_command(args)

@@ -1,0 +1,91 @@
+"""Autoscaler: one WarmPool's collector, windows, surge model and decision history in one object.
+
+The operator (and the simulator) calls `observe(scrapes, now)` after each scrape and
+`decide(current_replicas, now)` for each decision; both are pure apart from the object's state.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Sequence
+from typing import Protocol
+
+from warmpool_operator.scaling.collector import Scrape, TickSample
+from warmpool_operator.scaling.decider import DeciderState, Decision, Observations, Tuning, decide
+from warmpool_operator.scaling.history import SampleHistory
+from warmpool_operator.scaling.periodic import SurgeModel, observe_surges
+from warmpool_operator.scaling.spec import AutoscalingSpec
+
+KEPT_STARTUP_LAGS = 5
+
+
+class Policy(Protocol):
+    """What drives a fleet: fed scrapes, asked for a replica count."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def wants_scrapes(self) -> bool:
+        """False for policies that never look at metrics (a fixed fleet, a known schedule)."""
+        ...
+
+    def observe(self, scrapes: Sequence[Scrape], now: float) -> None: ...
+
+    def decide(self, current_replicas: int, now: float) -> Decision: ...
+
+
+class Autoscaler:
+    """The warmpool policy for one WarmPool."""
+
+    name = "warmpool"
+    wants_scrapes = True
+
+    def __init__(self, spec: AutoscalingSpec, *, tuning: Tuning | None = None) -> None:
+        self.spec = spec
+        self.tuning = tuning or Tuning()
+        keep = max(spec.stable_window_seconds, self.tuning.holding_window_seconds) + 2 * spec.tick_seconds
+        self._history = SampleHistory(keep)
+        self._surges = SurgeModel()
+        self._decider = DeciderState()
+        self._pending: tuple[float, int] | None = None
+        self._lags: deque[float] = deque(maxlen=KEPT_STARTUP_LAGS)
+
+    @property
+    def samples(self) -> Sequence[TickSample]:
+        return tuple(self._history.samples)
+
+    @property
+    def startup_seconds(self) -> float | None:
+        """The longest recently observed lag from asking for pods to seeing them Ready."""
+        return max(self._lags) if self._lags else None
+
+    def observe(self, scrapes: Sequence[Scrape], now: float) -> None:
+        """Fold one tick of scrapes (one per Ready pod) into the windows and the surge model."""
+        sample = self._history.observe(scrapes, now)
+        self._surges = observe_surges(
+            self._surges,
+            sample,
+            baseline_seconds=self.spec.stable_window_seconds,
+            max_surge_seconds=self.spec.stable_window_seconds,
+        )
+        if self._pending is not None and sample.pods >= self._pending[1]:
+            self._lags.append(now - self._pending[0])
+            self._pending = None
+
+    def decide(self, current_replicas: int, now: float) -> Decision:
+        """Desired replicas now; remembers the decision for the scale-down delay."""
+        observations = Observations(
+            samples=self._history.samples, surges=self._surges, startup_seconds=self.startup_seconds
+        )
+        decision, self._decider = decide(
+            self.spec, observations, self._decider, current_replicas=current_replicas, now=now, tuning=self.tuning
+        )
+        latest = self._history.latest
+        ready = latest.pods if latest is not None else 0
+        desired = decision.desired_replicas
+        if self._pending is not None and desired < self._pending[1]:
+            self._pending = None
+        if self._pending is None and desired > ready and desired > current_replicas:
+            self._pending = (now, desired)
+        return decision

@@ -1,0 +1,166 @@
+"""`warmpool bench scaling`: every policy on every trace, with costs relative to the references."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from warmpool_operator.scaling.runs import RunSettings, run_policy
+from warmpool_operator.scaling.simulator import SimResult
+from warmpool_operator.scaling.trace import load_trace
+
+BENCH_POLICIES = ("warmpool", "kpa", "hpa", "static", "clairvoyant")
+TRACKING_TRACES = ("steady", "diurnal", "ramp")
+"""Traces on which ours must meet the target at <= 1.25x the clairvoyant's warm capacity."""
+BURSTY_TRACES = ("flash", "periodic")
+"""Traces on which ours must cost <= 0.6x static with <= 3 % misses."""
+
+
+@dataclass(frozen=True, slots=True)
+class BenchRow:
+    """One policy on one trace."""
+
+    trace: str
+    policy: str
+    invocations: int
+    misses: int
+    miss_ratio: float
+    warm_instance_seconds: float
+    idle_instance_seconds: float
+    scale_events: int
+    cost_vs_clairvoyant: float
+    cost_vs_static: float
+    fixed_replicas: int | None
+    """The fleet size the static search found (static rows only)."""
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True, slots=True)
+class Goal:
+    """One goal of the benchmark on one trace, and whether the measurement meets it."""
+
+    trace: str
+    goal: str
+    met: bool
+    detail: str
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _rows(trace: str, results: dict[str, SimResult]) -> list[BenchRow]:
+    reference = results["clairvoyant"].warm_instance_seconds
+    static = results["static"].warm_instance_seconds
+    rows = []
+    for policy in BENCH_POLICIES:
+        result = results[policy]
+        cost = result.warm_instance_seconds
+        rows.append(
+            BenchRow(
+                trace=trace,
+                policy=policy,
+                invocations=result.invocations,
+                misses=result.misses,
+                miss_ratio=result.miss_ratio,
+                warm_instance_seconds=cost,
+                idle_instance_seconds=result.idle_instance_seconds,
+                scale_events=result.scale_events,
+                cost_vs_clairvoyant=cost / reference if reference else float("inf"),
+                cost_vs_static=cost / static if static else float("inf"),
+                fixed_replicas=result.timeline[0][1] if policy == "static" else None,
+            )
+        )
+    return rows
+
+
+def run_bench(
+    files: Sequence[Path], settings: RunSettings, *, progress: Callable[[BenchRow], None] | None = None
+) -> list[BenchRow]:
+    """Replay every policy on every trace file."""
+    rows: list[BenchRow] = []
+    for path in files:
+        trace = load_trace(path)
+        results = {policy: run_policy(trace, policy, settings) for policy in BENCH_POLICIES}
+        for row in _rows(trace.name, results):
+            rows.append(row)
+            if progress is not None:
+                progress(row)
+    return rows
+
+
+def _dominates(ours: BenchRow, other: BenchRow) -> bool:
+    no_worse = ours.miss_ratio <= other.miss_ratio and ours.warm_instance_seconds <= other.warm_instance_seconds
+    better = ours.miss_ratio < other.miss_ratio or ours.warm_instance_seconds < other.warm_instance_seconds
+    return no_worse and better
+
+
+def evaluate_goals(rows: Sequence[BenchRow], target: float) -> list[Goal]:
+    """The issue's goals per trace; traces with other names get the dominance goals only."""
+    by_trace: dict[str, dict[str, BenchRow]] = {}
+    for row in rows:
+        by_trace.setdefault(row.trace, {})[row.policy] = row
+    goals = []
+    for trace, policies in by_trace.items():
+        ours = policies["warmpool"]
+        for other in ("kpa", "hpa"):
+            theirs = policies[other]
+            goals.append(
+                Goal(
+                    trace,
+                    f"dominates {other}",
+                    _dominates(ours, theirs),
+                    f"miss {ours.miss_ratio:.2%} vs {theirs.miss_ratio:.2%}, "
+                    f"cost {ours.warm_instance_seconds:,.0f} vs {theirs.warm_instance_seconds:,.0f}",
+                )
+            )
+        if trace in TRACKING_TRACES:
+            met = ours.miss_ratio <= target and ours.cost_vs_clairvoyant <= 1.25
+            goals.append(
+                Goal(
+                    trace,
+                    f"miss <= {target:.0%} at <= 1.25x clairvoyant",
+                    met,
+                    f"miss {ours.miss_ratio:.2%}, {ours.cost_vs_clairvoyant:.2f}x clairvoyant",
+                )
+            )
+        if trace in BURSTY_TRACES:
+            met = ours.miss_ratio <= 0.03 and ours.cost_vs_static <= 0.6
+            goals.append(
+                Goal(
+                    trace,
+                    "<= 0.6x static cost with <= 3% misses",
+                    met,
+                    f"miss {ours.miss_ratio:.2%}, {ours.cost_vs_static:.2f}x static",
+                )
+            )
+    return goals
+
+
+def format_table(rows: Sequence[BenchRow], goals: Sequence[Goal], settings: RunSettings) -> str:
+    """The benchmark as a plain-text table followed by the goals."""
+    fleet = settings.fleet
+    lines = [
+        f"fleet: {fleet.warm_per_pod} warm/pod, start-up {fleet.startup_seconds:g} s, tick {fleet.tick_seconds:g} s, "
+        f"target miss {settings.target_miss_ratio:g}; cost = warm instance-seconds",
+        f"{'trace':10s} {'policy':11s} {'miss':>7s} {'cost':>10s} {'x clairv':>8s} {'x static':>8s} "
+        f"{'idle':>10s} {'events':>6s}",
+    ]
+    previous = None
+    for row in rows:
+        if previous is not None and row.trace != previous:
+            lines.append("")
+        previous = row.trace
+        name = f"static({row.fixed_replicas})" if row.fixed_replicas is not None else row.policy
+        lines.append(
+            f"{row.trace:10s} {name:11s} {row.miss_ratio:7.2%} {row.warm_instance_seconds:10,.0f} "
+            f"{row.cost_vs_clairvoyant:8.2f} {row.cost_vs_static:8.2f} {row.idle_instance_seconds:10,.0f} "
+            f"{row.scale_events:6d}"
+        )
+    lines += ["", "goals:"]
+    for goal in goals:
+        lines.append(f"  {goal.trace:10s} {goal.goal:40s} {'met' if goal.met else 'NOT MET':7s} {goal.detail}")
+    return "\n".join(lines)

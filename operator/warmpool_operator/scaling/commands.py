@@ -1,0 +1,100 @@
+"""Handlers of `warmpool simulate` and `warmpool bench scaling`: parse arguments, run, print."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from warmpool_operator.scaling.bench import BenchRow, evaluate_goals, format_table, run_bench
+from warmpool_operator.scaling.clairvoyant import clairvoyant_cost, clairvoyant_timeline
+from warmpool_operator.scaling.runs import RunSettings, run_policy
+from warmpool_operator.scaling.simulator import FleetConfig
+from warmpool_operator.scaling.trace import TraceError, load_trace, trace_files
+
+
+class UsageError(ValueError):
+    """A command-line value that cannot work."""
+
+
+def _settings(args: argparse.Namespace, initial_replicas: int = 1) -> RunSettings:
+    if args.warm_per_pod < 1:
+        raise UsageError("--warm-per-pod must be >= 1")
+    if args.startup < 0:
+        raise UsageError("--startup must be >= 0")
+    if args.tick <= 0:
+        raise UsageError("--tick must be > 0")
+    if not 0.0 < args.target_miss < 1.0:
+        raise UsageError("--target-miss must be > 0 and < 1")
+    if initial_replicas < 0:
+        raise UsageError("--initial-replicas must be >= 0")
+    fleet = FleetConfig(
+        warm_per_pod=args.warm_per_pod,
+        startup_seconds=args.startup,
+        tick_seconds=args.tick,
+        initial_replicas=initial_replicas,
+        seed=args.seed,
+    )
+    return RunSettings(fleet=fleet, target_miss_ratio=args.target_miss)
+
+
+def simulate_command(args: argparse.Namespace) -> int:
+    try:
+        settings = _settings(args, args.initial_replicas)
+        trace = load_trace(args.trace)
+    except (UsageError, TraceError) as exc:
+        print(f"warmpool simulate: {exc}", file=sys.stderr)
+        return 2
+    record = args.plot is not None
+    result = run_policy(trace, args.policy, settings, record=record)
+    reference = clairvoyant_cost(
+        trace,
+        clairvoyant_timeline(trace, warm_per_pod=settings.fleet.warm_per_pod, target=settings.target_miss_ratio),
+        warm_per_pod=settings.fleet.warm_per_pod,
+    )
+    summary = result.summary()
+    summary["clairvoyant_warm_instance_seconds"] = reference
+    summary["cost_vs_clairvoyant"] = result.warm_instance_seconds / reference if reference else None
+    if args.timeline is not None:
+        rows = "".join(f"{t:g},{replicas}\n" for t, replicas in result.timeline)
+        args.timeline.write_text("t,replicas\n" + rows)
+    if args.plot is not None:
+        from warmpool_operator.scaling.plot import plot_run
+
+        plot_run(trace, result, warm_per_pod=settings.fleet.warm_per_pod, path=args.plot)
+    if args.json:
+        print(json.dumps(summary, indent=2))
+    else:
+        for key, value in summary.items():
+            shown = f"{value:.4g}" if isinstance(value, float) else value
+            print(f"{key:34s} {shown}")
+    return 0
+
+
+def default_traces_dir() -> Path:
+    """`shared/traces` beside the repository checkout this package runs from."""
+    repo = Path(__file__).resolve().parents[3]
+    return repo.parent / "shared" / "traces"
+
+
+def bench_command(args: argparse.Namespace) -> int:
+    directory = args.traces or default_traces_dir()
+    try:
+        settings = _settings(args)
+        files = trace_files(directory)
+    except (UsageError, TraceError) as exc:
+        print(f"warmpool bench scaling: {exc}", file=sys.stderr)
+        return 2
+
+    def progress(row: BenchRow) -> None:
+        print(f"  {row.trace:10s} {row.policy:11s} done", file=sys.stderr, flush=True)
+
+    rows = run_bench(files, settings, progress=progress)
+    goals = evaluate_goals(rows, settings.target_miss_ratio)
+    if args.json:
+        payload = {"rows": [row.as_dict() for row in rows], "goals": [goal.as_dict() for goal in goals]}
+        print(json.dumps(payload, indent=2))
+    else:
+        print(format_table(rows, goals, settings))
+    return 0

@@ -1,0 +1,242 @@
+"""The scaling decision: a pure function of (spec, observations, state, now) → desired replicas.
+
+No clock, Kubernetes, HTTP or kopf in here. Sizing works from measured load: a pod with `w` warm
+instances behind random routing is a loss system, so the miss ratio at a per-pod load follows
+Erlang's formula B(w, load / pods), and the fleet is the fewest pods that keeps B at the target.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from warmpool_operator.scaling.collector import TickSample
+from warmpool_operator.scaling.erlang import erlang_b, pods_needed
+from warmpool_operator.scaling.periodic import Forecast, Surge, SurgeModel, forecast
+from warmpool_operator.scaling.spec import AutoscalingSpec
+from warmpool_operator.scaling.window import WindowStats, aggregate, holding_time
+
+
+@dataclass(frozen=True, slots=True)
+class Tuning:
+    """Constants of the decision that are not part of the WarmPool spec."""
+
+    holding_window_seconds: float = 300.0
+    """Window for the mean invocation duration (Little's law); durations drift slowly."""
+    min_arrivals_for_holding: float = 30.0
+    """Fewer invocations than this in that window: size from the in-flight gauge instead."""
+    burst_sigmas: float = 3.0
+    """The latest tick counts as a burst when its arrivals exceed the stable rate's by this many
+    Poisson deviations; it is then sized on its own instead of diluted in the panic window."""
+    startup_prior_seconds: float = 10.0
+    """Assumed pod start-up time until one has been observed."""
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """One scaling decision."""
+
+    desired_replicas: int
+    reason: str
+    """Human-readable: what was measured and why this many pods."""
+    observed_miss_ratio: float | None
+    """Misses / invocations over the stable window; None when nothing arrived."""
+    scale_event: bool
+    """The decision changes the replica count."""
+    load: float | None = None
+    """Estimated load in Erlangs (invocations in flight), None without data."""
+
+
+@dataclass(frozen=True, slots=True)
+class Wanted:
+    """A past sizing, remembered for the scale-down delay."""
+
+    t: float
+    pods: int
+    anticipated: bool
+    """Asked for a predicted surge: it does not hold pods once that surge is over."""
+
+
+@dataclass(frozen=True, slots=True)
+class DeciderState:
+    """What the decider remembers between decisions."""
+
+    recent: tuple[Wanted, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Observations:
+    """Everything measured so far, as the collector and surge model left it."""
+
+    samples: Sequence[TickSample]
+    """Fleet samples in time order, covering at least the longest window."""
+    surges: SurgeModel = field(default_factory=SurgeModel)
+    startup_seconds: float | None = None
+    """Observed lag from asking for pods to seeing them Ready; None until one scale-up completed."""
+
+
+@dataclass(frozen=True, slots=True)
+class _Load:
+    stable: WindowStats
+    panic: WindowStats
+    holding: float | None
+    capacity: int
+    last_rate: float | None
+    last_interval: float
+    previous_rate: float | None
+
+    def erlangs(self, rate: float | None, fallback: float | None) -> float:
+        if rate is not None and self.holding is not None:
+            return rate * self.holding
+        return fallback or 0.0
+
+
+def _hold(spec: AutoscalingSpec, current: int, why: str, miss: float | None) -> Decision:
+    desired = min(max(current, spec.min_replicas), spec.max_replicas)
+    if desired != current:
+        why += f"; bounds [{spec.min_replicas}, {spec.max_replicas}] give {desired}"
+    return Decision(desired, why, miss, desired != current)
+
+
+def _measure(spec: AutoscalingSpec, samples: Sequence[TickSample], now: float, tuning: Tuning) -> _Load | str:
+    panic = aggregate(samples, now, spec.panic_window_seconds)
+    if panic.arrival_rate is None:
+        latest = samples[-1] if samples and samples[-1].t > now - spec.panic_window_seconds else None
+        if latest is None:
+            return f"no scrape in the last {spec.panic_window_seconds:g} s"
+        return (
+            f"no usable metrics in the last {spec.panic_window_seconds:g} s "
+            f"({latest.reporting}/{latest.pods} pods answered)"
+        )
+    stable = aggregate(samples, now, spec.stable_window_seconds)
+    latest_capacity = next((s.capacity_per_pod for s in reversed(samples) if s.capacity_per_pod is not None), None)
+    capacity = round(latest_capacity) if latest_capacity is not None else 0
+    if capacity < 1:
+        return "pods report no warm capacity (warmInstancesPerTuple is 0?)"
+    window = max(tuning.holding_window_seconds, spec.stable_window_seconds)
+    rated = (s for s in reversed(samples) if s.arrival_rate is not None)
+    last = next(rated)
+    previous = next(rated, None)
+    return _Load(
+        stable=stable,
+        panic=panic,
+        holding=holding_time(samples, now, window, tuning.min_arrivals_for_holding),
+        capacity=capacity,
+        last_rate=last.arrival_rate,
+        last_interval=last.interval,
+        previous_rate=previous.arrival_rate if previous is not None else None,
+    )
+
+
+def decide(
+    spec: AutoscalingSpec,
+    observations: Observations,
+    state: DeciderState,
+    *,
+    current_replicas: int,
+    now: float,
+    tuning: Tuning = Tuning(),
+) -> tuple[Decision, DeciderState]:
+    """Desired replicas for the WarmPool at `now`, and the decider's next state."""
+    measured = _measure(spec, observations.samples, now, tuning)
+    if isinstance(measured, str):
+        return _hold(spec, current_replicas, f"hold {current_replicas}: {measured}", None), state
+    load = measured
+    target, w = spec.target_miss_ratio, load.capacity
+
+    def need(erlangs: float) -> int:
+        return pods_needed(erlangs, w, target)
+
+    def relevant(surge: Surge) -> bool:
+        return need(load.erlangs(surge.peak_rate, None)) > need(load.erlangs(surge.baseline_rate, None))
+
+    fc = forecast(observations.surges, relevant=relevant, tick_seconds=spec.tick_seconds)
+    startup = observations.startup_seconds or tuning.startup_prior_seconds
+    # Onsets are seen on the scrape grid and the start-up lag is measured on it too, so asking a
+    # start-up before the predicted onset is on time for an exact period; jitter adds margin.
+    prewarm = fc is not None and _in_prewarm(fc, now, startup + fc.jitter, spec.tick_seconds)
+    confirmed = fc is not None and fc.confirmations >= 2
+    anticipated = prewarm or (
+        confirmed and fc is not None and now <= fc.latest_last + spec.panic_window_seconds
+    )
+
+    # With a confirmed period the stable window mixes surges into the baseline; the forecast
+    # covers the surges, so the steady part is sized from the rate outside them.
+    if confirmed:
+        stable_rate: float | None = observations.surges.baseline_rate
+        stable_label = "baseline"
+    else:
+        stable_rate = load.stable.arrival_rate
+        stable_label = "stable"
+        if _dropped(load, tuning.burst_sigmas + 1.0):
+            # The panic window is far below the stable average: the stable window still holds
+            # the old level; the scale-down delay alone guards against the load coming back.
+            stable_rate = load.panic.arrival_rate
+            stable_label = "stable (after a drop)"
+    stable_load = load.erlangs(stable_rate, load.stable.in_flight)
+    panic_load = load.erlangs(load.panic.arrival_rate, load.panic.in_flight)
+    sized = {stable_label: need(stable_load), "panic": need(panic_load)}
+    peak = max(stable_load, panic_load)
+    if load.last_rate is not None and load.stable.arrival_rate is not None:
+        count = load.last_rate * load.last_interval
+        expected = load.stable.arrival_rate * load.last_interval
+        if count > expected + tuning.burst_sigmas * math.sqrt(expected + 1.0):
+            burst_rate = load.last_rate
+            if not anticipated and load.previous_rate is not None:
+                before = load.previous_rate * load.last_interval
+                if count > before + tuning.burst_sigmas * math.sqrt(before + 1.0):
+                    # Still climbing steeply: pods asked now are Ready a start-up later, so
+                    # assume the climb goes on for one more tick.
+                    burst_rate += load.last_rate - load.previous_rate
+            burst_load = load.erlangs(burst_rate, None)
+            sized["burst"] = need(burst_load)
+            peak = max(peak, burst_load)
+    if prewarm and fc is not None:
+        sized["prewarm"] = need(load.erlangs(fc.peak_rate, None))
+    driver = max(sized, key=lambda k: sized[k])
+    wanted = sized[driver]
+
+    horizon = now - spec.scale_down_delay_seconds
+    recent = tuple(r for r in state.recent if r.t > horizon)
+    held = max([wanted, *(r.pods for r in recent if not r.anticipated)])
+    next_state = DeciderState(recent=(*recent, Wanted(now, wanted, anticipated)))
+
+    desired = min(max(held, spec.min_replicas), spec.max_replicas)
+    up_limit = max(math.ceil(current_replicas * spec.max_scale_up_rate), current_replicas + 1)
+    down_limit = math.floor(current_replicas / spec.max_scale_down_rate)
+    limited = min(max(desired, down_limit), up_limit)
+
+    miss = load.stable.miss_ratio
+    holding = f"{load.holding:.2f} s each" if load.holding is not None else "from the in-flight gauge"
+    parts = [
+        f"load {peak:.1f} Erlangs ({holding}); "
+        + ", ".join(f"{k} {v}" for k, v in sized.items())
+        + f" pods of {w} warm for B <= {target:g}"
+    ]
+    if driver == "prewarm" and fc is not None:
+        parts.append(f"prewarming for the surge expected at t={fc.next_onset:.0f} s (period {fc.period:.0f} s)")
+    if held > wanted:
+        parts.append(f"scale-down to {wanted} delayed ({held} wanted within {spec.scale_down_delay_seconds:g} s)")
+    if desired != held:
+        parts.append(f"bounds [{spec.min_replicas}, {spec.max_replicas}] give {desired}")
+    if limited != desired:
+        parts.append(f"rate limit from {current_replicas} gives {limited}")
+    headline = f"scale {current_replicas} -> {limited}" if limited != current_replicas else f"keep {limited}"
+    if limited > 0:
+        parts.append(f"expected miss ratio {erlang_b(w, peak / limited):.2g}")
+    reason = f"{headline}: " + "; ".join(parts)
+    return Decision(limited, reason, miss, limited != current_replicas, peak), next_state
+
+
+def _dropped(load: _Load, sigmas: float) -> bool:
+    stable, panic = load.stable.arrival_rate, load.panic
+    if stable is None or panic.arrival_rate is None:
+        return False
+    expected = stable * panic.covered
+    return panic.arrivals < expected - sigmas * math.sqrt(expected + 1.0)
+
+
+def _in_prewarm(fc: Forecast, now: float, lead: float, tick: float) -> bool:
+    tolerance = max(1.5 * tick, 0.05 * fc.period)
+    return fc.next_onset - lead <= now <= fc.next_onset + fc.duration + tolerance

@@ -1,0 +1,135 @@
+"""Learning recurring surges (timer-triggered traffic) from arrival rates, to prewarm ahead of them.
+
+Pure: `observe_surges` folds one TickSample into a frozen SurgeModel; `forecast` reads a period
+off the onsets of past surges. A surge is a run of ticks whose arrival count is improbably high
+for the baseline rate under Poisson arrivals, so it adapts to any traffic level.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+
+from warmpool_operator.scaling.collector import TickSample
+
+ONSET_SIGMAS = 4.0
+"""A tick opens a surge when its count exceeds the baseline's by this many Poisson deviations."""
+HOLD_SIGMAS = 2.0
+"""A surge goes on while its ticks stay this many deviations above the baseline."""
+KEPT_SURGES = 8
+
+
+@dataclass(frozen=True, slots=True)
+class Surge:
+    """One burst of arrivals well above the baseline."""
+
+    onset: float
+    """Start of the tick in which the arrivals jumped (the earliest the surge can have begun)."""
+    last: float
+    """The last tick the surge was still seen in."""
+    peak_rate: float
+    """Highest arrival rate (per second) of its ticks."""
+    baseline_rate: float
+    """The baseline arrival rate it rose from."""
+
+    @property
+    def duration(self) -> float:
+        return self.last - self.onset
+
+
+@dataclass(frozen=True, slots=True)
+class SurgeModel:
+    """Baseline arrival rate, the surge under way, and recent completed surges."""
+
+    baseline_rate: float = 0.0
+    """Slow average of the arrival rate outside surges (starts at zero: a pool's traffic begins)."""
+    current: Surge | None = None
+    surges: tuple[Surge, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Forecast:
+    """The next surge, if the onsets so far are evenly spaced."""
+
+    period: float
+    next_onset: float
+    confirmations: int
+    """How many consecutive intervals between onsets, ending with the latest, match the period."""
+    jitter: float
+    """Largest deviation of those intervals from the period (a tick while only one is known)."""
+    peak_rate: float
+    """The highest peak arrival rate of the recent surges."""
+    duration: float
+    """The longest duration of the recent surges."""
+    latest_onset: float
+    latest_last: float
+    """When the latest surge was last seen (now, if it is still under way)."""
+
+
+def _excess(count: float, expected: float, sigmas: float) -> bool:
+    return count > expected + sigmas * math.sqrt(expected + 1.0)
+
+
+def observe_surges(
+    model: SurgeModel, sample: TickSample, *, baseline_seconds: float, max_surge_seconds: float
+) -> SurgeModel:
+    """Fold one tick into the model. Ticks without a rate (metric loss) change nothing."""
+    rate = sample.arrival_rate
+    dt = sample.interval
+    if rate is None or dt <= 0:
+        return model
+    count, expected = rate * dt, model.baseline_rate * dt
+    current = model.current
+    if current is not None:
+        if _excess(count, expected, HOLD_SIGMAS):
+            grown = replace(current, last=sample.t, peak_rate=max(current.peak_rate, rate))
+            if grown.duration > max_surge_seconds:
+                # Too long to be a burst: the traffic moved to a new level; follow it.
+                return replace(model, baseline_rate=rate, current=None)
+            return replace(model, current=grown)
+        model = replace(model, current=None, surges=(*model.surges, current)[-KEPT_SURGES:])
+    elif _excess(count, expected, ONSET_SIGMAS):
+        surge = Surge(onset=sample.t - dt, last=sample.t, peak_rate=rate, baseline_rate=model.baseline_rate)
+        return replace(model, current=surge)
+    alpha = 1.0 - math.exp(-dt / baseline_seconds)
+    return replace(model, baseline_rate=model.baseline_rate + alpha * (rate - model.baseline_rate))
+
+
+def forecast(model: SurgeModel, *, relevant: Callable[[Surge], bool], tick_seconds: float) -> Forecast | None:
+    """Predict the next surge from the spacing of the latest relevant onsets.
+
+    Two onsets give a tentative period (one confirmation); each earlier interval that matches
+    within max(1.5 ticks, 5 %) adds one. Prewarming on a tentative period is cheap when wrong
+    (a few pods for a few seconds) and saves a whole burst of misses when right.
+    """
+    surges = [s for s in model.surges if relevant(s)]
+    if model.current is not None and relevant(model.current):
+        surges.append(model.current)
+    if len(surges) < 2:
+        return None
+    onsets = [s.onset for s in surges]
+    period = onsets[-1] - onsets[-2]
+    recent = surges[-3:]
+    duration = max(s.duration for s in recent)
+    if period <= duration + 2 * tick_seconds:
+        return None
+    tolerance = max(1.5 * tick_seconds, 0.05 * period)
+    confirmations = 1
+    jitter = 0.0
+    for k in range(len(onsets) - 2, 0, -1):
+        deviation = abs(onsets[k] - onsets[k - 1] - period)
+        if deviation > tolerance:
+            break
+        confirmations += 1
+        jitter = max(jitter, deviation)
+    return Forecast(
+        period=period,
+        next_onset=onsets[-1] + period,
+        confirmations=confirmations,
+        jitter=jitter if confirmations > 1 else tick_seconds,
+        peak_rate=max(s.peak_rate for s in recent),
+        duration=duration,
+        latest_onset=onsets[-1],
+        latest_last=surges[-1].last,
+    )
