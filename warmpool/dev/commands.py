@@ -1,0 +1,117 @@
+"""Handlers of `warmpool dev ...`: turn the pieces into commands that say clearly what failed."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import shutil
+import sys
+from pathlib import Path
+
+import yaml
+
+from warmpool.dev import controlplane
+from warmpool.dev.build import BuildError, ensure_kcluster
+from warmpool.dev.controlplane import ClusterError
+from warmpool.dev.layout import Layout, default_state_dir, state_dir_from_kubeconfig
+
+REPO_CRDS = Path(__file__).resolve().parents[2] / "crds"
+
+
+def _say(line: str) -> None:
+    print(f"warmpool dev: {line}", file=sys.stderr, flush=True)
+
+
+def resolve_layout(kubeconfig: Path, state_dir: Path | None) -> Layout:
+    """The layout for a kubeconfig: the explicit state dir, the one recorded in it, or the default."""
+    kubeconfig = kubeconfig.expanduser().absolute()
+    if state_dir is None and kubeconfig.exists():
+        try:
+            state_dir = state_dir_from_kubeconfig(yaml.safe_load(kubeconfig.read_text()) or {})
+        except yaml.YAMLError:
+            state_dir = None
+    return Layout(state_dir=(state_dir or default_state_dir(kubeconfig)).expanduser().absolute(),
+                  kubeconfig=kubeconfig)
+
+
+def up(*, kubeconfig: Path, state_dir: Path | None, operator: bool, crds: Path | None) -> int:
+    layout = Layout(state_dir=(state_dir or default_state_dir(kubeconfig.absolute())).absolute(),
+                    kubeconfig=kubeconfig.expanduser().absolute())
+    if operator and not controlplane.operator_available():
+        _say("`warmpool operator run` is not available in this installation; pass --no-operator to start "
+             "the cluster without it")
+        return 1
+    try:
+        binary = ensure_kcluster(log=_say)
+        cluster = controlplane.start_control_plane(binary=binary, layout=layout, log=_say)
+    except (BuildError, ClusterError) as exc:
+        _say(f"failed: {exc}")
+        return 1
+    try:
+        controlplane.install_crds(binary=binary, layout=layout, crds_dir=crds or REPO_CRDS, log=_say)
+        if operator:
+            controlplane.start_operator(layout=layout, log=_say)
+    except ClusterError as exc:
+        _say(f"failed: {exc}")
+        controlplane.stop_components(layout, log=_say)
+        return 1
+    _say(f"ready: API server {cluster.server}, kubeconfig {layout.kubeconfig}")
+    _say(f"logs in {layout.logs}; kubectl: {binary} kubectl --kubeconfig {layout.kubeconfig} ...")
+    _say(f"stop with: warmpool dev down --kubeconfig {layout.kubeconfig}")
+    return 0
+
+
+def down(*, kubeconfig: Path, state_dir: Path | None, keep_state: bool) -> int:
+    layout = resolve_layout(kubeconfig, state_dir)
+    if not layout.state_dir.exists():
+        _say(f"nothing to stop: no state directory at {layout.state_dir}")
+        return 1
+    stopped = controlplane.stop_components(layout, log=_say)
+    if still := controlplane.running_components(layout):
+        _say(f"failed to stop: {', '.join(still)} (see {layout.pids})")
+        return 1
+    if not keep_state:
+        shutil.rmtree(layout.state_dir, ignore_errors=True)
+        if state_dir_from_kubeconfig(_load(layout.kubeconfig)) == layout.state_dir:
+            layout.kubeconfig.unlink(missing_ok=True)
+    _say(f"stopped {len(stopped)} component(s)" + ("" if keep_state else f"; removed {layout.state_dir}"))
+    return 0
+
+
+def _load(path: Path) -> dict[str, object]:
+    try:
+        loaded = yaml.safe_load(path.read_text())
+    except (OSError, yaml.YAMLError):
+        return {}
+    return loaded if isinstance(loaded, dict) else {}
+
+
+def node_agent(*, kubeconfig: Path, node_name: str, pods_dir: Path, cpu: str, memory: str, max_pods: int,
+               backoff_s: float, verbose: bool) -> int:
+    from warmpool.dev.agent.agent import NodeSettings, run_agent
+    from warmpool.dev.agent.kubeapi import load_access
+    from warmpool.dev.agent.runner import RunnerSettings
+
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        access = load_access(kubeconfig)
+    except (OSError, ValueError, KeyError) as exc:
+        print(f"warmpool dev node-agent: cannot use {kubeconfig}: {exc}", file=sys.stderr)
+        return 2
+    settings = NodeSettings(name=node_name, pods_dir=pods_dir.absolute(), cpu=cpu, memory=memory,
+                            max_pods=max_pods)
+    runner_settings = RunnerSettings(host_ip=settings.host_ip, warmpool=tuple(controlplane.warmpool_command()),
+                                     backoff_initial_s=backoff_s)
+    asyncio.run(run_agent(settings, access, runner_settings))
+    return 0
+
+
+def build() -> int:
+    try:
+        print(ensure_kcluster(log=_say))
+    except BuildError as exc:
+        _say(f"failed: {exc}")
+        return 1
+    return 0
+
