@@ -83,8 +83,16 @@ class Timeouts:
 class KubeApi:
     """CRUD on namespaced objects; re-logs in once when the credentials expire (401)."""
 
-    def __init__(self, info: kopf.ConnectionInfo, *, login: LoginFn | None = None, timeouts: Timeouts) -> None:
+    def __init__(
+        self,
+        info: kopf.ConnectionInfo,
+        *,
+        login: LoginFn | None = None,
+        timeouts: Timeouts,
+        user_agent: str = USER_AGENT,
+    ) -> None:
         self._info = info
+        self._user_agent = user_agent
         self._login = login
         self._timeouts = timeouts
         self._session: aiohttp.ClientSession | None = None
@@ -106,7 +114,7 @@ class KubeApi:
             ssl: Any = info.as_ssl_context() if info.server.startswith("https") else None
             self._session = aiohttp.ClientSession(
                 base_url=info.server.rstrip("/") + "/",
-                headers={**info.as_http_headers(), "User-Agent": USER_AGENT, "Accept": "application/json"},
+                headers={**info.as_http_headers(), "User-Agent": self._user_agent, "Accept": "application/json"},
                 timeout=aiohttp.ClientTimeout(
                     total=self._timeouts.request_seconds, sock_connect=self._timeouts.connect_seconds
                 ),

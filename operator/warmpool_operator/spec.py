@@ -175,8 +175,8 @@ def parse_spec(raw: Any) -> WarmPoolSpec:
     tenant = _string(obj, "tenant", "spec")
     if len(tenant) > 63 or not DNS1123_LABEL.match(tenant):
         raise SpecError("spec.tenant", "must be a DNS-1123 label (lowercase alphanumerics and '-', at most 63)")
-    warm = _int(obj, "warmInstancesPerTuple", "spec", DEFAULT_WARM_INSTANCES, minimum=0)
-    max_total = _int(obj, "maxTotalWarm", "spec", DEFAULT_MAX_TOTAL_WARM, minimum=0)
+    warm = _int(obj, "warmInstancesPerTuple", "spec", DEFAULT_WARM_INSTANCES, minimum=0, maximum=4096)
+    max_total = _int(obj, "maxTotalWarm", "spec", DEFAULT_MAX_TOTAL_WARM, minimum=0, maximum=65536)
     if max_total < warm:
         raise SpecError("spec.maxTotalWarm", f"must be >= spec.warmInstancesPerTuple ({warm}), got {max_total}")
     try:
@@ -315,8 +315,12 @@ def _string(obj: Mapping[str, Any], key: str, where: str) -> str:
     return value
 
 
-def _int(obj: Mapping[str, Any], key: str, where: str, default: int, *, minimum: int) -> int:
+def _int(
+    obj: Mapping[str, Any], key: str, where: str, default: int, *, minimum: int, maximum: int | None = None
+) -> int:
     value = _optional_int(obj, key, where, minimum=minimum)
+    if value is not None and maximum is not None and value > maximum:
+        raise SpecError(f"{where}.{key}", f"must be <= {maximum}, got {value}")
     return default if value is None else value
 
 

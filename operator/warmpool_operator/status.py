@@ -83,7 +83,7 @@ def judge(*, progress: Progress, problem: Problem | None) -> dict[str, Cond]:
         }
     if not progress.observed and progress.replicas == 0:
         step = "Creating"
-    elif progress.updated < progress.desired:
+    elif not progress.observed or progress.updated < progress.desired:
         step = "RollingOut"
     elif progress.replicas > progress.desired:
         step = "RemovingOldPods"
