@@ -15,7 +15,7 @@ from warmpool_operator.scaling.collector import TickSample
 from warmpool_operator.scaling.erlang import erlang_b, pods_needed
 from warmpool_operator.scaling.periodic import Forecast, Surge, SurgeModel, forecast
 from warmpool_operator.scaling.spec import AutoscalingSpec
-from warmpool_operator.scaling.window import WindowStats, aggregate, holding_time
+from warmpool_operator.scaling.window import WindowStats, aggregate, holding_time, rate_trend
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,6 +31,13 @@ class Tuning:
     Poisson deviations; it is then sized on its own instead of diluted in the panic window."""
     startup_prior_seconds: float = 10.0
     """Assumed pod start-up time until one has been observed."""
+    panic_sigmas: float = 2.0
+    """The panic window is sized on its arrival count less this many Poisson deviations, so that
+    chance highs of a few seconds of traffic do not buy pods (they would be held for the whole
+    scale-down delay); a real burst is far above that margin."""
+    trend_sigmas: float = 2.0
+    """A rise across the stable window is extrapolated over the start-up time only when its
+    slope is this many standard errors above zero."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -155,8 +162,15 @@ def decide(
     startup = observations.startup_seconds or tuning.startup_prior_seconds
     # Onsets are seen on the scrape grid and the start-up lag is measured on it too, so asking a
     # start-up before the predicted onset is on time for an exact period; jitter adds margin.
-    prewarm = fc is not None and _in_prewarm(fc, now, startup + fc.jitter, spec.tick_seconds)
     confirmed = fc is not None and fc.confirmations >= 2
+    # A tentative period (two onsets) is acted on while predictions have tended to come true:
+    # with bursts at random times they do not, and every prewarm would be wasted.
+    credible = confirmed or (fc is not None and (fc.track_record is None or fc.track_record >= 0.5))
+    prewarm = credible and fc is not None and _in_prewarm(fc, now, startup + fc.jitter, spec.tick_seconds)
+    current = observations.surges.current
+    if confirmed and fc is not None and current is not None and current.onset == fc.latest_onset:
+        # The predicted surge is under way: keep the prewarmed pods until it is over.
+        prewarm = True
     anticipated = prewarm or (
         confirmed and fc is not None and now <= fc.latest_last + spec.panic_window_seconds
     )
@@ -169,38 +183,48 @@ def decide(
     else:
         stable_rate = load.stable.arrival_rate
         stable_label = "stable"
+        trend = rate_trend(observations.samples, now, spec.stable_window_seconds)
+        if stable_rate is not None and trend is not None and trend.slope > tuning.trend_sigmas * trend.slope_error:
+            # A steady rise: the window's mean lags it by half a window, and pods asked now
+            # serve a start-up from now, so size for the line's value then. After a step the
+            # line overshoots the new level; the panic window's rate bounds it.
+            level = min(trend.rate_now, load.panic.arrival_rate or trend.rate_now)
+            stable_rate = max(stable_rate, level + trend.slope * startup)
+            stable_label = "stable (rising)"
         if _dropped(load, tuning.burst_sigmas + 1.0):
             # The panic window is far below the stable average: the stable window still holds
             # the old level; the scale-down delay alone guards against the load coming back.
             stable_rate = load.panic.arrival_rate
             stable_label = "stable (after a drop)"
     stable_load = load.erlangs(stable_rate, load.stable.in_flight)
-    panic_load = load.erlangs(load.panic.arrival_rate, load.panic.in_flight)
+    panic_load = load.erlangs(_lower_rate(load.panic, tuning.panic_sigmas), load.panic.in_flight)
     sized = {stable_label: need(stable_load), "panic": need(panic_load)}
     peak = max(stable_load, panic_load)
     if load.last_rate is not None and load.stable.arrival_rate is not None:
         count = load.last_rate * load.last_interval
         expected = load.stable.arrival_rate * load.last_interval
         if count > expected + tuning.burst_sigmas * math.sqrt(expected + 1.0):
-            burst_rate = load.last_rate
-            if not anticipated and load.previous_rate is not None:
-                before = load.previous_rate * load.last_interval
-                if count > before + tuning.burst_sigmas * math.sqrt(before + 1.0):
-                    # Still climbing steeply: pods asked now are Ready a start-up later, so
-                    # assume the climb goes on for one more tick.
-                    burst_rate += load.last_rate - load.previous_rate
-            burst_load = load.erlangs(burst_rate, None)
+            burst_load = load.erlangs(load.last_rate, None)
             sized["burst"] = need(burst_load)
             peak = max(peak, burst_load)
+            before = load.previous_rate * load.last_interval if load.previous_rate is not None else None
+            climbing = before is not None and count > before + tuning.burst_sigmas * math.sqrt(before + 1.0)
+            if climbing and not anticipated:
+                # Still climbing steeply, and pods asked now are Ready a start-up later: hedge for
+                # the climb going on one more tick. Only measured sizes hold pods back (below), so
+                # if the climb stops, the pods of the hedge that are not Ready yet are cancelled.
+                climb = load.erlangs(2 * load.last_rate - (load.previous_rate or 0.0), None)
+                sized["climb"] = need(climb)
     if prewarm and fc is not None:
         sized["prewarm"] = need(load.erlangs(fc.peak_rate, None))
     driver = max(sized, key=lambda k: sized[k])
     wanted = sized[driver]
+    measured = max(v for k, v in sized.items() if k != "climb")
 
     horizon = now - spec.scale_down_delay_seconds
     recent = tuple(r for r in state.recent if r.t > horizon)
     held = max([wanted, *(r.pods for r in recent if not r.anticipated)])
-    next_state = DeciderState(recent=(*recent, Wanted(now, wanted, anticipated)))
+    next_state = DeciderState(recent=(*recent, Wanted(now, measured, anticipated)))
 
     desired = min(max(held, spec.min_replicas), spec.max_replicas)
     up_limit = max(math.ceil(current_replicas * spec.max_scale_up_rate), current_replicas + 1)
@@ -215,7 +239,10 @@ def decide(
         + f" pods of {w} warm for B <= {target:g}"
     ]
     if driver == "prewarm" and fc is not None:
-        parts.append(f"prewarming for the surge expected at t={fc.next_onset:.0f} s (period {fc.period:.0f} s)")
+        if current is not None and current.onset == fc.latest_onset:
+            parts.append(f"holding the prewarm through the predicted surge (period {fc.period:.0f} s)")
+        else:
+            parts.append(f"prewarming for the surge expected at t={fc.next_onset:.0f} s (period {fc.period:.0f} s)")
     if held > wanted:
         parts.append(f"scale-down to {wanted} delayed ({held} wanted within {spec.scale_down_delay_seconds:g} s)")
     if desired != held:
@@ -229,6 +256,13 @@ def decide(
     return Decision(limited, reason, miss, limited != current_replicas, peak), next_state
 
 
+def _lower_rate(window: WindowStats, sigmas: float) -> float | None:
+    if window.arrival_rate is None or window.covered <= 0:
+        return None
+    count = window.arrivals
+    return max(0.0, count - sigmas * math.sqrt(count)) / window.covered
+
+
 def _dropped(load: _Load, sigmas: float) -> bool:
     stable, panic = load.stable.arrival_rate, load.panic
     if stable is None or panic.arrival_rate is None:
@@ -238,5 +272,5 @@ def _dropped(load: _Load, sigmas: float) -> bool:
 
 
 def _in_prewarm(fc: Forecast, now: float, lead: float, tick: float) -> bool:
-    tolerance = max(1.5 * tick, 0.05 * fc.period)
-    return fc.next_onset - lead <= now <= fc.next_onset + fc.duration + tolerance
+    late = max(fc.jitter, tick)
+    return fc.next_onset - lead <= now <= fc.next_onset + fc.duration + late

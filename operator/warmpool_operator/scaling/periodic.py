@@ -57,7 +57,7 @@ class Forecast:
     confirmations: int
     """How many consecutive intervals between onsets, ending with the latest, match the period."""
     jitter: float
-    """Largest deviation of those intervals from the period (a tick while only one is known)."""
+    """Margin for timing error: the largest residual of the fit (a tick while only two onsets)."""
     peak_rate: float
     """The highest peak arrival rate of the recent surges."""
     duration: float
@@ -65,6 +65,8 @@ class Forecast:
     latest_onset: float
     latest_last: float
     """When the latest surge was last seen (now, if it is still under way)."""
+    track_record: float | None
+    """Share of past onsets that the two before them predicted; None before there were any."""
 
 
 def _excess(count: float, expected: float, sigmas: float) -> bool:
@@ -96,12 +98,17 @@ def observe_surges(
     return replace(model, baseline_rate=model.baseline_rate + alpha * (rate - model.baseline_rate))
 
 
+def _tolerance(period: float, tick_seconds: float) -> float:
+    return max(1.5 * tick_seconds, 0.1 * period)
+
+
 def forecast(model: SurgeModel, *, relevant: Callable[[Surge], bool], tick_seconds: float) -> Forecast | None:
     """Predict the next surge from the spacing of the latest relevant onsets.
 
     Two onsets give a tentative period (one confirmation); each earlier interval that matches
-    within max(1.5 ticks, 5 %) adds one. Prewarming on a tentative period is cheap when wrong
-    (a few pods for a few seconds) and saves a whole burst of misses when right.
+    it within max(1.5 ticks, 10 %) adds one. With three or more evenly spaced onsets the phase
+    and period come from a least-squares line through them, so jitter in the timer does not
+    throw the prediction off by a whole interval, and the largest residual becomes the margin.
     """
     surges = [s for s in model.surges if relevant(s)]
     if model.current is not None and relevant(model.current):
@@ -114,22 +121,38 @@ def forecast(model: SurgeModel, *, relevant: Callable[[Surge], bool], tick_secon
     duration = max(s.duration for s in recent)
     if period <= duration + 2 * tick_seconds:
         return None
-    tolerance = max(1.5 * tick_seconds, 0.05 * period)
-    confirmations = 1
-    jitter = 0.0
-    for k in range(len(onsets) - 2, 0, -1):
-        deviation = abs(onsets[k] - onsets[k - 1] - period)
-        if deviation > tolerance:
-            break
-        confirmations += 1
-        jitter = max(jitter, deviation)
+    tolerance = _tolerance(period, tick_seconds)
+    run = 2
+    while run < len(onsets) and abs(onsets[-run] - onsets[-run - 1] - period) <= tolerance:
+        run += 1
+    next_onset, jitter = onsets[-1] + period, tick_seconds
+    if run >= 3:
+        next_onset, period, jitter = _fit(onsets[-run:])
+    trials = successes = 0
+    for k in range(2, len(onsets)):
+        before = onsets[k - 1] - onsets[k - 2]
+        trials += 1
+        successes += abs(onsets[k] - onsets[k - 1] - before) <= _tolerance(before, tick_seconds)
     return Forecast(
         period=period,
-        next_onset=onsets[-1] + period,
-        confirmations=confirmations,
-        jitter=jitter if confirmations > 1 else tick_seconds,
+        next_onset=next_onset,
+        confirmations=run - 1,
+        jitter=jitter,
         peak_rate=max(s.peak_rate for s in recent),
         duration=duration,
         latest_onset=onsets[-1],
         latest_last=surges[-1].last,
+        track_record=successes / trials if trials else None,
     )
+
+
+def _fit(onsets: list[float]) -> tuple[float, float, float]:
+    """Least-squares line onset_i = phase + period·i; (next onset, period, largest residual)."""
+    count = len(onsets)
+    mean_i = (count - 1) / 2.0
+    mean_t = sum(onsets) / count
+    spread = sum((i - mean_i) ** 2 for i in range(count))
+    period = sum((i - mean_i) * (t - mean_t) for i, t in enumerate(onsets)) / spread
+    phase = mean_t - period * mean_i
+    residual = max(abs(t - (phase + period * i)) for i, t in enumerate(onsets))
+    return phase + period * count, period, residual

@@ -88,3 +88,32 @@ def holding_time(samples: Sequence[TickSample], now: float, seconds: float, min_
     if arrivals < min_arrivals or busy <= 0.0:
         return None
     return busy / arrivals
+
+
+@dataclass(frozen=True, slots=True)
+class Trend:
+    """A least-squares line through a window's arrival rates."""
+
+    rate_now: float
+    """The line's value at the end of the window."""
+    slope: float
+    """Change of the arrival rate per second."""
+    slope_error: float
+    """Standard error of the slope."""
+
+
+def rate_trend(samples: Sequence[TickSample], now: float, seconds: float) -> Trend | None:
+    """Fit arrival rate against time over the window; None with fewer than 4 rated samples."""
+    points = [(s.t, s.arrival_rate) for s in in_window(samples, now, seconds) if s.arrival_rate is not None]
+    count = len(points)
+    if count < 4:
+        return None
+    mean_t = sum(t for t, _ in points) / count
+    mean_r = sum(r for _, r in points) / count
+    sxx = sum((t - mean_t) ** 2 for t, _ in points)
+    if sxx <= 0:
+        return None
+    slope = sum((t - mean_t) * (r - mean_r) for t, r in points) / sxx
+    intercept = mean_r - slope * mean_t
+    residual = sum((r - intercept - slope * t) ** 2 for t, r in points) / (count - 2)
+    return Trend(rate_now=intercept + slope * now, slope=slope, slope_error=(residual / sxx) ** 0.5)
