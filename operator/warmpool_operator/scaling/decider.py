@@ -8,7 +8,7 @@ Erlang's formula B(w, load / pods), and the fleet is the fewest pods that keeps 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from warmpool_operator.scaling.collector import TickSample
@@ -136,6 +136,93 @@ def _measure(spec: AutoscalingSpec, samples: Sequence[TickSample], now: float, t
     )
 
 
+@dataclass(frozen=True, slots=True)
+class _Plan:
+    """What the surge forecast means for this decision."""
+
+    forecast: Forecast | None
+    confirmed: bool
+    """Three or more evenly spaced onsets, the latest of them predicted."""
+    prewarm: bool
+    """Ask for the forecast surge's pods now."""
+    anticipated: bool
+    """This decision serves a predicted surge, so it must not hold pods after it."""
+    in_surge: bool
+    """The predicted surge is under way."""
+
+
+def _plan(spec: AutoscalingSpec, observations: Observations, fc: Forecast | None, now: float, startup: float) -> _Plan:
+    if fc is None:
+        return _Plan(None, False, False, False, False)
+    confirmed = fc.confirmations >= 2
+    # A tentative period (two onsets) is acted on while predictions have tended to come true:
+    # with bursts at random times they do not, and every prewarm would be wasted.
+    credible = confirmed or fc.track_record is None or fc.track_record >= 0.5
+    # Onsets and the start-up lag are both measured on the scrape grid, so asking one start-up
+    # before the predicted onset is on time for an exact period; the fit's jitter adds margin.
+    lead = startup + fc.jitter
+    late = max(fc.jitter, spec.tick_seconds)
+    prewarm = credible and fc.next_onset - lead <= now <= fc.next_onset + fc.duration + late
+    current = observations.surges.current
+    in_surge = confirmed and current is not None and current.onset == fc.latest_onset
+    anticipated = prewarm or in_surge or (confirmed and now <= fc.latest_last + spec.panic_window_seconds)
+    return _Plan(fc, confirmed, prewarm or in_surge, anticipated, in_surge)
+
+
+def _stable_rate(
+    spec: AutoscalingSpec, observations: Observations, load: _Load, *, plan: _Plan, now: float, startup: float,
+    tuning: Tuning,
+) -> tuple[str, float | None]:
+    """The steady arrival rate to size for, and what it is."""
+    if plan.confirmed:
+        # The stable window mixes the surges into the baseline; the forecast covers the surges,
+        # so the steady part is sized from the rate outside them.
+        return "baseline", observations.surges.baseline_rate
+    rate = load.stable.arrival_rate
+    if rate is None:
+        return "stable", None
+    if _dropped(load, tuning.burst_sigmas + 1.0):
+        # The panic window is far below the stable average, which still holds the old level;
+        # the scale-down delay alone guards against the load coming back.
+        return "stable (after a drop)", load.panic.arrival_rate
+    trend = rate_trend(observations.samples, now, spec.stable_window_seconds)
+    if trend is not None and trend.slope > tuning.trend_sigmas * trend.slope_error:
+        # A steady rise: the window's mean lags it by half a window, and pods asked now serve a
+        # start-up from now, so size for the line's value then. After a step the line overshoots
+        # the new level; the panic window's rate bounds it.
+        level = min(trend.rate_now, load.panic.arrival_rate or trend.rate_now)
+        return "stable (rising)", max(rate, level + trend.slope * startup)
+    return "stable", rate
+
+
+def _sizes(
+    load: _Load, plan: _Plan, stable: tuple[str, float | None], need: Callable[[float], int], tuning: Tuning
+) -> tuple[dict[str, int], float]:
+    """Pods each signal asks for, and the highest load measured (Erlangs)."""
+    label, stable_rate = stable
+    stable_load = load.erlangs(stable_rate, load.stable.in_flight)
+    panic_load = load.erlangs(_lower_rate(load.panic, tuning.panic_sigmas), load.panic.in_flight)
+    sized = {label: need(stable_load), "panic": need(panic_load)}
+    peak = max(stable_load, panic_load)
+    last, previous, interval = load.last_rate, load.previous_rate, load.last_interval
+    if last is not None and load.stable.arrival_rate is not None:
+        count = last * interval
+        if _excess(count, load.stable.arrival_rate * interval, tuning.burst_sigmas):
+            # The latest tick alone is a burst: size for it rather than for its share of a window.
+            burst_load = load.erlangs(last, None)
+            sized["burst"] = need(burst_load)
+            peak = max(peak, burst_load)
+            climbing = previous is not None and _excess(count, previous * interval, tuning.burst_sigmas)
+            if climbing and previous is not None and not plan.anticipated:
+                # Still climbing steeply, and pods asked now are Ready a start-up later: hedge for
+                # the climb going on one more tick. Only measured sizes hold pods back, so if the
+                # climb stops, the hedge's pods that are not Ready yet are cancelled.
+                sized["climb"] = need(load.erlangs(2 * last - previous, None))
+    if plan.prewarm and plan.forecast is not None:
+        sized["prewarm"] = need(load.erlangs(plan.forecast.peak_rate, None))
+    return sized, peak
+
+
 def decide(
     spec: AutoscalingSpec,
     observations: Observations,
@@ -158,80 +245,27 @@ def decide(
     def relevant(surge: Surge) -> bool:
         return need(load.erlangs(surge.peak_rate, None)) > need(load.erlangs(surge.baseline_rate, None))
 
-    fc = forecast(observations.surges, relevant=relevant, tick_seconds=spec.tick_seconds)
     startup = observations.startup_seconds or tuning.startup_prior_seconds
-    # Onsets are seen on the scrape grid and the start-up lag is measured on it too, so asking a
-    # start-up before the predicted onset is on time for an exact period; jitter adds margin.
-    confirmed = fc is not None and fc.confirmations >= 2
-    # A tentative period (two onsets) is acted on while predictions have tended to come true:
-    # with bursts at random times they do not, and every prewarm would be wasted.
-    credible = confirmed or (fc is not None and (fc.track_record is None or fc.track_record >= 0.5))
-    prewarm = credible and fc is not None and _in_prewarm(fc, now, startup + fc.jitter, spec.tick_seconds)
-    current = observations.surges.current
-    if confirmed and fc is not None and current is not None and current.onset == fc.latest_onset:
-        # The predicted surge is under way: keep the prewarmed pods until it is over.
-        prewarm = True
-    anticipated = prewarm or (
-        confirmed and fc is not None and now <= fc.latest_last + spec.panic_window_seconds
-    )
-
-    # With a confirmed period the stable window mixes surges into the baseline; the forecast
-    # covers the surges, so the steady part is sized from the rate outside them.
-    if confirmed:
-        stable_rate: float | None = observations.surges.baseline_rate
-        stable_label = "baseline"
-    else:
-        stable_rate = load.stable.arrival_rate
-        stable_label = "stable"
-        trend = rate_trend(observations.samples, now, spec.stable_window_seconds)
-        if stable_rate is not None and trend is not None and trend.slope > tuning.trend_sigmas * trend.slope_error:
-            # A steady rise: the window's mean lags it by half a window, and pods asked now
-            # serve a start-up from now, so size for the line's value then. After a step the
-            # line overshoots the new level; the panic window's rate bounds it.
-            level = min(trend.rate_now, load.panic.arrival_rate or trend.rate_now)
-            stable_rate = max(stable_rate, level + trend.slope * startup)
-            stable_label = "stable (rising)"
-        if _dropped(load, tuning.burst_sigmas + 1.0):
-            # The panic window is far below the stable average: the stable window still holds
-            # the old level; the scale-down delay alone guards against the load coming back.
-            stable_rate = load.panic.arrival_rate
-            stable_label = "stable (after a drop)"
-    stable_load = load.erlangs(stable_rate, load.stable.in_flight)
-    panic_load = load.erlangs(_lower_rate(load.panic, tuning.panic_sigmas), load.panic.in_flight)
-    sized = {stable_label: need(stable_load), "panic": need(panic_load)}
-    peak = max(stable_load, panic_load)
-    if load.last_rate is not None and load.stable.arrival_rate is not None:
-        count = load.last_rate * load.last_interval
-        expected = load.stable.arrival_rate * load.last_interval
-        if count > expected + tuning.burst_sigmas * math.sqrt(expected + 1.0):
-            burst_load = load.erlangs(load.last_rate, None)
-            sized["burst"] = need(burst_load)
-            peak = max(peak, burst_load)
-            before = load.previous_rate * load.last_interval if load.previous_rate is not None else None
-            climbing = before is not None and count > before + tuning.burst_sigmas * math.sqrt(before + 1.0)
-            if climbing and not anticipated:
-                # Still climbing steeply, and pods asked now are Ready a start-up later: hedge for
-                # the climb going on one more tick. Only measured sizes hold pods back (below), so
-                # if the climb stops, the pods of the hedge that are not Ready yet are cancelled.
-                climb = load.erlangs(2 * load.last_rate - (load.previous_rate or 0.0), None)
-                sized["climb"] = need(climb)
-    if prewarm and fc is not None:
-        sized["prewarm"] = need(load.erlangs(fc.peak_rate, None))
+    fc = forecast(observations.surges, relevant=relevant, tick_seconds=spec.tick_seconds)
+    plan = _plan(spec, observations, fc, now, startup)
+    stable = _stable_rate(spec, observations, load, plan=plan, now=now, startup=startup, tuning=tuning)
+    sized, peak = _sizes(load, plan, stable, need, tuning)
     driver = max(sized, key=lambda k: sized[k])
     wanted = sized[driver]
-    measured = max(v for k, v in sized.items() if k != "climb")
 
+    # Scale-down delay: keep the most any decision of the window wanted, except decisions made
+    # for a predicted surge (the forecast brings those pods back in time for the next one).
     horizon = now - spec.scale_down_delay_seconds
     recent = tuple(r for r in state.recent if r.t > horizon)
     held = max([wanted, *(r.pods for r in recent if not r.anticipated)])
-    next_state = DeciderState(recent=(*recent, Wanted(now, measured, anticipated)))
+    measured_pods = max(v for k, v in sized.items() if k != "climb")
+    next_state = DeciderState(recent=(*recent, Wanted(now, measured_pods, plan.anticipated)))
 
     desired = min(max(held, spec.min_replicas), spec.max_replicas)
     up_limit = max(math.ceil(current_replicas * spec.max_scale_up_rate), current_replicas + 1)
     down_limit = math.floor(current_replicas / spec.max_scale_down_rate)
     limited = min(max(desired, down_limit), up_limit)
 
-    miss = load.stable.miss_ratio
     holding = f"{load.holding:.2f} s each" if load.holding is not None else "from the in-flight gauge"
     parts = [
         f"load {peak:.1f} Erlangs ({holding}); "
@@ -239,7 +273,7 @@ def decide(
         + f" pods of {w} warm for B <= {target:g}"
     ]
     if driver == "prewarm" and fc is not None:
-        if current is not None and current.onset == fc.latest_onset:
+        if plan.in_surge:
             parts.append(f"holding the prewarm through the predicted surge (period {fc.period:.0f} s)")
         else:
             parts.append(f"prewarming for the surge expected at t={fc.next_onset:.0f} s (period {fc.period:.0f} s)")
@@ -249,11 +283,15 @@ def decide(
         parts.append(f"bounds [{spec.min_replicas}, {spec.max_replicas}] give {desired}")
     if limited != desired:
         parts.append(f"rate limit from {current_replicas} gives {limited}")
-    headline = f"scale {current_replicas} -> {limited}" if limited != current_replicas else f"keep {limited}"
     if limited > 0:
         parts.append(f"expected miss ratio {erlang_b(w, peak / limited):.2g}")
+    headline = f"scale {current_replicas} -> {limited}" if limited != current_replicas else f"keep {limited}"
     reason = f"{headline}: " + "; ".join(parts)
-    return Decision(limited, reason, miss, limited != current_replicas, peak), next_state
+    return Decision(limited, reason, load.stable.miss_ratio, limited != current_replicas, peak), next_state
+
+
+def _excess(count: float, expected: float, sigmas: float) -> bool:
+    return count > expected + sigmas * math.sqrt(expected + 1.0)
 
 
 def _lower_rate(window: WindowStats, sigmas: float) -> float | None:
@@ -269,8 +307,3 @@ def _dropped(load: _Load, sigmas: float) -> bool:
         return False
     expected = stable * panic.covered
     return panic.arrivals < expected - sigmas * math.sqrt(expected + 1.0)
-
-
-def _in_prewarm(fc: Forecast, now: float, lead: float, tick: float) -> bool:
-    late = max(fc.jitter, tick)
-    return fc.next_onset - lead <= now <= fc.next_onset + fc.duration + late
