@@ -1,0 +1,115 @@
+{{/*
+warmpool-operator.name: the chart name, or nameOverride.
+*/}}
+{{- define "warmpool-operator.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/*
+warmpool-operator.fullname: release-qualified name of every object, at most 63 characters;
+the release name alone when it already contains the chart name.
+*/}}
+{{- define "warmpool-operator.fullname" -}}
+{{- if .Values.fullnameOverride }}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- $name := default .Chart.Name .Values.nameOverride }}
+{{- if contains $name .Release.Name }}
+{{- .Release.Name | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- printf "%s-%s" .Release.Name $name | trunc 63 | trimSuffix "-" }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{/*
+warmpool-operator.selectorLabels: the labels the operator Deployment selects its pods by (never change).
+*/}}
+{{- define "warmpool-operator.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "warmpool-operator.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/component: operator
+{{- end }}
+
+{{/*
+warmpool-operator.labels: recommended labels of every object of the chart.
+*/}}
+{{- define "warmpool-operator.labels" -}}
+helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
+{{ include "warmpool-operator.selectorLabels" . }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/part-of: warmpool
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+{{- end }}
+
+{{/*
+warmpool-operator.serviceAccountName: the operator's ServiceAccount.
+*/}}
+{{- define "warmpool-operator.serviceAccountName" -}}
+{{- default (include "warmpool-operator.fullname" .) .Values.serviceAccount.name }}
+{{- end }}
+
+{{/*
+warmpool-operator.image: repository with the digest when given, else the tag (default appVersion).
+*/}}
+{{- define "warmpool-operator.image" -}}
+{{- if .Values.image.digest }}
+{{- printf "%s@%s" .Values.image.repository .Values.image.digest }}
+{{- else }}
+{{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag) }}
+{{- end }}
+{{- end }}
+
+{{/*
+warmpool-operator.runtimeImage: default image of the runtime pods (the operator's own unless set).
+*/}}
+{{- define "warmpool-operator.runtimeImage" -}}
+{{- default (include "warmpool-operator.image" .) .Values.runtime.image }}
+{{- end }}
+
+{{/*
+warmpool-operator.namespaces: the namespaces watched in namespaced mode, as a list
+(the release namespace when none is given).
+*/}}
+{{- define "warmpool-operator.namespaces" -}}
+{{- $namespaces := .Values.watch.namespaces | default (list .Release.Namespace) }}
+{{- toJson (uniq $namespaces) }}
+{{- end }}
+
+{{/*
+warmpool-operator.runtimeSelector: labels of the runtime pods the operator creates
+(app.kubernetes.io/name and managed-by as set by warmpool_operator.render).
+*/}}
+{{- define "warmpool-operator.runtimeSelector" -}}
+app.kubernetes.io/name: warmpool-runtime
+app.kubernetes.io/managed-by: warmpool-operator
+{{- end }}
+
+{{/*
+warmpool-operator.poolRules: what the operator does in a watched namespace, verb by verb.
+No wildcards, no Secrets, no delete (children go with their WarmPool through owner references).
+*/}}
+{{- define "warmpool-operator.poolRules" -}}
+# WarmPools: watched; patched for kopf's bookkeeping annotations; status written.
+- apiGroups: ["tensorwasm.dev"]
+  resources: ["warmpools"]
+  verbs: ["get", "list", "watch", "patch"]
+- apiGroups: ["tensorwasm.dev"]
+  resources: ["warmpools/status"]
+  verbs: ["get", "patch"]
+# The children of each WarmPool: created, patched back from drift, watched for hand edits.
+- apiGroups: ["apps"]
+  resources: ["deployments"]
+  verbs: ["get", "list", "watch", "create", "patch"]
+- apiGroups: [""]
+  resources: ["services", "configmaps"]
+  verbs: ["get", "list", "watch", "create", "patch"]
+# Runtime pods: read to diagnose a rollout and to find the pods to probe and scrape.
+- apiGroups: [""]
+  resources: ["pods"]
+  verbs: ["get", "list", "watch"]
+# Events on WarmPools (state transitions and scaling decisions).
+- apiGroups: [""]
+  resources: ["events"]
+  verbs: ["create"]
+{{- end }}

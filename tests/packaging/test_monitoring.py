@@ -1,0 +1,216 @@
+"""Dashboard and alerts: valid PromQL over metrics the code really exports, the panels asked for, a PNG preview."""
+
+from __future__ import annotations
+
+import json
+import re
+import struct
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import promql_parser
+import pytest
+
+from tests.packaging.helm import CHART, Helm
+from tools import dashboard as dashboard_tool
+from tools.metrics_catalogue import sample_labels
+
+pytestmark = pytest.mark.unit
+
+DASHBOARD = CHART / "dashboards" / "warmpool.json"
+RULE_VALUES = {
+    "prometheusRule": {
+        "enabled": True,
+        "alertLabels": {"team": "platform"},
+        "missRatio": {"threshold": 0.02, "for": "7m"},
+    },
+}
+
+
+def substitute(expr: str) -> str:
+    """Grafana variables replaced by what they stand for, so the query parses as PromQL."""
+    return (expr.replace("$__rate_interval", "5m").replace("$target", "0.01")
+            .replace('"$namespace"', '".*"').replace('"$tenant"', '".*"').replace('"$module"', '".*"')
+            .replace('"$pool"', '".*"'))
+
+
+def problems_in(expr: str, known: dict[str, frozenset[str]]) -> list[str]:
+    """Selectors of unknown metrics, matchers or groupings on labels those metrics do not carry."""
+    out: list[str] = []
+    tree = promql_parser.parse(expr)
+
+    def selectors(node: Any) -> list[Any]:
+        found: list[Any] = []
+
+        def visit(child: Any) -> bool:
+            if isinstance(child, promql_parser.VectorSelector):
+                found.append(child)
+            return True
+
+        promql_parser.walk(node, visit)
+        return found
+
+    def check(node: Any) -> bool:
+        if isinstance(node, promql_parser.VectorSelector):
+            if node.name not in known:
+                out.append(f"unknown metric {node.name}")
+            else:
+                for matcher in node.matchers.matchers:
+                    if matcher.name not in known[node.name]:
+                        out.append(f"{node.name} has no label {matcher.name}")
+        if isinstance(node, promql_parser.AggregateExpr) and node.modifier is not None:
+            available: set[str] = set()
+            for selector in selectors(node.expr):
+                available |= known.get(selector.name or "", frozenset())
+            for label in node.modifier.labels:
+                if label not in available:
+                    out.append(f"grouping by {label}, which no selected metric carries")
+        return True
+
+    promql_parser.walk(tree, check)
+    return out
+
+
+def dashboard_queries(board: dict[str, Any]) -> Iterator[tuple[str, str]]:
+    for panel in board["panels"]:
+        for target in panel.get("targets", []):
+            yield panel["title"], substitute(target["expr"])
+    for variable in board["templating"]["list"]:
+        if variable["type"] == "query":
+            inner = re.fullmatch(r"label_values\((.*), (\w+)\)", variable["definition"])
+            assert inner is not None, variable["definition"]
+            yield f"variable {variable['name']}", substitute(inner.group(1))
+
+
+def test_dashboard_file_is_what_the_generator_writes() -> None:
+    assert dashboard_tool.main(["--check"]) == 0, "run python tools/dashboard.py"
+    assert json.loads(DASHBOARD.read_text()) == dashboard_tool.build_dashboard()
+
+
+def test_every_dashboard_query_is_valid_promql_over_exported_metrics() -> None:
+    known = sample_labels()
+    board = json.loads(DASHBOARD.read_text())
+    queries = list(dashboard_queries(board))
+    assert len(queries) > 20
+    problems = [f"{where}: {problem}" for where, expr in queries for problem in problems_in(expr, known)]
+    assert problems == []
+
+
+def test_query_check_catches_wrong_names_and_labels() -> None:
+    known = sample_labels()
+    assert problems_in('sum by (module) (rate(tensor_wasm_pool_reset_failed_total{tenant="a"}[5m]))', known) == [
+        "grouping by module, which no selected metric carries"
+    ]
+    assert problems_in("tensor_wasm_pool_draws{result='hit'}", known) == ["unknown metric tensor_wasm_pool_draws"]
+    assert problems_in('tensor_wasm_pool_warm_instances{result="hit"}', known) == [
+        "tensor_wasm_pool_warm_instances has no label result"
+    ]
+
+
+def metric_names(expr: str) -> set[str]:
+    names: set[str] = set()
+
+    def visit(node: Any) -> bool:
+        if isinstance(node, promql_parser.VectorSelector) and node.name:
+            names.add(node.name)
+        return True
+
+    promql_parser.walk(promql_parser.parse(expr), visit)
+    return names
+
+
+def test_dashboard_shows_what_an_operator_of_warm_pools_needs() -> None:
+    board = json.loads(DASHBOARD.read_text())
+    by_title = {
+        panel["title"]: set().union(*(metric_names(substitute(t["expr"])) for t in panel["targets"]))
+        for panel in board["panels"] if panel["type"] != "row"
+    }
+    wanted = {
+        "Draws per second: hits and misses": {"tensor_wasm_pool_draws_total"},
+        "Miss ratio against target": {"tensor_wasm_pool_draws_total"},
+        "Warm instances, capacity and in-flight": {"tensor_wasm_pool_warm_instances",
+                                                   "tensor_wasm_pool_capacity_instances"},
+        "Runtime pods: desired and ready": {"kube_deployment_spec_replicas", "kube_deployment_status_replicas_ready"},
+        "Invocation latency (p50, p95, p99)": {"tensor_wasm_invocation_duration_seconds_bucket"},
+        "Reconcile problems by reason": {"warmpool_operator_reconcile_errors_total"},
+    }
+    for title, metrics in wanted.items():
+        assert metrics <= by_title[title], title
+    target = next(p for p in board["panels"] if p["title"] == "Miss ratio against target")
+    assert [t["legendFormat"] for t in target["targets"]] == ["{{tenant}}/{{module}}", "target"]
+    per_tuple = [p for p in board["panels"] if p["type"] == "timeseries" and "tensor_wasm_pool" in json.dumps(p)]
+    for panel in per_tuple:
+        assert any("tenant" in t["legendFormat"] for t in panel["targets"]), panel["title"]
+    variables = [v["name"] for v in board["templating"]["list"]]
+    assert variables == ["datasource", "namespace", "tenant", "module", "pool", "target"]
+
+
+def test_dashboard_panels_tile_the_grid_without_overlap() -> None:
+    board = json.loads(DASHBOARD.read_text())
+    cells: dict[tuple[int, int], str] = {}
+    for panel in board["panels"]:
+        grid = panel["gridPos"]
+        assert grid["x"] >= 0
+        assert grid["x"] + grid["w"] <= 24
+        for x in range(grid["x"], grid["x"] + grid["w"]):
+            for y in range(grid["y"], grid["y"] + grid["h"]):
+                assert (x, y) not in cells, f"{panel['title']} overlaps {cells.get((x, y))}"
+                cells[(x, y)] = panel["title"]
+    assert len({p["id"] for p in board["panels"]}) == len(board["panels"])
+
+
+def test_dashboard_renders_to_a_png(tmp_path: Path) -> None:
+    from tools.render_dashboard import ROW_HEIGHT_PX, WIDTH_PX, main
+
+    out = tmp_path / "dashboard.png"
+    assert main(["--out", str(out)]) == 0
+    data = out.read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n"
+    width, height = struct.unpack(">II", data[16:24])
+    board = json.loads(DASHBOARD.read_text())
+    rows = max(p["gridPos"]["y"] + p["gridPos"]["h"] for p in board["panels"]) + 2
+    assert (width, height) == (WIDTH_PX, rows * ROW_HEIGHT_PX)
+
+
+@pytest.fixture(scope="module")
+def rule(helm: Helm) -> dict[str, Any]:
+    docs = helm.template(RULE_VALUES, name="rules")
+    (found,) = [doc for doc in docs if doc["kind"] == "PrometheusRule"]
+    return found
+
+
+def alerts(rule: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {r["alert"]: r for group in rule["spec"]["groups"] for r in group["rules"]}
+
+
+def test_alerts_cover_misses_resets_reconcile_errors_and_readiness(rule: dict[str, Any]) -> None:
+    found = alerts(rule)
+    assert set(found) == {"WarmPoolMissRatioHigh", "WarmPoolResetFailures", "WarmPoolNotReady",
+                          "WarmPoolReconcileErrors", "WarmPoolOperatorDown"}
+    miss = found["WarmPoolMissRatioHigh"]
+    assert miss["for"] == "7m"
+    assert miss["expr"].rstrip().endswith("> 0.02")
+    for alert in found.values():
+        assert alert["labels"]["team"] == "platform"
+        assert alert["labels"]["severity"] in ("warning", "critical")
+        assert alert["annotations"]["summary"]
+        assert alert["annotations"]["description"]
+
+
+def test_every_alert_is_valid_promql_over_exported_metrics(rule: dict[str, Any]) -> None:
+    known = sample_labels()
+    problems = [f"{name}: {p}" for name, alert in alerts(rule).items() for p in problems_in(alert["expr"], known)]
+    assert problems == []
+    used = set().union(*(metric_names(alert["expr"]) for alert in alerts(rule).values()))
+    assert {"tensor_wasm_pool_draws_total", "tensor_wasm_pool_reset_failed_total",
+            "warmpool_operator_reconcile_errors_total", "kube_deployment_spec_replicas"} <= used
+
+
+def test_alert_annotations_are_valid_go_templates_for_prometheus(rule: dict[str, Any]) -> None:
+    """Helm must leave Prometheus' own {{ $labels.x }} placeholders in place, balanced."""
+    for name, alert in alerts(rule).items():
+        for text in alert["annotations"].values():
+            assert text.count("{{") == text.count("}}"), name
+            for placeholder in re.findall(r"\{\{(.*?)\}\}", text):
+                assert placeholder.strip().startswith(("$labels.", "$value")), (name, placeholder)

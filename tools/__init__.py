@@ -1,0 +1,1 @@
+"""Repository tools: generators and consistency checks run by hand and by the tests."""
