@@ -2,7 +2,7 @@
 
 kmock stores objects and streams watch events; on top of that this subclass stamps what a real
 API server does: `uid`, `creationTimestamp`, `generation` (bumped when `spec` changes),
-`resourceVersion` (bumped on every write), status-subresource semantics (a `/status` write only
+`resourceVersion` (bumped on every write), `generateName`, status-subresource semantics (a `/status` write only
 touches `status`, a main-endpoint write never does), and label-selector filtering of lists.
 """
 
@@ -95,6 +95,8 @@ class ApiServerEmulator(kmock.KubernetesEmulator):
 
     def _stamp_create(self, request: Any) -> None:
         meta = request.data.setdefault("metadata", {})
+        if not meta.get("name") and meta.get("generateName"):
+            meta["name"] = f"{meta['generateName']}{uuid.uuid4().hex[:5]}"
         if request.namespace and not meta.get("namespace"):
             meta["namespace"] = request.namespace
         meta.setdefault("uid", str(uuid.uuid4()))

@@ -1,0 +1,184 @@
+"""Scenarios of pools that cannot work, written against `Cluster` only (any API backend).
+
+Each one must end with Ready=False / Stalled=True naming the reason, a Warning Event, retries,
+and an operator that keeps running; most then fix the cause and watch the pool recover.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+from tests.operator.harness import (
+    Cluster,
+    PodSpec,
+    children_of,
+    condition,
+    events_for,
+    get_pool,
+    operator_running,
+    roll_out,
+    wait_for,
+    warmpool_manifest,
+)
+from tests.operator.runtime_pods import free_port, module_server, runtime_pod
+from tests.operator.scenarios import all_children, pool_with
+from warmpool_operator.kube import CONFIGMAPS, DEPLOYMENTS, WARMPOOLS
+
+MODULE_BYTES = b"\x00asm\x01\x00\x00\x00"  # the smallest valid module: no imports, no exports
+MODULE_SHA = hashlib.sha256(MODULE_BYTES).hexdigest()
+
+
+async def stalled(cluster: Cluster, name: str, reason: str) -> dict[str, Any]:
+    pool: dict[str, Any] = await wait_for(
+        lambda: pool_with(cluster, name, "Stalled", "True", reason=reason), what=f"Stalled={reason}"
+    )
+    ready = condition(pool, "Ready")
+    assert (ready["status"], ready["reason"]) == ("False", reason)
+    assert condition(pool, "Reconciling")["status"] == "False"
+    await wait_for(lambda: events_for(cluster, name, reason), what=f"a Warning Event {reason}")
+    (event, *_) = await events_for(cluster, name, reason)
+    assert event["type"] == "Warning"
+    return pool
+
+
+async def scenario_configmap_missing(cluster: Cluster) -> None:
+    """No ConfigMap, then no key: stalled with retries and no pods; the right key: it proceeds."""
+    source = {"configMapRef": {"name": "modules", "key": "echo.wasm"}}
+    manifest = warmpool_manifest("cmref", module={"sha256": MODULE_SHA, "source": source})
+    await cluster.api.create(WARMPOOLS, cluster.namespace, manifest)
+    async with operator_running(cluster) as running:
+        pool = await stalled(cluster, "cmref", "ConfigMapMissing")
+        assert "modules" in condition(pool, "Stalled")["message"]
+
+        async def retried() -> bool:
+            return running.reconciles(trigger="create", result="stalled") >= 3
+
+        await wait_for(retried, what="retries of the create handler")
+        assert await cluster.api.get(DEPLOYMENTS, cluster.namespace, "cmref") is None
+
+        wrong = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "modules"}, "binaryData": {"x.wasm": ""}}
+        await cluster.api.create(CONFIGMAPS, cluster.namespace, wrong)
+        pool = await stalled(cluster, "cmref", "ConfigMapKeyMissing")
+        assert "echo.wasm" in condition(pool, "Stalled")["message"]
+
+        fixed = {"binaryData": {"echo.wasm": "AGFzbQEAAAA="}}
+        await cluster.api.merge_patch(CONFIGMAPS, cluster.namespace, "modules", fixed)
+        children = await wait_for(lambda: all_children(cluster, "cmref"), what="children once the key exists")
+        volumes = children["deployments"]["spec"]["template"]["spec"]["volumes"]
+        mount = {"name": "modules", "items": [{"key": "echo.wasm", "path": "echo.wasm"}]}
+        assert {"name": "modules", "configMap": mount} in volumes
+        assert "path: /modules/echo.wasm" in children["configmaps"]["data"]["runtime.yaml"]
+        await wait_for(lambda: pool_with(cluster, "cmref", "Stalled", "False"), what="Stalled cleared")
+        await wait_for(lambda: events_for(cluster, "cmref", "Recovered"), what="a Recovered Event")
+        assert running.sample("warmpool_operator_reconcile_errors_total", reason="ConfigMapMissing") >= 1
+
+
+async def _runtime_stalls(
+    cluster: Cluster, name: str, *, url: str, sha: str, workdir: Path, reason: str
+) -> None:
+    """Start a runtime pod with the rendered config; the pool stalls with `reason` (operator running)."""
+    manifest = warmpool_manifest(name, module={"sha256": sha, "source": {"url": url}}, replicas=1)
+    await cluster.api.create(WARMPOOLS, cluster.namespace, manifest)
+    children = await wait_for(lambda: all_children(cluster, name), what="children")
+    async with runtime_pod(children["configmaps"]["data"]["runtime.yaml"], workdir) as pod:
+        await roll_out(cluster, name, 1, PodSpec(ready=False, pod_ip=pod.ip, http_port=pod.port))
+        found = await stalled(cluster, name, reason)
+    message = condition(found, "Stalled")["message"]
+    assert f"{name}-pod-0" in message
+    assert sha[:12] in message
+
+
+async def scenario_module_unreachable(cluster: Cluster, workdir: Path) -> None:
+    """The runtime pod cannot fetch the module: its /readyz says so, and so does the pool."""
+    closed = free_port("127.0.0.1")  # nothing listens there once the probe socket is closed
+    url = f"http://127.0.0.1:{closed}/echo.wasm"
+    async with operator_running(cluster):
+        await _runtime_stalls(
+            cluster, "unreachable", url=url, sha=MODULE_SHA, workdir=workdir, reason="ModuleUnreachable"
+        )
+
+
+async def scenario_hash_mismatch(cluster: Cluster, workdir: Path) -> None:
+    """The pods fetch bytes with another hash: stalled; with the right hash the pool recovers."""
+    wrong_sha = hashlib.sha256(b"other bytes").hexdigest()
+    async with module_server({"echo.wasm": MODULE_BYTES}) as base, operator_running(cluster):
+        url = f"{base}/echo.wasm"
+        await _runtime_stalls(
+            cluster, "mismatch", url=url, sha=wrong_sha, workdir=workdir, reason="ModuleHashMismatch"
+        )
+        fix = {"spec": {"module": {"sha256": MODULE_SHA}}}
+        await cluster.api.merge_patch(WARMPOOLS, cluster.namespace, "mismatch", fix)
+
+        async def rendered() -> dict[str, Any] | None:
+            found = await all_children(cluster, "mismatch")
+            return found if found and MODULE_SHA in found["configmaps"]["data"]["runtime.yaml"] else None
+
+        children = await wait_for(rendered, what="the corrected hash rendered")
+        async with runtime_pod(children["configmaps"]["data"]["runtime.yaml"], workdir / "fixed") as pod:
+            # Play the kubelet: the pod turns Ready only once its own /readyz says warm.
+            await wait_for(lambda: _readyz_ok(pod.ip, pod.port), what="the runtime prewarmed")
+            await roll_out(cluster, "mismatch", 1, PodSpec(ready=True, pod_ip=pod.ip, http_port=pod.port))
+            await wait_for(lambda: pool_with(cluster, "mismatch", "Ready", "True"), what="Ready after the fix")
+        assert condition(await get_pool(cluster, "mismatch"), "Stalled")["status"] == "False"
+        await wait_for(lambda: events_for(cluster, "mismatch", "Recovered"), what="a Recovered Event")
+
+
+async def _readyz_ok(ip: str, port: int) -> bool:
+    async with aiohttp.ClientSession() as session, session.get(f"http://{ip}:{port}/readyz") as resp:
+        return resp.status == 200
+
+
+async def scenario_crash_looping(cluster: Cluster) -> None:
+    await cluster.api.create(WARMPOOLS, cluster.namespace, warmpool_manifest("crashy"))
+    async with operator_running(cluster):
+        await wait_for(lambda: all_children(cluster, "crashy"), what="children")
+        crashing = PodSpec(
+            ready=False,
+            container_state={"waiting": {"reason": "CrashLoopBackOff", "message": "back-off 40s"}},
+            last_state={"terminated": {"exitCode": 2, "reason": "Error", "message": "invalid configuration"}},
+            restart_count=4,
+        )
+        await roll_out(cluster, "crashy", 2, crashing)
+        pool = await stalled(cluster, "crashy", "CrashLoopBackOff")
+        message = condition(pool, "Stalled")["message"]
+        assert "4 restarts" in message
+        assert "exit code 2" in message
+
+        await roll_out(cluster, "crashy", 2)
+        await wait_for(lambda: pool_with(cluster, "crashy", "Ready", "True"), what="Ready once pods run")
+
+
+async def scenario_unschedulable(cluster: Cluster) -> None:
+    await cluster.api.create(WARMPOOLS, cluster.namespace, warmpool_manifest("pending"))
+    async with operator_running(cluster):
+        await wait_for(lambda: all_children(cluster, "pending"), what="children")
+        await roll_out(cluster, "pending", 2, PodSpec(ready=False, scheduled=False))
+        pool = await stalled(cluster, "pending", "Unschedulable")
+        assert "Insufficient cpu" in condition(pool, "Stalled")["message"]
+
+
+async def scenario_invalid_spec(cluster: Cluster) -> None:
+    """A spec the CRD would refuse (only an emulated API lets it in): permanent, nothing created."""
+    source = {"path": "/modules/a.wasm", "url": "http://127.0.0.1:1/a.wasm"}
+    bad = warmpool_manifest("invalid", module={"sha256": MODULE_SHA, "source": source})
+    await cluster.api.create(WARMPOOLS, cluster.namespace, bad)
+    async with operator_running(cluster) as running:
+        pool = await stalled(cluster, "invalid", "InvalidSpec")
+        assert "spec.module.source" in condition(pool, "Stalled")["message"]
+        resyncs = running.reconciles(trigger="resync")
+
+        async def resynced_twice() -> bool:
+            return running.reconciles(trigger="resync") >= resyncs + 2
+
+        await wait_for(resynced_twice, what="resyncs after the failure")
+        # PermanentError: kopf does not retry the create handler for this spec.
+        assert running.reconciles(trigger="create") == 1
+        assert not any((await children_of(cluster, "invalid")).values())
+
+        fixed = {"spec": {"module": {"source": {"url": None}}}}
+        await cluster.api.merge_patch(WARMPOOLS, cluster.namespace, "invalid", fixed)
+        await wait_for(lambda: all_children(cluster, "invalid"), what="children after the fix")
