@@ -55,7 +55,7 @@ class PoolLocks:
 
 @dataclass
 class WatchHealth:
-    """When the WarmPool watch last delivered anything (kopf re-lists on every reconnect)."""
+    """When a watch stream last delivered an event that reached a handler (informative only)."""
 
     last_event: float | None = None
 

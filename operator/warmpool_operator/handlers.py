@@ -25,19 +25,20 @@ def register(registry: kopf.OperatorRegistry, ctl: Controller, *, login: LoginFn
     """Attach every handler to `registry`, closed over one controller (no module-level state)."""
     config = ctl.config
 
-    @kopf.on.login(registry=registry)
+    @kopf.on.login(registry=registry, id="login")
     async def log_in(**_: Any) -> kopf.ConnectionInfo:
         info: kopf.ConnectionInfo = await login()
         await ctl.api.use(info)
         return info
 
-    @kopf.on.resume(GROUP, VERSION, PLURAL, registry=registry)
-    @kopf.on.create(GROUP, VERSION, PLURAL, registry=registry)
-    @kopf.on.update(GROUP, VERSION, PLURAL, registry=registry)
+    @kopf.on.resume(GROUP, VERSION, PLURAL, registry=registry, id="reconcile")
+    @kopf.on.create(GROUP, VERSION, PLURAL, registry=registry, id="reconcile")
+    @kopf.on.update(GROUP, VERSION, PLURAL, registry=registry, id="reconcile")
     async def reconcile_pool(
         *, namespace: str | None, name: str, reason: str, retry: int, logger: kopf.Logger, **_: Any
     ) -> None:
         assert namespace is not None  # WarmPool is namespaced
+        ctl.watch.seen()
         try:
             result = await ctl.reconcile(namespace, name, trigger=str(reason))
         except TRANSIENT as exc:
@@ -54,7 +55,13 @@ def register(registry: kopf.OperatorRegistry, ctl: Controller, *, login: LoginFn
     # The level-based resync: drift nobody announced, pod health, status. A stalled pool is
     # reported, not raised: the create/update handler above carries the retries with backoff.
     @kopf.timer(
-        GROUP, VERSION, PLURAL, registry=registry, interval=config.resync_seconds, initial_delay=config.resync_seconds
+        GROUP,
+        VERSION,
+        PLURAL,
+        registry=registry,
+        id="resync",
+        interval=config.resync_seconds,
+        initial_delay=config.resync_seconds,
     )
     async def resync(*, namespace: str | None, name: str, logger: kopf.Logger, **kwargs: Any) -> None:
         assert namespace is not None
@@ -70,6 +77,7 @@ def register(registry: kopf.OperatorRegistry, ctl: Controller, *, login: LoginFn
         *, type: str, labels: Mapping[str, str], namespace: str | None, logger: kopf.Logger, **_: Any
     ) -> None:
         """A child edited or deleted by hand is restored at once, not at the next resync."""
+        ctl.watch.seen()
         owner = labels.get(LABEL_INSTANCE)
         if not owner or namespace is None:
             return
@@ -86,17 +94,16 @@ def register(registry: kopf.OperatorRegistry, ctl: Controller, *, login: LoginFn
             child_changed
         )
 
-    @kopf.on.event(GROUP, VERSION, PLURAL, registry=registry)
-    async def watch_alive(**_: Any) -> None:
-        ctl.watch.seen()
-
-    @kopf.on.delete(GROUP, VERSION, PLURAL, registry=registry, optional=True)
+    @kopf.on.delete(GROUP, VERSION, PLURAL, registry=registry, optional=True, id="forget")
     async def forget(*, namespace: str | None, name: str, **_: Any) -> None:
         assert namespace is not None
         # Children carry owner references; the garbage collector deletes them, no finalizer needed.
         ctl.locks.forget(namespace, name)
 
-    @kopf.on.probe(id="watch", registry=registry)
+    # A failing probe must answer 500 at once, not be retried inside the liveness request.
+    @kopf.on.probe(
+        id="watch", registry=registry, errors=kopf.ErrorsMode.PERMANENT, timeout=config.request_timeout_seconds
+    )
     async def watch_probe(**_: Any) -> dict[str, Any]:
         return await ctl.check_watch()
 
