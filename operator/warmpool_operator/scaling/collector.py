@@ -6,7 +6,7 @@ import statistics
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
-from warmpool_operator.scaling.exposition import PodMetrics
+from warmpool_operator.scaling.exposition import ExpositionError, PodMetrics, pool_metrics
 
 
 @dataclass(frozen=True, slots=True)
@@ -19,6 +19,17 @@ class Scrape:
     """None when the scrape failed or carried no usable pool metrics."""
     error: str | None = None
     """Why `metrics` is None, for the decision's reason."""
+
+
+def scrape_from_text(pod: str, text: str, *, tenant: str | None = None, module: str | None = None) -> Scrape:
+    """One pod's scrape from the exposition it served; unusable text becomes a Scrape without metrics."""
+    try:
+        metrics = pool_metrics(text, tenant=tenant, module=module)
+    except ExpositionError as exc:
+        return Scrape(pod, None, str(exc))
+    if metrics is None:
+        return Scrape(pod, None, "no pool metrics for the tuple")
+    return Scrape(pod, metrics)
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,8 +73,13 @@ class CollectorState:
 
     last_tick: float | None = None
     counters: Mapping[str, _PodCounter] = field(default_factory=dict)
-    seen: frozenset[str] = frozenset()
-    """Pods listed at the previous tick (answering or not)."""
+    """The last counters each pod answered with."""
+    listed: Mapping[str, float] = field(default_factory=dict)
+    """When each pod was last listed Ready (answering or not)."""
+
+
+FORGET_AFTER_SECONDS = 600.0
+"""A pod not listed for this long is forgotten; if it comes back, it is treated as new."""
 
 
 def _delta(now: float, before: float) -> float:
@@ -80,20 +96,24 @@ def collect(state: CollectorState, scrapes: Sequence[Scrape], now: float) -> tup
     from those that answered, as random routing gives every Ready pod the same share.
     """
     interval = now - state.last_tick if state.last_tick is not None else 0.0
-    counters: dict[str, _PodCounter] = {}
+    horizon = now - FORGET_AFTER_SECONDS
+    # Pods that drop out of the Ready list for a while keep their counters: when they come back,
+    # their counters continue rather than count from zero.
+    listed = {pod: t for pod, t in state.listed.items() if t > horizon}
+    counters = {pod: c for pod, c in state.counters.items() if pod in listed}
     arrivals = misses = 0.0
     rated = 0
     gauges: list[PodMetrics] = []
     for scrape in scrapes:
+        new = scrape.pod not in listed
+        listed[scrape.pod] = now
         metrics = scrape.metrics
         if metrics is None:
-            if scrape.pod in state.counters:
-                counters[scrape.pod] = state.counters[scrape.pod]
             continue
         gauges.append(metrics)
+        before = counters.get(scrape.pod)
         counters[scrape.pod] = _PodCounter(now, metrics.hits, metrics.misses)
-        before = state.counters.get(scrape.pod)
-        if before is None and state.last_tick is not None and scrape.pod not in state.seen:
+        if before is None and new and state.last_tick is not None:
             before = _PodCounter(state.last_tick, 0.0, 0.0)
         if before is None or now <= before.t:
             continue
@@ -128,7 +148,5 @@ def collect(state: CollectorState, scrapes: Sequence[Scrape], now: float) -> tup
         idle_warm=idle,
         capacity_per_pod=capacity,
     )
-    next_state = CollectorState(
-        last_tick=now, counters=counters, seen=frozenset(s.pod for s in scrapes)
-    )
+    next_state = CollectorState(last_tick=now, counters=counters, listed=listed)
     return next_state, sample

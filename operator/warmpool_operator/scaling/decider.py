@@ -70,6 +70,9 @@ class DeciderState:
     """What the decider remembers between decisions."""
 
     recent: tuple[Wanted, ...] = ()
+    level_since: float | None = None
+    """Start of the current traffic level after a drop: the stable window does not reach back
+    past it, so the old level cannot come back into the average as the window slides."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,7 +109,9 @@ def _hold(spec: AutoscalingSpec, current: int, why: str, miss: float | None) -> 
     return Decision(desired, why, miss, desired != current)
 
 
-def _measure(spec: AutoscalingSpec, samples: Sequence[TickSample], now: float, tuning: Tuning) -> _Load | str:
+def _measure(
+    spec: AutoscalingSpec, samples: Sequence[TickSample], now: float, tuning: Tuning, stable_seconds: float
+) -> _Load | str:
     panic = aggregate(samples, now, spec.panic_window_seconds)
     if panic.arrival_rate is None:
         latest = samples[-1] if samples and samples[-1].t > now - spec.panic_window_seconds else None
@@ -116,7 +121,7 @@ def _measure(spec: AutoscalingSpec, samples: Sequence[TickSample], now: float, t
             f"no usable metrics in the last {spec.panic_window_seconds:g} s "
             f"({latest.reporting}/{latest.pods} pods answered)"
         )
-    stable = aggregate(samples, now, spec.stable_window_seconds)
+    stable = aggregate(samples, now, stable_seconds)
     latest_capacity = next((s.capacity_per_pod for s in reversed(samples) if s.capacity_per_pod is not None), None)
     capacity = round(latest_capacity) if latest_capacity is not None else 0
     if capacity < 1:
@@ -185,13 +190,13 @@ def _stable_rate(
         # The panic window is far below the stable average, which still holds the old level;
         # the scale-down delay alone guards against the load coming back.
         return "stable (after a drop)", load.panic.arrival_rate
-    trend = rate_trend(observations.samples, now, spec.stable_window_seconds)
+    trend = rate_trend(observations.samples, now, load.stable.seconds)
     if trend is not None and trend.slope > tuning.trend_sigmas * trend.slope_error:
         # A steady rise: the window's mean lags it by half a window, and pods asked now serve a
         # start-up from now, so size for the line's value then. After a step the line overshoots
         # the new level; the panic window's rate bounds it.
-        level = min(trend.rate_now, load.panic.arrival_rate or trend.rate_now)
-        return "stable (rising)", max(rate, level + trend.slope * startup)
+        projected = trend.rate_now + trend.slope * startup
+        return "stable (rising)", max(rate, min(projected, load.panic.arrival_rate or projected))
     return "stable", rate
 
 
@@ -233,7 +238,10 @@ def decide(
     tuning: Tuning = Tuning(),
 ) -> tuple[Decision, DeciderState]:
     """Desired replicas for the WarmPool at `now`, and the decider's next state."""
-    measured = _measure(spec, observations.samples, now, tuning)
+    stable_seconds = spec.stable_window_seconds
+    if state.level_since is not None:
+        stable_seconds = min(stable_seconds, max(now - state.level_since, spec.panic_window_seconds))
+    measured = _measure(spec, observations.samples, now, tuning, stable_seconds)
     if isinstance(measured, str):
         return _hold(spec, current_replicas, f"hold {current_replicas}: {measured}", None), state
     load = measured
@@ -259,7 +267,10 @@ def decide(
     recent = tuple(r for r in state.recent if r.t > horizon)
     held = max([wanted, *(r.pods for r in recent if not r.anticipated)])
     measured_pods = max(v for k, v in sized.items() if k != "climb")
-    next_state = DeciderState(recent=(*recent, Wanted(now, measured_pods, plan.anticipated)))
+    level_since = state.level_since if stable_seconds < spec.stable_window_seconds else None
+    if stable[0] == "stable (after a drop)":
+        level_since = now - spec.panic_window_seconds
+    next_state = DeciderState(recent=(*recent, Wanted(now, measured_pods, plan.anticipated)), level_since=level_since)
 
     desired = min(max(held, spec.min_replicas), spec.max_replicas)
     up_limit = max(math.ceil(current_replicas * spec.max_scale_up_rate), current_replicas + 1)
@@ -287,7 +298,8 @@ def decide(
         parts.append(f"expected miss ratio {erlang_b(w, peak / limited):.2g}")
     headline = f"scale {current_replicas} -> {limited}" if limited != current_replicas else f"keep {limited}"
     reason = f"{headline}: " + "; ".join(parts)
-    return Decision(limited, reason, load.stable.miss_ratio, limited != current_replicas, peak), next_state
+    observed = aggregate(observations.samples, now, spec.stable_window_seconds).miss_ratio
+    return Decision(limited, reason, observed, limited != current_replicas, peak), next_state
 
 
 def _excess(count: float, expected: float, sigmas: float) -> bool:

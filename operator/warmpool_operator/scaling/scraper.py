@@ -9,8 +9,7 @@ from dataclasses import dataclass
 
 import aiohttp
 
-from warmpool_operator.scaling.collector import Scrape
-from warmpool_operator.scaling.exposition import ExpositionError, pool_metrics
+from warmpool_operator.scaling.collector import Scrape, scrape_from_text
 
 DEFAULT_TIMEOUT_SECONDS = 1.0
 
@@ -50,13 +49,7 @@ async def scrape_one(
         return Scrape(target.pod, None, f"timed out after {timeout:g} s")
     except aiohttp.ClientError as exc:
         return Scrape(target.pod, None, f"{type(exc).__name__}: {exc}")
-    try:
-        metrics = pool_metrics(text, tenant=tenant, module=module)
-    except ExpositionError as exc:
-        return Scrape(target.pod, None, str(exc))
-    if metrics is None:
-        return Scrape(target.pod, None, "no pool metrics for the tuple")
-    return Scrape(target.pod, metrics)
+    return scrape_from_text(target.pod, text, tenant=tenant, module=module)
 
 
 async def scrape_pods(

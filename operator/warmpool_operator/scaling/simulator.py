@@ -19,8 +19,8 @@ from typing import Any
 import numpy as np
 
 from warmpool_operator.scaling.autoscaler import Policy
-from warmpool_operator.scaling.collector import Scrape
-from warmpool_operator.scaling.exposition import PodMetrics, pool_metrics, render_pool_metrics
+from warmpool_operator.scaling.collector import Scrape, scrape_from_text
+from warmpool_operator.scaling.exposition import PodMetrics, render_pool_metrics
 from warmpool_operator.scaling.trace import Trace
 
 TENANT = "sim"
@@ -150,7 +150,7 @@ class _Fleet:
                 tenant=TENANT,
                 module=MODULE,
             )
-            out.append(Scrape(pod.name, pool_metrics(text, tenant=TENANT, module=MODULE)))
+            out.append(scrape_from_text(pod.name, text, tenant=TENANT, module=MODULE))
         return out
 
     def finish(self) -> None:

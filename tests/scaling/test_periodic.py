@@ -1,0 +1,110 @@
+"""Surges and their period: the model behind prewarming for timer-triggered traffic."""
+
+import math
+
+import pytest
+
+from warmpool_operator.scaling.collector import TickSample
+from warmpool_operator.scaling.periodic import Surge, SurgeModel, forecast, observe_surges
+
+pytestmark = pytest.mark.unit
+
+
+def tick(t: float, rate: float | None) -> TickSample:
+    return TickSample(
+        t=t, interval=2.0, pods=1, reporting=1, arrival_rate=rate, miss_rate=0.0, in_flight=0.0,
+        idle_warm=16.0, capacity_per_pod=16.0,
+    )
+
+
+def replay(rates: dict[float, float | None], until: float, base: float = 1.0) -> SurgeModel:
+    model = SurgeModel()
+    t = 2.0
+    while t <= until:
+        model = observe_surges(
+            model, tick(t, rates.get(t, base)), baseline_seconds=60.0, max_surge_seconds=60.0
+        )
+        t += 2.0
+    return model
+
+
+def always(_: Surge) -> bool:
+    return True
+
+
+def test_a_burst_is_a_surge_with_onset_peak_and_end() -> None:
+    model = replay({40.0: 40.0, 42.0: 30.0}, until=60.0)
+    assert model.current is None
+    (surge,) = model.surges
+    assert surge.onset == 38.0  # the burst began somewhere in the tick (38, 40]
+    assert surge.last == 42.0
+    assert surge.peak_rate == 40.0
+    # The baseline starts at zero and follows 1/s with a 60 s time constant for 38 s.
+    assert surge.baseline_rate == pytest.approx(1.0 - math.exp(-38.0 / 60.0))
+
+
+def test_noise_around_the_baseline_is_no_surge() -> None:
+    model = replay({t: 40.0 + (6.0 if int(t) % 4 else -6.0) for t in range(2, 200, 2)}, until=198.0, base=40.0)
+    assert model.surges == ()
+    assert model.current is None
+
+
+def test_a_lasting_change_of_level_becomes_the_baseline() -> None:
+    model = replay({t: 50.0 for t in range(100, 300, 2)}, until=298.0)
+    assert model.surges == ()
+    assert model.current is None
+    assert model.baseline_rate == pytest.approx(50.0, rel=0.05)
+
+
+def test_metric_loss_changes_nothing() -> None:
+    model = replay({40.0: 40.0}, until=40.0)
+    after = observe_surges(model, tick(42.0, None), baseline_seconds=60.0, max_surge_seconds=60.0)
+    assert after == model
+
+
+def bursts_every(period: float, count: int, first: float = 20.0) -> dict[float, float | None]:
+    return {first + k * period: 40.0 for k in range(count)}
+
+
+def test_two_onsets_give_a_tentative_period() -> None:
+    model = replay(bursts_every(60.0, 2), until=100.0)
+    fc = forecast(model, relevant=always, tick_seconds=2.0)
+    assert fc is not None
+    assert (fc.period, fc.next_onset, fc.confirmations) == (60.0, 138.0, 1)
+    assert fc.track_record is None
+
+
+def test_evenly_spaced_onsets_confirm_the_period() -> None:
+    model = replay(bursts_every(60.0, 4), until=220.0)
+    fc = forecast(model, relevant=always, tick_seconds=2.0)
+    assert fc is not None
+    assert fc.confirmations == 3
+    assert fc.period == pytest.approx(60.0)
+    assert fc.next_onset == pytest.approx(258.0)
+    assert fc.jitter == pytest.approx(0.0, abs=1e-9)
+    assert fc.track_record == 1.0
+
+
+def test_jittered_onsets_are_fitted_not_chained() -> None:
+    # Onsets near 60 s apart, off by a tick either way: the line through them predicts the grid.
+    model = replay({20.0: 40.0, 82.0: 40.0, 140.0: 40.0, 202.0: 40.0}, until=230.0)
+    fc = forecast(model, relevant=always, tick_seconds=2.0)
+    assert fc is not None
+    assert fc.confirmations == 3
+    assert fc.period == pytest.approx(60.4)
+    assert fc.jitter > 0.0
+    assert abs(fc.next_onset - 258.0) <= fc.jitter + 2.0
+
+
+def test_irregular_onsets_lose_their_track_record() -> None:
+    model = replay({20.0: 40.0, 90.0: 40.0, 120.0: 40.0, 230.0: 40.0, 260.0: 40.0}, until=300.0)
+    fc = forecast(model, relevant=always, tick_seconds=2.0)
+    assert fc is not None
+    assert fc.confirmations == 1
+    assert fc.track_record is not None
+    assert fc.track_record < 0.5
+
+
+def test_surges_that_do_not_matter_are_ignored() -> None:
+    model = replay(bursts_every(60.0, 3), until=160.0)
+    assert forecast(model, relevant=lambda s: False, tick_seconds=2.0) is None
