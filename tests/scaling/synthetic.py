@@ -26,8 +26,9 @@ class Load:
     """How many pods' scrapes fail this tick (the first ones by name)."""
 
     @classmethod
-    def steady(cls, rate: float, **kwargs: float) -> Load:
-        return cls(rate=rate, in_flight=rate * HOLDING, **kwargs)  # type: ignore[arg-type]
+    def steady(cls, rate: float, *, failing_pods: int = 0) -> Load:
+        """`rate` invocations per second holding 0.6875 s each, in steady state."""
+        return cls(rate=rate, in_flight=rate * HOLDING, failing_pods=failing_pods)
 
 
 @dataclass

@@ -17,7 +17,7 @@ import pytest
 
 from tests.scaling.synthetic import HOLDING, Load, SyntheticFleet, drive
 from warmpool_operator.scaling.collector import Scrape, scrape_from_text
-from warmpool_operator.scaling.decider import DeciderState, Observations, decide
+from warmpool_operator.scaling.decider import DeciderState, Decision, Observations, decide
 from warmpool_operator.scaling.spec import AutoscalingSpec
 
 pytestmark = pytest.mark.unit
@@ -25,12 +25,12 @@ pytestmark = pytest.mark.unit
 SPEC = AutoscalingSpec(enabled=True, min_replicas=1, max_replicas=100)
 
 
-def step(before: Load, after: Load, at: float) -> Callable[[float], Load | None]:
+def step(before: Load | None, after: Load | None, at: float) -> Callable[[float], Load | None]:
     return lambda t: before if t < at else after
 
 
-def desired(decisions: dict[float, object], t: float) -> int:
-    return decisions[t].desired_replicas  # type: ignore[attr-defined]
+def desired(decisions: dict[float, Decision], t: float) -> int:
+    return decisions[t].desired_replicas
 
 
 def test_steady_load_holds_its_size_without_scale_events() -> None:
@@ -78,7 +78,7 @@ def test_without_a_delay_the_drop_is_followed_at_once() -> None:
 
 
 def test_metric_loss_holds_the_fleet() -> None:
-    load = step(Load.steady(40.0), None, 50.0)  # type: ignore[arg-type]
+    load = step(Load.steady(40.0), None, 50.0)
     decisions = drive(SPEC, load, until=200.0, replicas=4)
     assert all(desired(decisions, t) == 4 for t in range(50, 201, 2))
     for t in range(56, 201, 2):
@@ -88,7 +88,7 @@ def test_metric_loss_holds_the_fleet() -> None:
 
 
 def test_partial_scrapes_are_extrapolated_not_read_as_less_load() -> None:
-    load = step(Load.steady(40.0), Load.steady(40.0, failing_pods=2), 50.0)  # type: ignore[arg-type]
+    load = step(Load.steady(40.0), Load.steady(40.0, failing_pods=2), 50.0)
     decisions = drive(SPEC, load, until=150.0, replicas=4)
     assert all(desired(decisions, t) == 4 for t in range(2, 151, 2))
     assert not any(d.reason.startswith("hold") for t, d in decisions.items() if t > 0)
