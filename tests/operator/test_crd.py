@@ -1,0 +1,178 @@
+"""The CRD is the API's single source of truth: well-formed, documented, consistent with the parser."""
+
+from __future__ import annotations
+
+import base64
+import dataclasses
+import hashlib
+import re
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from warmpool_operator import spec as spec_module
+from warmpool_operator.scaling.spec import AutoscalingSpec, parse_autoscaling
+from warmpool_operator.spec import parse_spec
+
+pytestmark = pytest.mark.unit
+
+ROOT = Path(__file__).resolve().parents[2]
+CRD_PATH = ROOT / "crds" / "warmpools.tensorwasm.dev.yaml"
+
+
+@pytest.fixture(scope="module")
+def crd() -> dict[str, Any]:
+    (document,) = list(yaml.safe_load_all(CRD_PATH.read_text()))
+    loaded: dict[str, Any] = document
+    return loaded
+
+
+@pytest.fixture(scope="module")
+def schema(crd: dict[str, Any]) -> dict[str, Any]:
+    result: dict[str, Any] = crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
+    return result
+
+
+def walk(node: dict[str, Any], path: str = "") -> Iterator[tuple[str, dict[str, Any]]]:
+    yield path or ".", node
+    for name, child in (node.get("properties") or {}).items():
+        yield from walk(child, f"{path}.{name}")
+    if isinstance(node.get("items"), dict):
+        yield from walk(node["items"], f"{path}[]")
+
+
+def camel(name: str) -> str:
+    head, *rest = name.split("_")
+    return head + "".join(part.title() for part in rest)
+
+
+def test_identity_scope_and_subresources(crd: dict[str, Any]) -> None:
+    assert crd["metadata"]["name"] == "warmpools.tensorwasm.dev"
+    assert crd["spec"]["group"] == spec_module.GROUP
+    assert crd["spec"]["names"]["kind"] == spec_module.KIND
+    assert crd["spec"]["names"]["plural"] == spec_module.PLURAL
+    assert crd["spec"]["names"]["shortNames"] == ["wp"]
+    assert crd["spec"]["scope"] == "Namespaced"
+    (version,) = crd["spec"]["versions"]
+    assert (version["name"], version["served"], version["storage"]) == (spec_module.VERSION, True, True)
+    assert version["subresources"] == {
+        "status": {},
+        "scale": {
+            "specReplicasPath": ".spec.replicas",
+            "statusReplicasPath": ".status.replicas",
+            "labelSelectorPath": ".status.selector",
+        },
+    }
+    columns = [(c["name"], c["jsonPath"]) for c in version["additionalPrinterColumns"]]
+    assert columns == [
+        ("Tenant", ".spec.tenant"),
+        ("Module", ".status.module"),
+        ("Warm/Pod", ".spec.warmInstancesPerTuple"),
+        ("Ready", ".status.readiness"),
+        ("Miss ratio", ".status.missRatio"),
+        ("Age", ".metadata.creationTimestamp"),
+    ]
+
+
+def test_every_property_is_described_and_typed(schema: dict[str, Any]) -> None:
+    undocumented = [path for path, node in walk(schema) if not node.get("description", "").strip()]
+    untyped = [path for path, node in walk(schema) if "type" not in node and "anyOf" not in node]
+    assert undocumented == []
+    assert untyped == []
+
+
+def test_cel_rules_carry_messages(schema: dict[str, Any]) -> None:
+    key = "x-kubernetes-validations"
+    rules = {path: node[key] for path, node in walk(schema) if key in node}
+    assert all(rule.get("message") for found in rules.values() for rule in found)
+    assert {r["rule"] for r in rules[".spec.tenant"]} >= {"self == oldSelf"}
+    for path in (".spec", ".spec.module.sha256", ".spec.module.source", ".spec.autoscaling", "."):
+        assert path in rules
+
+
+def cel_regex(node: dict[str, Any]) -> str:
+    for rule in node["x-kubernetes-validations"]:
+        found = re.search(r"\.matches\('(.*?)'\)", rule["rule"])
+        if found:
+            return found.group(1).replace("\\\\", "\\")
+    raise AssertionError("no regex rule")
+
+
+def test_cel_patterns_match_the_parser(schema: dict[str, Any]) -> None:
+    nodes = dict(walk(schema))
+    assert cel_regex(nodes[".spec.tenant"]) == spec_module.DNS1123_LABEL.pattern
+    assert cel_regex(nodes[".spec.module.sha256"]) == spec_module.SHA256_HEX.pattern
+    assert cel_regex(nodes[".spec.module.source.url"]) == spec_module.URL.pattern
+    assert cel_regex(nodes[".spec.module.source.configMapRef.name"]) == spec_module.DNS1123_SUBDOMAIN.pattern
+    assert cel_regex(nodes[".spec.module.source.configMapRef.key"]) == spec_module.CONFIGMAP_KEY.pattern
+    assert cel_regex(nodes["."]) == spec_module.DNS1035_LABEL.pattern
+
+
+def test_autoscaling_block_matches_the_autoscaler_spec(schema: dict[str, Any]) -> None:
+    block = schema["properties"]["spec"]["properties"]["autoscaling"]
+    crd_defaults = {name: prop.get("default") for name, prop in block["properties"].items()}
+    spec_defaults = {camel(f.name): getattr(AutoscalingSpec(), f.name) for f in dataclasses.fields(AutoscalingSpec)}
+    assert crd_defaults == spec_defaults
+    assert parse_autoscaling(crd_defaults) == AutoscalingSpec()
+
+
+def test_spec_defaults_match_the_parser(schema: dict[str, Any]) -> None:
+    props = schema["properties"]["spec"]["properties"]
+    parsed = parse_spec({"tenant": "acme", "module": {"sha256": "0" * 64, "source": {"path": "/m.wasm"}}})
+    assert props["warmInstancesPerTuple"]["default"] == parsed.warm_instances_per_tuple
+    assert props["maxTotalWarm"]["default"] == parsed.max_total_warm
+    assert props["replicas"]["default"] == parsed.replicas
+    assert props["limits"]["properties"]["memoryBytes"]["default"] == parsed.limits.memory_bytes
+    assert props["limits"]["properties"]["timeoutMs"]["default"] == parsed.limits.timeout_ms
+
+
+def test_the_parser_accepts_every_field_the_crd_declares(schema: dict[str, Any]) -> None:
+    props = schema["properties"]["spec"]["properties"]
+    full = {
+        "tenant": "acme",
+        "module": {"sha256": "0" * 64, "source": {"path": "/m.wasm"}},
+        **{name: prop["default"] for name, prop in props.items() if "default" in prop},
+        "limits": {name: 70000 for name in props["limits"]["properties"]},
+        "runtime": {
+            "image": "i",
+            "resources": {"limits": {"cpu": "1"}, "requests": {"cpu": "1"}},
+            "nodeSelector": {},
+            "tolerations": [],
+            "affinity": {},
+            "podLabels": {},
+            "podAnnotations": {},
+        },
+    }
+    assert set(full) == set(props)
+    assert set(full["runtime"]) == set(props["runtime"]["properties"])
+    assert set(props["module"]["properties"]["source"]["properties"]) == {"url", "path", "configMapRef"}
+    parse_spec(full)
+
+
+def test_peering_crds_parse() -> None:
+    documents = list(yaml.safe_load_all((ROOT / "crds" / "peerings.kopf.dev.yaml").read_text()))
+    assert sorted(d["spec"]["names"]["kind"] for d in documents) == ["ClusterKopfPeering", "KopfPeering"]
+    for document in documents:
+        undocumented = [
+            path for path, node in walk(document["spec"]["versions"][0]["schema"]["openAPIV3Schema"])
+            if not node.get("description")
+        ]
+        assert undocumented == []
+
+
+@pytest.mark.parametrize("example", sorted((ROOT / "examples").glob("*.yaml")), ids=lambda p: p.name)
+def test_examples_are_valid_pools(example: Path) -> None:
+    documents = list(yaml.safe_load_all(example.read_text()))
+    pools = [d for d in documents if d["kind"] == "WarmPool"]
+    assert pools
+    maps = {d["metadata"]["name"]: d for d in documents if d["kind"] == "ConfigMap"}
+    for pool in pools:
+        assert spec_module.DNS1035_LABEL.match(pool["metadata"]["name"])
+        spec = parse_spec(pool["spec"])
+        ref = spec.module.source.config_map
+        if ref is not None and ref.name in maps:
+            data = base64.b64decode(maps[ref.name]["binaryData"][ref.key])
+            assert hashlib.sha256(data).hexdigest() == spec.module.sha256
