@@ -1,9 +1,8 @@
-"""Helm for the chart tests: built once from the Go module proxy into a per-version cache, then run on the chart."""
+"""Helm for the chart tests, built once from the Go module proxy (see gotools), run on the chart."""
 
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
@@ -11,48 +10,20 @@ from typing import Any
 
 import yaml
 
+from tests.packaging.gotools import ensure_go_tool
+
 HELM_VERSION = "v3.22.0"
 """The newest Helm 3 release when the chart was written; bump it here only."""
 HELM_MODULE = "helm.sh/helm/v3/cmd/helm"
-BUILD_TIMEOUT_SECONDS = 1800
 KUBE_VERSION = "1.31.0"
 """Kubernetes version given to `helm lint/template` (the chart requires >= 1.29)."""
 ROOT = Path(__file__).resolve().parents[2]
 CHART = ROOT / "charts" / "warmpool-operator"
 
 
-class HelmUnavailable(RuntimeError):
-    """Helm is absent and cannot be built here; the message says what is missing."""
-
-
-def cache_dir() -> Path:
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "warmpool" / "helm" / HELM_VERSION
-
-
 def ensure_helm() -> Path:
-    """The cached helm binary, built with `go install` when absent (minutes, once per machine)."""
-    target = cache_dir() / "helm"
-    if target.exists():
-        return target
-    go = shutil.which("go")
-    if go is None:
-        raise HelmUnavailable(f"helm {HELM_VERSION} is not cached at {target} and `go` is not on PATH to build it")
-    target.parent.mkdir(parents=True, exist_ok=True)
-    staging = target.parent / f"build-{os.getpid()}"
-    staging.mkdir(exist_ok=True)
-    env = {**os.environ, "GOBIN": str(staging), "CGO_ENABLED": "0", "GOFLAGS": "-buildvcs=false"}
-    result = subprocess.run(
-        [go, "install", f"{HELM_MODULE}@{HELM_VERSION}"],
-        env=env, capture_output=True, text=True, timeout=BUILD_TIMEOUT_SECONDS, check=False,
-    )
-    if result.returncode != 0:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise HelmUnavailable(f"go install {HELM_MODULE}@{HELM_VERSION} failed:\n{result.stderr[-4000:]}")
-    # Renamed into place only when complete, so a concurrent or interrupted build never leaves half a binary.
-    os.replace(staging / "helm", target)
-    shutil.rmtree(staging, ignore_errors=True)
-    return target
+    """The cached helm binary, built from the Go module proxy when absent (minutes, once per machine)."""
+    return ensure_go_tool("helm", HELM_MODULE, HELM_VERSION)
 
 
 @dataclass(frozen=True)
