@@ -54,6 +54,8 @@ def simulate_command(args: argparse.Namespace) -> int:
         warm_per_pod=settings.fleet.warm_per_pod,
     )
     summary = result.summary()
+    if args.policy == "static":
+        summary["replicas"] = result.timeline[0][1]
     summary["clairvoyant_warm_instance_seconds"] = reference
     summary["cost_vs_clairvoyant"] = result.warm_instance_seconds / reference if reference else None
     if args.timeline is not None:

@@ -267,6 +267,9 @@ def decide(
     recent = tuple(r for r in state.recent if r.t > horizon)
     held = max([wanted, *(r.pods for r in recent if not r.anticipated)])
     measured_pods = max(v for k, v in sized.items() if k != "climb")
+    if stable[0] == "stable (rising)":
+        # Load that is still rising would soon take back pods removed now.
+        held = max(held, min(current_replicas, measured_pods + 1))
     level_since = state.level_since if stable_seconds < spec.stable_window_seconds else None
     if stable[0] == "stable (after a drop)":
         level_since = now - spec.panic_window_seconds

@@ -29,7 +29,8 @@ class AutoscalingSpec:
     panic_window_seconds: float = 6.0
     """Short window that reacts to bursts within seconds."""
     scale_down_delay_seconds: float = 30.0
-    """A scale-down happens only when every decision in this window wanted fewer pods."""
+    """A scale-down happens only when every decision in this window wanted fewer pods (pods asked
+    for a predicted periodic surge are the exception: they leave when it is over)."""
     max_scale_up_rate: float = 10.0
     """At most this factor more pods per decision (and at least one more)."""
     max_scale_down_rate: float = 2.0
