@@ -16,6 +16,7 @@ from collections.abc import Callable
 import pytest
 
 from tests.scaling.synthetic import HOLDING, Load, SyntheticFleet, drive
+from warmpool_operator.scaling.autoscaler import Autoscaler
 from warmpool_operator.scaling.collector import Scrape, scrape_from_text
 from warmpool_operator.scaling.decider import DeciderState, Decision, Observations, decide
 from warmpool_operator.scaling.spec import AutoscalingSpec
@@ -192,3 +193,19 @@ def test_decide_is_pure_given_its_inputs() -> None:
     assert first == second
     assert first[0].desired_replicas == 4
     assert first[0].load == pytest.approx(40.0 * HOLDING)
+
+
+def test_a_changed_spec_applies_at_the_next_decision_and_keeps_the_history() -> None:
+    scaler = Autoscaler(SPEC)
+    fleet = SyntheticFleet()
+    replicas = 16
+    for k in range(30):
+        scaler.observe(fleet.scrapes(replicas, Load.steady(200.0), 2.0 if k else 0.0), 2.0 * k)
+        replicas = scaler.decide(replicas, 2.0 * k).desired_replicas
+    assert replicas == 16
+    scaler.retune(dataclasses.replace(SPEC, max_replicas=8))
+    scaler.observe(fleet.scrapes(replicas, Load.steady(200.0), 2.0), 60.0)
+    decision = scaler.decide(replicas, 60.0)
+    assert decision.desired_replicas == 8
+    assert "bounds [1, 8]" in decision.reason
+    assert len(scaler.samples) == 31

@@ -109,6 +109,23 @@ def test_the_policy_sees_each_pods_counters_and_gauges() -> None:
     assert sorted(recorder.seen) == [0.0, 1.0, 2.0, 3.0]
 
 
+class ScheduledRecorder(Recorder):
+    def __init__(self, schedule: list[tuple[float, int]]) -> None:
+        super().__init__()
+        self.schedule = SchedulePolicy(schedule)
+
+    def decide(self, current_replicas: int, now: float) -> Decision:
+        return self.schedule.decide(current_replicas, now)
+
+
+def test_a_pod_ready_at_a_tick_is_in_that_ticks_scrape() -> None:
+    # Asked at 2 s with a 4 s start-up: Ready at 6 s, exactly when the third scrape is taken.
+    trace = Trace.of("idle", [(9.5, 0.1)], end=10.0)
+    recorder = ScheduledRecorder([(0.0, 1), (2.0, 2)])
+    simulate(trace, recorder, FleetConfig(warm_per_pod=2, startup_seconds=4.0, tick_seconds=2.0))
+    assert [len(recorder.seen[t]) for t in (0.0, 2.0, 4.0, 6.0, 8.0)] == [1, 1, 1, 2, 2]
+
+
 def test_random_routing_gives_erlangs_loss_ratio() -> None:
     # Poisson arrivals at 4/s, exponential holding of mean 1 s, two pods of 4 warm instances:
     # each pod sees 2 Erlangs, so the miss ratio is B(4, 2) = (2^4/4!) / Σ 2^k/k! ≈ 0.095.

@@ -44,12 +44,20 @@ class Autoscaler:
     def __init__(self, spec: AutoscalingSpec, *, tuning: Tuning | None = None) -> None:
         self.spec = spec
         self.tuning = tuning or Tuning()
-        keep = max(spec.stable_window_seconds, self.tuning.holding_window_seconds) + 2 * spec.tick_seconds
-        self._history = SampleHistory(keep)
+        self._history = SampleHistory(self._keep_seconds())
         self._surges = SurgeModel()
         self._decider = DeciderState()
         self._pending: tuple[float, int] | None = None
         self._lags: deque[float] = deque(maxlen=KEPT_STARTUP_LAGS)
+
+    def retune(self, spec: AutoscalingSpec) -> None:
+        """Take a changed spec.autoscaling; the observations and history carry over."""
+        self.spec = spec
+        self._history.keep_seconds = self._keep_seconds()
+
+    def _keep_seconds(self) -> float:
+        windows = max(self.spec.stable_window_seconds, self.tuning.holding_window_seconds)
+        return windows + 2 * self.spec.tick_seconds
 
     @property
     def samples(self) -> Sequence[TickSample]:

@@ -191,12 +191,13 @@ def simulate(trace: Trace, policy: Policy, config: FleetConfig | None = None, *,
                 pod.hold_end_sum -= min(release_end, end)
 
     def advance(t: float) -> None:
-        # Handle ticks and pods becoming Ready up to and including t, in time order.
+        # Handle ticks and pods becoming Ready up to and including t, in time order (a pod Ready
+        # at a tick's time is Ready for that scrape).
         nonlocal next_tick_index, next_tick, asked, scale_events
         pending = fleet.pending
         while True:
             ready_at = pending[0] if pending else math.inf
-            if next_tick_index < ticks and next_tick <= t and next_tick <= ready_at:
+            if next_tick_index < ticks and next_tick <= t and next_tick < ready_at:
                 now = next_tick
                 release_until(now)
                 if policy.wants_scrapes:
