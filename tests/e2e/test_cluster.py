@@ -167,9 +167,8 @@ def _pod(namespace: str, name: str, container: dict[str, Any], **spec: Any) -> d
 
 def test_pods_the_node_cannot_run_are_refused_with_a_clear_reason(cluster: LocalCluster, namespace: str) -> None:
     cluster.apply(_pod(namespace, "not-warmpool", {"image": "busybox", "command": ["sleep", "3600"]}))
-    cluster.apply(_pod(namespace, "pvc", {"image": "warmpool:dev", "command": ["warmpool", "runtime", "serve"]},
-                       restartPolicy="Never",
-                       volumes=[{"name": "data", "persistentVolumeClaim": {"claimName": "data"}}]))
+    cluster.apply(_pod(namespace, "csi", {"image": "warmpool:dev", "command": ["warmpool", "runtime", "serve"]},
+                       restartPolicy="Never", volumes=[{"name": "data", "csi": {"driver": "inline.example.dev"}}]))
 
     def waiting(name: str) -> dict[str, Any] | None:
         pod = cluster.kubectl_json("get", "pod", f"--namespace={namespace}", name)
@@ -181,10 +180,10 @@ def test_pods_the_node_cannot_run_are_refused_with_a_clear_reason(cluster: Local
     assert refused["phase"] == "Pending"
     assert refused["reason"] == "CreateContainerError"
     assert "'sleep' is not `warmpool`" in refused["message"]
-    failed = cluster.wait_for("the PVC pod to be refused",
-                              lambda: (w := waiting("pvc")) and w["phase"] == "Failed" and w)
+    failed = cluster.wait_for("the pod with a CSI volume to be refused",
+                              lambda: (w := waiting("csi")) and w["phase"] == "Failed" and w)
     assert failed["reason"] == "CreateContainerConfigError"
-    assert "persistentVolumeClaim" in failed["message"]
+    assert "volume type csi is not supported" in failed["message"]
 
 
 def test_exit_codes_and_restarts_follow_the_restart_policy(cluster: LocalCluster, namespace: str) -> None:

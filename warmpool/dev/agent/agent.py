@@ -27,6 +27,7 @@ LEASE_DURATION_S = 40
 WATCH_TIMEOUT_S = 300
 SHUTDOWN_GRACE_S = 10.0
 TERMINAL_PHASES = ("Succeeded", "Failed")
+LIFECYCLE_TAINTS = frozenset({"node.kubernetes.io/not-ready", "node.kubernetes.io/unreachable"})
 
 
 @dataclass(frozen=True)
@@ -44,14 +45,14 @@ def _now(micro: bool = False) -> str:
     return stamp.strftime("%Y-%m-%dT%H:%M:%S.%fZ" if micro else "%Y-%m-%dT%H:%M:%SZ")
 
 
-def node_status(settings: NodeSettings, kubelet_version: str, now: str) -> dict[str, Any]:
+def node_status(settings: NodeSettings, kubelet_version: str, now: str, since: str | None = None) -> dict[str, Any]:
     """The Node's status: always Ready, no pressure, loopback address, synthetic capacity."""
     resources = {"cpu": settings.cpu, "memory": settings.memory, "pods": str(settings.max_pods),
                  "ephemeral-storage": "100Gi"}
 
     def condition(kind: str, status: str, reason: str, message: str) -> dict[str, str]:
         return {"type": kind, "status": status, "reason": reason, "message": message,
-                "lastHeartbeatTime": now, "lastTransitionTime": now}
+                "lastHeartbeatTime": now, "lastTransitionTime": since or now}
 
     return {
         "capacity": resources,
@@ -86,6 +87,7 @@ class NodeAgent:
         self._http: aiohttp.ClientSession | None = None
         self._kubelet_version = "v0.0.0"
         self._node_uid = ""
+        self._since = _now()
 
     async def run(self) -> None:
         self._http = aiohttp.ClientSession()
@@ -115,17 +117,26 @@ class NodeAgent:
         created = await self._api.call("POST", "/api/v1/nodes", body=body, allow=(409,))
         node = created or await self._api.call("GET", f"/api/v1/nodes/{name}") or {}
         self._node_uid = str((node.get("metadata") or {}).get("uid") or "")
+        log.info("node %s registered (%s)", name, "created" if created else "already existed")
         await self._beat()
 
     async def _beat(self) -> None:
         name = self._settings.name
-        status = node_status(self._settings, self._kubelet_version, _now())
+        status = node_status(self._settings, self._kubelet_version, _now(), self._since)
         patched = await self._api.call("PATCH", f"/api/v1/nodes/{name}/status", body={"status": status},
                                        content_type=MERGE_PATCH, allow=(404,))
         if patched is None:
             log.warning("node %s vanished; registering it again", name)
             await self._register()
             return
+        taints = (patched.get("spec") or {}).get("taints") or []
+        kept = [t for t in taints if t.get("key") not in LIFECYCLE_TAINTS]
+        if len(kept) != len(taints):
+            # Admission taints a new Node not-ready; without the node-lifecycle controller, the
+            # agent lifts that taint itself once it reports Ready.
+            await self._api.call("PATCH", f"/api/v1/nodes/{name}", body={"spec": {"taints": kept or None}},
+                                 content_type=MERGE_PATCH)
+            log.info("node %s is Ready; removed taints %s", name, sorted(LIFECYCLE_TAINTS))
         await self._renew_lease()
 
     async def _renew_lease(self) -> None:
