@@ -135,3 +135,14 @@ def test_rate_trend_finds_a_rise() -> None:
     assert trend.slope == pytest.approx(1.0)
     assert trend.rate_now == pytest.approx(70.0)
     assert trend.slope_error == pytest.approx(0.0, abs=1e-9)
+
+
+def test_a_pod_back_in_the_ready_list_continues_its_counters() -> None:
+    # Out of the list at 2 s (not Ready: no traffic routed to it), back at 4 s with its old total.
+    samples = run([
+        (0.0, [pod("a", 100), pod("b", 500)]),
+        (2.0, [pod("a", 110)]),
+        (4.0, [pod("a", 120), pod("b", 504)]),
+    ])
+    # b's 4 draws since 0 s are spread over the 4 s they cover: 1/s this tick, not 504 / 2 s.
+    assert samples[2].arrival_rate == pytest.approx(5.0 + 1.0)
