@@ -117,6 +117,8 @@ def _measure(
         latest = samples[-1] if samples and samples[-1].t > now - spec.panic_window_seconds else None
         if latest is None:
             return f"no scrape in the last {spec.panic_window_seconds:g} s"
+        if latest.reporting:
+            return "no rates yet: counters need a second scrape"
         return (
             f"no usable metrics in the last {spec.panic_window_seconds:g} s "
             f"({latest.reporting}/{latest.pods} pods answered)"
