@@ -8,6 +8,7 @@ triggers never act on a stale status.
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
@@ -17,7 +18,7 @@ from typing import Any
 
 from warmpool_operator.diff import drift
 from warmpool_operator.health import Problem
-from warmpool_operator.kube import WARMPOOLS, KubeApi
+from warmpool_operator.kube import CLUSTER_PEERINGS, PEERINGS, WARMPOOLS, Conflict, Kind, KubeApi, NotFound
 from warmpool_operator.metrics import OperatorMetrics
 from warmpool_operator.probe import Prober
 from warmpool_operator.reconcile import Outcome, reconcile
@@ -25,6 +26,8 @@ from warmpool_operator.render import RenderOptions
 from warmpool_operator.settings import OperatorConfig
 from warmpool_operator.spec import SpecError, parse_warmpool
 from warmpool_operator.status import invalid_spec_status, notices
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -148,3 +151,28 @@ class Controller:
         for namespace in scopes:
             await self.api.list(WARMPOOLS, namespace, limit=1)
         return {"apiReachable": True, "lastWatchEventAgeSeconds": self.watch.age_seconds()}
+
+    async def ensure_peering(self) -> list[str]:
+        """Create the peering object(s) kopf records replicas in, where missing.
+
+        With mandatory peering kopf keeps every replica paused until it has seen that object,
+        so it must exist; namespace globs cannot be resolved here and are left to the installer.
+        Returns where an object was created.
+        """
+        name = self.config.peering_name
+        if not self.namespaces:
+            targets: list[tuple[Kind, str | None, str]] = [(CLUSTER_PEERINGS, None, "ClusterKopfPeering")]
+        else:
+            targets = [(PEERINGS, ns, "KopfPeering") for ns in self.namespaces if not set("*?[") & set(ns)]
+        created = []
+        for kind, namespace, kind_name in targets:
+            body = {"apiVersion": kind.api_version, "kind": kind_name, "metadata": {"name": name}}
+            try:
+                await self.api.create(kind, namespace, body)
+            except Conflict:
+                continue
+            except NotFound:
+                log.warning("the %s resource is not installed: replicas cannot coordinate", kind.plural)
+                continue
+            created.append(f"{namespace or 'cluster'}/{name}")
+        return created

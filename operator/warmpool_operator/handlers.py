@@ -31,6 +31,13 @@ def register(registry: kopf.OperatorRegistry, ctl: Controller, *, login: LoginFn
         await ctl.api.use(info)
         return info
 
+    if not config.standalone:
+
+        @kopf.on.startup(registry=registry, id="peering")
+        async def ensure_peering(logger: kopf.Logger, **_: Any) -> None:
+            for where in await ctl.ensure_peering():
+                logger.info("created the peering object %s", where)
+
     @kopf.on.resume(GROUP, VERSION, PLURAL, registry=registry, id="reconcile")
     @kopf.on.create(GROUP, VERSION, PLURAL, registry=registry, id="reconcile")
     @kopf.on.update(GROUP, VERSION, PLURAL, registry=registry, id="reconcile")

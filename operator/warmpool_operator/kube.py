@@ -46,6 +46,8 @@ DEPLOYMENTS = Kind("apps/v1", "deployments")
 SERVICES = Kind("v1", "services")
 CONFIGMAPS = Kind("v1", "configmaps")
 PODS = Kind("v1", "pods")
+PEERINGS = Kind("kopf.dev/v1", "kopfpeerings")
+CLUSTER_PEERINGS = Kind("kopf.dev/v1", "clusterkopfpeerings")
 KINDS_BY_NAME = {"ConfigMap": CONFIGMAPS, "Service": SERVICES, "Deployment": DEPLOYMENTS, "Pod": PODS}
 
 
@@ -172,7 +174,8 @@ class KubeApi:
         items: list[dict[str, Any]] = list((data or {}).get("items") or [])
         return items
 
-    async def create(self, kind: Kind, namespace: str, body: Mapping[str, Any]) -> dict[str, Any]:
+    async def create(self, kind: Kind, namespace: str | None, body: Mapping[str, Any]) -> dict[str, Any]:
+        """`namespace=None` creates a cluster-scoped object."""
         created: dict[str, Any] = await self._request(
             "POST", kind.path(namespace), params={"fieldManager": FIELD_MANAGER}, body=body
         )

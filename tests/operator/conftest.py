@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
@@ -10,7 +11,7 @@ import kopf
 import pytest
 
 from tests.operator.emulator import ApiServerEmulator, is_operator_write
-from tests.operator.harness import make_client
+from tests.operator.harness import PodSpec, RunningOperator, make_client, operator_running, simulate_rollout
 from warmpool_operator.diff import is_controlled_by
 from warmpool_operator.kube import CONFIGMAPS, DEPLOYMENTS, PODS, SERVICES, KubeApi
 
@@ -28,6 +29,12 @@ class EmulatedCluster:
 
     def connection(self) -> kopf.ConnectionInfo:
         return kopf.ConnectionInfo(server=str(self.emulator.url).rstrip("/"), default_namespace=self.namespace)
+
+    def operator(self) -> contextlib.AbstractAsyncContextManager[RunningOperator]:
+        return operator_running(self)
+
+    async def roll_out(self, name: str, count: int, pod: PodSpec | None = None) -> None:
+        await simulate_rollout(self, name, count, pod)
 
     def operator_child_writes(self) -> int | None:
         return sum(

@@ -49,6 +49,13 @@ RESOURCES: dict[str, kmock.ResourceInfo] = {
     "v1/events": kmock.ResourceInfo(
         kind="Event", singular="event", namespaced=True, verbs={"get", "list", "watch", "create", "patch"}
     ),
+    "kopf.dev/v1/kopfpeerings": kmock.ResourceInfo(
+        kind="KopfPeering", singular="kopfpeering", namespaced=True, verbs={"get", "list", "watch", "create", "patch"}
+    ),
+    "kopf.dev/v1/clusterkopfpeerings": kmock.ResourceInfo(
+        kind="ClusterKopfPeering", singular="clusterkopfpeering", namespaced=False,
+        verbs={"get", "list", "watch", "create", "patch"},
+    ),
     "v1/namespaces": kmock.ResourceInfo(
         kind="Namespace", singular="namespace", namespaced=False, verbs={"get", "list", "watch"}
     ),
@@ -109,7 +116,7 @@ class ApiServerEmulator(kmock.KubernetesEmulator):
         if request.subresource == "status":
             for key in [k for k in data if k != "status"]:
                 del data[key]
-        else:
+        elif "status" in self._subresources(request):
             data.pop("status", None)
         current = self._current(request)
         meta = data.setdefault("metadata", {})
@@ -118,6 +125,12 @@ class ApiServerEmulator(kmock.KubernetesEmulator):
             if merged(old_spec, data["spec"]) != old_spec:
                 meta["generation"] = int((current.get("metadata") or {}).get("generation", 1)) + 1
         meta["resourceVersion"] = self._next_version()
+
+    def _subresources(self, request: Any) -> set[str]:
+        for resource in self.resources:
+            if resource == request.resource:
+                return set(self.resources[resource].subresources)
+        return set()
 
     def _current(self, request: Any) -> Mapping[str, Any] | None:
         key = (request.resource, request.namespace, request.name)

@@ -81,6 +81,26 @@ class Cluster(Protocol):
         backend can count requests (otherwise scenarios rely on resourceVersions alone)."""
         ...
 
+    def operator(self) -> contextlib.AbstractAsyncContextManager[OperatorView]:
+        """The operator under test runs inside this context."""
+        ...
+
+    async def roll_out(self, name: str, count: int, pod: PodSpec | None = None) -> None:
+        """Bring `count` pods of the pool's current template into the state `pod` describes
+        (the emulator has no controllers or kubelet: the harness plays them, see `simulate_rollout`)."""
+        ...
+
+
+class OperatorView(Protocol):
+    """What scenarios read from the operator under test: its Prometheus metrics."""
+
+    async def sample(self, name: str, **labels: str) -> float:
+        """Sum of the samples of metric `name` carrying `labels`."""
+        ...
+
+    async def reconciles(self, **labels: str) -> float:
+        ...
+
 
 @dataclass
 class ChildKeys:
@@ -162,7 +182,7 @@ class PodSpec:
     schedule_message: str = "0/3 nodes are available: 3 Insufficient cpu."
 
 
-async def roll_out(cluster: Cluster, name: str, count: int, pod: PodSpec | None = None) -> None:
+async def simulate_rollout(cluster: Cluster, name: str, count: int, pod: PodSpec | None = None) -> None:
     """Play the Deployment controller and kubelets: `count` pods of the current template, as `pod`."""
     pod = pod or PodSpec()
     ns = cluster.namespace
@@ -239,7 +259,7 @@ class RunningOperator:
     task: asyncio.Task[None]
     stop_flag: asyncio.Event = field(default_factory=asyncio.Event)
 
-    def sample(self, name: str, **labels: str) -> float:
+    async def sample(self, name: str, **labels: str) -> float:
         """Sum of a metric's samples matching `labels`."""
         total = 0.0
         for metric in self.metrics.collect():
@@ -248,8 +268,8 @@ class RunningOperator:
                     total += sample.value
         return total
 
-    def reconciles(self, **labels: str) -> float:
-        return self.sample("warmpool_operator_reconciles_total", **labels)
+    async def reconciles(self, **labels: str) -> float:
+        return await self.sample("warmpool_operator_reconciles_total", **labels)
 
 
 @contextlib.asynccontextmanager

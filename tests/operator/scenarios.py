@@ -17,9 +17,7 @@ from tests.operator.harness import (
     condition,
     events_for,
     get_pool,
-    operator_running,
     resource_versions,
-    roll_out,
     wait_for,
     warmpool_manifest,
 )
@@ -57,7 +55,7 @@ def template_hash(children: dict[str, dict[str, Any]]) -> str:
 async def scenario_create(cluster: Cluster) -> None:
     """Children appear owned by the pool; Ready=False until the pods are warm, then Ready=True."""
     created = await cluster.api.create(WARMPOOLS, cluster.namespace, warmpool_manifest("create"))
-    async with operator_running(cluster):
+    async with cluster.operator():
         children = await wait_for(lambda: all_children(cluster, "create"), what="children of a new pool")
         for obj in children.values():
             (owner,) = obj["metadata"]["ownerReferences"]
@@ -72,7 +70,7 @@ async def scenario_create(cluster: Cluster) -> None:
         assert condition(first, "Reconciling")["status"] == "True"
         assert condition(first, "Stalled")["status"] == "False"
 
-        await roll_out(cluster, "create", 2)
+        await cluster.roll_out("create", 2)
         ready = await wait_for(lambda: pool_with(cluster, "create", "Ready", "True"), what="Ready=True")
         status = ready["status"]
         assert (status["readyReplicas"], status["warmInstances"], status["readiness"]) == (2, 8, "2/2")
@@ -84,9 +82,9 @@ async def scenario_create(cluster: Cluster) -> None:
 async def scenario_update_module_hash(cluster: Cluster) -> None:
     """A new sha256 rolls the pods: new config, new template hash and module label, generation 2."""
     await cluster.api.create(WARMPOOLS, cluster.namespace, warmpool_manifest("rehash"))
-    async with operator_running(cluster):
+    async with cluster.operator():
         before = await wait_for(lambda: all_children(cluster, "rehash"), what="children")
-        await roll_out(cluster, "rehash", 2)
+        await cluster.roll_out("rehash", 2)
         await wait_for(lambda: pool_with(cluster, "rehash", "Ready", "True"), what="Ready before the change")
 
         patch = {"spec": {"module": {"sha256": SHA_B, "source": {"path": "/modules/echo-v2.wasm"}}}}
@@ -106,16 +104,16 @@ async def scenario_update_module_hash(cluster: Cluster) -> None:
         assert condition(rolling, "Ready")["status"] == "False"
         assert rolling["status"]["module"] == SHA_B[:12]
 
-        await roll_out(cluster, "rehash", 2)
+        await cluster.roll_out("rehash", 2)
         await wait_for(lambda: pool_with(cluster, "rehash", "Ready", "True", observedGeneration=2), what="Ready")
 
 
 async def scenario_update_warm_count(cluster: Cluster) -> None:
     """A new warm count reaches the runtime config and rolls the pods; status counts follow."""
     await cluster.api.create(WARMPOOLS, cluster.namespace, warmpool_manifest("warmth"))
-    async with operator_running(cluster):
+    async with cluster.operator():
         before = await wait_for(lambda: all_children(cluster, "warmth"), what="children")
-        await roll_out(cluster, "warmth", 2)
+        await cluster.roll_out("warmth", 2)
         await wait_for(lambda: pool_with(cluster, "warmth", "Ready", "True"), what="Ready")
 
         await cluster.api.merge_patch(WARMPOOLS, cluster.namespace, "warmth", {"spec": {"warmInstancesPerTuple": 6}})
@@ -127,7 +125,7 @@ async def scenario_update_warm_count(cluster: Cluster) -> None:
 
         after = await wait_for(reconfigured, what="warmInstancesPerTuple=6 in the runtime config")
         assert template_hash(after) != template_hash(before)
-        await roll_out(cluster, "warmth", 2)
+        await cluster.roll_out("warmth", 2)
         ready = await wait_for(
             lambda: pool_with(cluster, "warmth", "Ready", "True", observedGeneration=2), what="Ready again"
         )
@@ -137,7 +135,7 @@ async def scenario_update_warm_count(cluster: Cluster) -> None:
 async def scenario_delete(cluster: Cluster) -> None:
     """Deleting a pool is never blocked, and its children go with it (owner references)."""
     await cluster.api.create(WARMPOOLS, cluster.namespace, warmpool_manifest("doomed"))
-    async with operator_running(cluster) as running:
+    async with cluster.operator() as running:
         await wait_for(lambda: all_children(cluster, "doomed"), what="children")
         await cluster.api.delete(WARMPOOLS, cluster.namespace, "doomed")
 
@@ -145,7 +143,7 @@ async def scenario_delete(cluster: Cluster) -> None:
             return await get_pool(cluster, "doomed") is None
 
         await wait_for(gone, what="the WarmPool deleted without a finalizer holding it")
-        handled = running.sample("warmpool_operator_reconcile_duration_seconds_count", trigger="child")
+        handled = await running.sample("warmpool_operator_reconcile_duration_seconds_count", trigger="child")
         await cluster.collect_garbage()
 
         async def orphans_gone() -> bool:
@@ -155,7 +153,7 @@ async def scenario_delete(cluster: Cluster) -> None:
 
         # The children's deletion events reach the operator, which must not resurrect them.
         async def deletions_seen() -> bool:
-            return running.sample("warmpool_operator_reconcile_duration_seconds_count", trigger="child") > handled
+            return await running.sample("warmpool_operator_reconcile_duration_seconds_count", trigger="child") > handled
 
         await wait_for(deletions_seen, what="the children's deletion events handled")
         assert not any((await children_of(cluster, "doomed")).values())
@@ -164,7 +162,7 @@ async def scenario_delete(cluster: Cluster) -> None:
 async def scenario_drift_restored(cluster: Cluster) -> None:
     """Hand edits of owned fields are reverted; what others add to labels/annotations survives."""
     await cluster.api.create(WARMPOOLS, cluster.namespace, warmpool_manifest("drifty"))
-    async with operator_running(cluster):
+    async with cluster.operator():
         original = await wait_for(lambda: all_children(cluster, "drifty"), what="children")
         ns = cluster.namespace
 
@@ -203,14 +201,14 @@ async def scenario_drift_restored(cluster: Cluster) -> None:
 async def scenario_noop_without_writes(cluster: Cluster) -> None:
     """An annotation-only change and periodic resyncs of a settled pool write no child at all."""
     await cluster.api.create(WARMPOOLS, cluster.namespace, warmpool_manifest("steady"))
-    async with operator_running(cluster) as running:
+    async with cluster.operator() as running:
         await wait_for(lambda: all_children(cluster, "steady"), what="children")
-        await roll_out(cluster, "steady", 2)
+        await cluster.roll_out("steady", 2)
         await wait_for(lambda: pool_with(cluster, "steady", "Ready", "True"), what="Ready")
         settled = await get_pool(cluster, "steady")
         versions = await resource_versions(cluster, "steady")
         writes = cluster.operator_child_writes()
-        reconciles = running.reconciles()
+        reconciles = await running.reconciles()
 
         note = {"metadata": {"annotations": {"example.com/note": "just a note"}}}
         await cluster.api.merge_patch(WARMPOOLS, cluster.namespace, "steady", note)
@@ -221,7 +219,7 @@ async def scenario_noop_without_writes(cluster: Cluster) -> None:
                 "tensorwasm.dev/last-handled-configuration", ""
             )
             # The update handler ran (kopf recorded the annotation) and a resync came after it.
-            return "just a note" in last and running.reconciles() >= reconciles + 3
+            return "just a note" in last and await running.reconciles() >= reconciles + 3
 
         await wait_for(handled, what="the annotation change and two resyncs handled")
         assert await resource_versions(cluster, "steady") == versions

@@ -19,8 +19,6 @@ from tests.operator.harness import (
     condition,
     events_for,
     get_pool,
-    operator_running,
-    roll_out,
     wait_for,
     warmpool_manifest,
 )
@@ -50,12 +48,12 @@ async def scenario_configmap_missing(cluster: Cluster) -> None:
     source = {"configMapRef": {"name": "modules", "key": "echo.wasm"}}
     manifest = warmpool_manifest("cmref", module={"sha256": MODULE_SHA, "source": source})
     await cluster.api.create(WARMPOOLS, cluster.namespace, manifest)
-    async with operator_running(cluster) as running:
+    async with cluster.operator() as running:
         pool = await stalled(cluster, "cmref", "ConfigMapMissing")
         assert "modules" in condition(pool, "Stalled")["message"]
 
         async def retried() -> bool:
-            return running.reconciles(trigger="create", result="stalled") >= 3
+            return await running.reconciles(trigger="create", result="stalled") >= 3
 
         await wait_for(retried, what="retries of the create handler")
         assert await cluster.api.get(DEPLOYMENTS, cluster.namespace, "cmref") is None
@@ -74,7 +72,7 @@ async def scenario_configmap_missing(cluster: Cluster) -> None:
         assert "path: /modules/echo.wasm" in children["configmaps"]["data"]["runtime.yaml"]
         await wait_for(lambda: pool_with(cluster, "cmref", "Stalled", "False"), what="Stalled cleared")
         await wait_for(lambda: events_for(cluster, "cmref", "Recovered"), what="a Recovered Event")
-        assert running.sample("warmpool_operator_reconcile_errors_total", reason="ConfigMapMissing") >= 1
+        assert await running.sample("warmpool_operator_reconcile_errors_total", reason="ConfigMapMissing") >= 1
 
 
 async def _runtime_stalls(
@@ -85,7 +83,7 @@ async def _runtime_stalls(
     await cluster.api.create(WARMPOOLS, cluster.namespace, manifest)
     children = await wait_for(lambda: all_children(cluster, name), what="children")
     async with runtime_pod(children["configmaps"]["data"]["runtime.yaml"], workdir) as pod:
-        await roll_out(cluster, name, 1, PodSpec(ready=False, pod_ip=pod.ip, http_port=pod.port))
+        await cluster.roll_out(name, 1, PodSpec(ready=False, pod_ip=pod.ip, http_port=pod.port))
         found = await stalled(cluster, name, reason)
     message = condition(found, "Stalled")["message"]
     assert f"{name}-pod-0" in message
@@ -96,7 +94,7 @@ async def scenario_module_unreachable(cluster: Cluster, workdir: Path) -> None:
     """The runtime pod cannot fetch the module: its /readyz says so, and so does the pool."""
     closed = free_port("127.0.0.1")  # nothing listens there once the probe socket is closed
     url = f"http://127.0.0.1:{closed}/echo.wasm"
-    async with operator_running(cluster):
+    async with cluster.operator():
         await _runtime_stalls(
             cluster, "unreachable", url=url, sha=MODULE_SHA, workdir=workdir, reason="ModuleUnreachable"
         )
@@ -105,7 +103,7 @@ async def scenario_module_unreachable(cluster: Cluster, workdir: Path) -> None:
 async def scenario_hash_mismatch(cluster: Cluster, workdir: Path) -> None:
     """The pods fetch bytes with another hash: stalled; with the right hash the pool recovers."""
     wrong_sha = hashlib.sha256(b"other bytes").hexdigest()
-    async with module_server({"echo.wasm": MODULE_BYTES}) as base, operator_running(cluster):
+    async with module_server({"echo.wasm": MODULE_BYTES}) as base, cluster.operator():
         url = f"{base}/echo.wasm"
         await _runtime_stalls(
             cluster, "mismatch", url=url, sha=wrong_sha, workdir=workdir, reason="ModuleHashMismatch"
@@ -121,7 +119,7 @@ async def scenario_hash_mismatch(cluster: Cluster, workdir: Path) -> None:
         async with runtime_pod(children["configmaps"]["data"]["runtime.yaml"], workdir / "fixed") as pod:
             # Play the kubelet: the pod turns Ready only once its own /readyz says warm.
             await wait_for(lambda: _readyz_ok(pod.ip, pod.port), what="the runtime prewarmed")
-            await roll_out(cluster, "mismatch", 1, PodSpec(ready=True, pod_ip=pod.ip, http_port=pod.port))
+            await cluster.roll_out("mismatch", 1, PodSpec(ready=True, pod_ip=pod.ip, http_port=pod.port))
             await wait_for(lambda: pool_with(cluster, "mismatch", "Ready", "True"), what="Ready after the fix")
         assert condition(await get_pool(cluster, "mismatch"), "Stalled")["status"] == "False"
         await wait_for(lambda: events_for(cluster, "mismatch", "Recovered"), what="a Recovered Event")
@@ -134,7 +132,7 @@ async def _readyz_ok(ip: str, port: int) -> bool:
 
 async def scenario_crash_looping(cluster: Cluster) -> None:
     await cluster.api.create(WARMPOOLS, cluster.namespace, warmpool_manifest("crashy"))
-    async with operator_running(cluster):
+    async with cluster.operator():
         await wait_for(lambda: all_children(cluster, "crashy"), what="children")
         crashing = PodSpec(
             ready=False,
@@ -142,21 +140,21 @@ async def scenario_crash_looping(cluster: Cluster) -> None:
             last_state={"terminated": {"exitCode": 2, "reason": "Error", "message": "invalid configuration"}},
             restart_count=4,
         )
-        await roll_out(cluster, "crashy", 2, crashing)
+        await cluster.roll_out("crashy", 2, crashing)
         pool = await stalled(cluster, "crashy", "CrashLoopBackOff")
         message = condition(pool, "Stalled")["message"]
         assert "4 restarts" in message
         assert "exit code 2" in message
 
-        await roll_out(cluster, "crashy", 2)
+        await cluster.roll_out("crashy", 2)
         await wait_for(lambda: pool_with(cluster, "crashy", "Ready", "True"), what="Ready once pods run")
 
 
 async def scenario_unschedulable(cluster: Cluster) -> None:
     await cluster.api.create(WARMPOOLS, cluster.namespace, warmpool_manifest("pending"))
-    async with operator_running(cluster):
+    async with cluster.operator():
         await wait_for(lambda: all_children(cluster, "pending"), what="children")
-        await roll_out(cluster, "pending", 2, PodSpec(ready=False, scheduled=False))
+        await cluster.roll_out("pending", 2, PodSpec(ready=False, scheduled=False))
         pool = await stalled(cluster, "pending", "Unschedulable")
         assert "Insufficient cpu" in condition(pool, "Stalled")["message"]
 
@@ -166,17 +164,17 @@ async def scenario_invalid_spec(cluster: Cluster) -> None:
     source = {"path": "/modules/a.wasm", "url": "http://127.0.0.1:1/a.wasm"}
     bad = warmpool_manifest("invalid", module={"sha256": MODULE_SHA, "source": source})
     await cluster.api.create(WARMPOOLS, cluster.namespace, bad)
-    async with operator_running(cluster) as running:
+    async with cluster.operator() as running:
         pool = await stalled(cluster, "invalid", "InvalidSpec")
         assert "spec.module.source" in condition(pool, "Stalled")["message"]
-        resyncs = running.reconciles(trigger="resync")
+        resyncs = await running.reconciles(trigger="resync")
 
         async def resynced_twice() -> bool:
-            return running.reconciles(trigger="resync") >= resyncs + 2
+            return await running.reconciles(trigger="resync") >= resyncs + 2
 
         await wait_for(resynced_twice, what="resyncs after the failure")
         # PermanentError: kopf does not retry the create handler for this spec.
-        assert running.reconciles(trigger="create") == 1
+        assert await running.reconciles(trigger="create") == 1
         assert not any((await children_of(cluster, "invalid")).values())
 
         fixed = {"spec": {"module": {"source": {"url": None}}}}

@@ -12,7 +12,7 @@ from tests.operator.conftest import EmulatedCluster
 from tests.operator.harness import operator_running, wait_for, warmpool_manifest, with_config
 from tests.operator.runtime_pods import free_port
 from tests.operator.scenarios import all_children
-from warmpool_operator.kube import WARMPOOLS
+from warmpool_operator.kube import PEERINGS, WARMPOOLS
 
 pytestmark = [pytest.mark.component, pytest.mark.timeout(180)]
 
@@ -70,3 +70,17 @@ async def _answer(port: int) -> tuple[int, str] | None:
         return await fetch(f"http://127.0.0.1:{port}/healthz")
     except aiohttp.ClientConnectionError:
         return None
+
+
+async def test_peering_object_is_ensured_and_the_replica_acts(cluster: EmulatedCluster) -> None:
+    await cluster.api.create(WARMPOOLS, cluster.namespace, warmpool_manifest("peered"))
+    async with operator_running(cluster, config=with_config(standalone=False, peering_name="warmpool")):
+        await wait_for(lambda: all_children(cluster, "peered"), what="children while peering is mandatory")
+
+        async def registered() -> dict[str, Any] | None:
+            found = await cluster.api.get(PEERINGS, cluster.namespace, "warmpool")
+            return found if found and found.get("status") else None
+
+        peering = await wait_for(registered, what="this replica recorded in the peering object")
+        (entry,) = peering["status"].values()
+        assert entry["priority"] == 0

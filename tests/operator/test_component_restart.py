@@ -15,7 +15,7 @@ import pytest
 import yaml
 
 from tests.operator.conftest import EmulatedCluster
-from tests.operator.harness import PATIENCE_SECONDS, condition, get_pool, roll_out, wait_for, warmpool_manifest
+from tests.operator.harness import PATIENCE_SECONDS, condition, get_pool, wait_for, warmpool_manifest
 from tests.operator.scenarios import all_children, pool_with
 from warmpool_operator.kube import SERVICES, WARMPOOLS
 
@@ -104,7 +104,7 @@ async def test_restart_in_the_middle_of_a_reconcile_converges(
         services = await cluster.api.list(SERVICES, cluster.namespace)
         assert [s["metadata"]["name"] for s in services] == ["phoenix"]
         await wait_for(lambda: pool_with(cluster, "phoenix", "Ready", "False"), what="status after the restart")
-        await roll_out(cluster, "phoenix", 2)
+        await cluster.roll_out("phoenix", 2)
         ready = await wait_for(lambda: pool_with(cluster, "phoenix", "Ready", "True"), what="Ready")
         assert condition(ready, "Stalled")["status"] == "False"
     assert "Traceback" not in log.read_text()
