@@ -21,6 +21,7 @@ from typing import Any
 import pytest
 
 from warmpool.dev import controlplane, procs
+from warmpool.dev.agent.kubeapi import load_access
 from warmpool.dev.build import SOURCE_DIR as CLUSTER_SOURCE
 from warmpool.dev.build import BuildError, ensure_kcluster, kube_version_from_go_mod
 from warmpool.dev.commands import REPO_CRDS
@@ -95,6 +96,13 @@ class LocalCluster:
         """Output of a pod's container process, as the node agent captured it."""
         path = self.layout.pods / uid / "logs" / f"{container}.log"
         return path.read_text(errors="replace") if path.exists() else ""
+
+    def restart_apiserver(self) -> None:
+        """Stop and start kube-apiserver on the same port and etcd (every client's watch breaks)."""
+        try:
+            controlplane.restart_apiserver(self._cluster, token=load_access(self.kubeconfig).token)
+        except ClusterError as exc:
+            pytest.fail(str(exc))
 
     def install_crds(self) -> list[str]:
         if self._crds is None:

@@ -80,9 +80,10 @@ def test_the_node_is_ready_untainted_and_renews_its_lease(cluster: LocalCluster)
     cluster.wait_for("the node lease to be renewed", lambda: lease_renewal() != first, timeout_s=60)
 
 
-def _runtime_manifests(namespace: str, wasm: bytes, sha: str) -> list[dict[str, Any]]:
+def _runtime_manifests(namespace: str, wasm: bytes, sha: str, name: str = "add",
+                       replicas: int = 2) -> list[dict[str, Any]]:
     config_map = {
-        "apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "modules", "namespace": namespace},
+        "apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": f"{name}-modules", "namespace": namespace},
         "binaryData": {"add.wasm": base64.b64encode(wasm).decode()},
     }
     container = {
@@ -96,17 +97,17 @@ def _runtime_manifests(namespace: str, wasm: bytes, sha: str) -> list[dict[str, 
         "volumeMounts": [{"name": "modules", "mountPath": "/modules", "readOnly": True}],
     }
     deployment = {
-        "apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "add", "namespace": namespace},
+        "apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": name, "namespace": namespace},
         "spec": {
-            "replicas": 2,
-            "selector": {"matchLabels": {"app": "add"}},
+            "replicas": replicas,
+            "selector": {"matchLabels": {"app": name}},
             "template": {
-                "metadata": {"labels": {"app": "add"}},
+                "metadata": {"labels": {"app": name}},
                 "spec": {
                     "automountServiceAccountToken": False,
                     "terminationGracePeriodSeconds": 5,
                     "containers": [container],
-                    "volumes": [{"name": "modules", "configMap": {"name": "modules"}}],
+                    "volumes": [{"name": "modules", "configMap": {"name": f"{name}-modules"}}],
                 },
             },
         },
@@ -211,3 +212,32 @@ def test_exit_codes_and_restarts_follow_the_restart_policy(cluster: LocalCluster
     terminated = failed["containerStatuses"][0]["state"]["terminated"]
     assert (terminated["exitCode"], terminated["reason"]) == (expected, "Error")
     assert failed["containerStatuses"][0]["restartCount"] == 0
+
+
+def test_pods_keep_running_and_new_pods_start_across_an_api_server_restart(
+    cluster: LocalCluster, namespace: str
+) -> None:
+    wasm = bytes(wasmtime.wat2wasm(ADD_WAT))
+    sha = hashlib.sha256(wasm).hexdigest()
+    for manifest in _runtime_manifests(namespace, wasm, sha, name="before", replicas=1):
+        cluster.apply(manifest)
+    cluster.kubectl("wait", f"--namespace={namespace}", "--for=condition=Available", "deployment/before",
+                    "--timeout=180s")
+    (before,) = cluster.kubectl_json("get", "pods", f"--namespace={namespace}", "--selector=app=before")["items"]
+
+    cluster.restart_apiserver()
+
+    # Only a node agent whose watch came back notices the new pods.
+    for manifest in _runtime_manifests(namespace, wasm, sha, name="after", replicas=1):
+        cluster.apply(manifest)
+    cluster.kubectl("wait", f"--namespace={namespace}", "--for=condition=Available", "deployment/after",
+                    "--timeout=180s")
+    (after,) = cluster.kubectl_json("get", "pods", f"--namespace={namespace}", "--selector=app=after")["items"]
+    assert _post_json(f"http://{after['status']['podIP']}:8080/v1/t/{sha}/add", {"args": [1, 2]}) == (
+        200, {"results": [3]})
+    (still,) = cluster.kubectl_json("get", "pods", f"--namespace={namespace}", "--selector=app=before")["items"]
+    assert still["metadata"]["uid"] == before["metadata"]["uid"]
+    assert _pid(still) == _pid(before)
+    assert _alive(_pid(still))
+    assert _conditions(still)["Ready"] == "True"
+    assert _conditions(cluster.kubectl_json("get", "node", NODE_NAME))["Ready"] == "True"

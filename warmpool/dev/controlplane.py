@@ -191,12 +191,9 @@ def _start_all(*, binary: Path, layout: Layout, log: Log, with_node_agent: bool)
              timeout_s=60, record=record)
 
     log(f"starting kube-apiserver on {server}")
-    record = _start(layout, "kube-apiserver", [str(binary), *apiserver_args(layout, ports)])
+    _start_apiserver(binary=binary, layout=layout, ports=ports, token=tokens.admin.token)
     ca_context = ssl.create_default_context(cafile=str(layout.pki / "ca.crt"))
     admin = tokens.admin.token
-    wait_for(layout, "kube-apiserver",
-             lambda: _http_status(f"{server}/readyz", context=ca_context, token=admin)[0] == 200,
-             timeout_s=180, record=record, what="ready (/readyz)")
 
     insecure = _insecure_context()
     for component, port, argv in (
@@ -217,6 +214,19 @@ def _start_all(*, binary: Path, layout: Layout, log: Log, with_node_agent: bool)
     if with_node_agent:
         start_node_agent(layout=layout, server=server, ca_context=ca_context, admin_token=admin, log=log)
     return Cluster(layout=layout, ports=ports, binary=binary)
+
+
+def _start_apiserver(*, binary: Path, layout: Layout, ports: Ports, token: str) -> None:
+    record = _start(layout, "kube-apiserver", [str(binary), *apiserver_args(layout, ports)])
+    ca_context = ssl.create_default_context(cafile=str(layout.pki / "ca.crt"))
+    wait_for(layout, "kube-apiserver", _answers_ok(f"{server_url(ports)}/readyz", ca_context, token),
+             timeout_s=180, record=record, what="ready (/readyz)")
+
+
+def restart_apiserver(cluster: Cluster, *, token: str) -> None:
+    """Stop the API server and start it again on the same port and storage (every watch breaks)."""
+    procs.stop_pid_file(cluster.layout.pid("kube-apiserver"), grace_s=15.0)
+    _start_apiserver(binary=cluster.binary, layout=cluster.layout, ports=cluster.ports, token=token)
 
 
 def start_node_agent(
