@@ -80,8 +80,8 @@ def test_the_node_is_ready_untainted_and_renews_its_lease(cluster: LocalCluster)
     cluster.wait_for("the node lease to be renewed", lambda: lease_renewal() != first, timeout_s=60)
 
 
-def _runtime_manifests(namespace: str, wasm: bytes, sha: str, name: str = "add",
-                       replicas: int = 2) -> list[dict[str, Any]]:
+def _runtime_manifests(namespace: str, wasm: bytes, sha: str, *, name: str = "add", replicas: int = 2,
+                       liveness_path: str | None = None) -> list[dict[str, Any]]:
     config_map = {
         "apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": f"{name}-modules", "namespace": namespace},
         "binaryData": {"add.wasm": base64.b64encode(wasm).decode()},
@@ -96,6 +96,9 @@ def _runtime_manifests(namespace: str, wasm: bytes, sha: str, name: str = "add",
         "readinessProbe": {"httpGet": {"path": "/readyz", "port": "http"}, "periodSeconds": 1},
         "volumeMounts": [{"name": "modules", "mountPath": "/modules", "readOnly": True}],
     }
+    if liveness_path is not None:
+        container["livenessProbe"] = {"httpGet": {"path": liveness_path, "port": 8080}, "periodSeconds": 1,
+                                      "failureThreshold": 2}
     deployment = {
         "apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": name, "namespace": namespace},
         "spec": {
@@ -241,3 +244,19 @@ def test_pods_keep_running_and_new_pods_start_across_an_api_server_restart(
     assert _alive(_pid(still))
     assert _conditions(still)["Ready"] == "True"
     assert _conditions(cluster.kubectl_json("get", "node", NODE_NAME))["Ready"] == "True"
+
+
+def test_a_failing_liveness_probe_restarts_the_container(cluster: LocalCluster, namespace: str) -> None:
+    wasm = bytes(wasmtime.wat2wasm(ADD_WAT))
+    sha = hashlib.sha256(wasm).hexdigest()
+    for manifest in _runtime_manifests(namespace, wasm, sha, name="unlive", replicas=1,
+                                       liveness_path="/no-such-endpoint"):
+        cluster.apply(manifest)
+
+    def restarted() -> dict[str, Any] | None:
+        pods = cluster.kubectl_json("get", "pods", f"--namespace={namespace}", "--selector=app=unlive")["items"]
+        statuses = pods[0]["status"].get("containerStatuses") if pods else None
+        return statuses[0] if statuses and statuses[0]["restartCount"] >= 1 else None
+
+    status = cluster.wait_for("the container failing its liveness probe to be restarted", restarted)
+    assert "terminated" in status["lastState"]
