@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
@@ -75,3 +76,25 @@ class Helm:
         if result.returncode != 0:
             raise AssertionError(f"helm template failed:\n{result.stderr}")
         return [doc for doc in yaml.safe_load_all(result.stdout) if doc]
+
+    def notes(self, values: dict[str, Any] | None = None, *, namespace: str = "warmpool-system") -> str:
+        """NOTES.txt as `helm install` would print it (`helm template` leaves it out).
+
+        The chart is copied and given one extra template that renders NOTES.txt with `tpl`.
+        """
+        copy = self.home / "notes-chart"
+        shutil.rmtree(copy, ignore_errors=True)
+        shutil.copytree(CHART, copy)
+        (copy / "notes.tpl").write_text((CHART / "templates" / "NOTES.txt").read_text())
+        (copy / "templates" / "zz-notes.yaml").write_text(
+            "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: rendered-notes\ndata:\n"
+            '  notes: |\n    {{- tpl (.Files.Get "notes.tpl") . | nindent 4 }}\n'
+        )
+        result = self.run(
+            "template", "wp", str(copy), "--namespace", namespace, "--kube-version", KUBE_VERSION,
+            "--show-only", "templates/zz-notes.yaml", *self.values_file(values, "notes"), check=False,
+        )
+        if result.returncode != 0:
+            raise AssertionError(f"rendering NOTES.txt failed:\n{result.stderr}")
+        rendered: str = yaml.safe_load(result.stdout)["data"]["notes"]
+        return rendered

@@ -151,6 +151,9 @@ def granted(docs: list[dict[str, Any]], kind: str, group: str, resource: str) ->
     return verbs
 
 
+PEERING_VERBS = {"get", "list", "watch", "patch", "create"}
+"""kopf records liveness in the peering object; the operator creates it at startup when missing."""
+
 # What the operator does to each resource (warmpool_operator.kube and kopf's own needs).
 NEEDED = {
     ("tensorwasm.dev", "warmpools"): {"get", "list", "watch", "patch"},
@@ -167,7 +170,7 @@ def test_cluster_mode_grants_what_the_operator_does(rendered: dict[str, list[dic
     docs = rendered["defaults"]
     for (group, resource), verbs in NEEDED.items():
         assert verbs <= granted(docs, "ClusterRole", group, resource), (group, resource)
-    assert granted(docs, "ClusterRole", "kopf.dev", "clusterkopfpeerings") >= {"get", "list", "watch", "patch"}
+    assert granted(docs, "ClusterRole", "kopf.dev", "clusterkopfpeerings") == PEERING_VERBS
     assert granted(docs, "ClusterRole", "apiextensions.k8s.io", "customresourcedefinitions") == {"list", "watch"}
     assert not by_kind(docs, "Role")
 
@@ -182,7 +185,7 @@ def test_namespaced_mode_uses_a_role_per_watched_namespace(rendered: dict[str, l
         single = [role]
         for (group, resource), verbs in NEEDED.items():
             assert verbs <= granted(single, "Role", group, resource), (role["metadata"]["namespace"], resource)
-        assert granted(single, "Role", "kopf.dev", "kopfpeerings") >= {"get", "list", "watch", "patch"}
+        assert granted(single, "Role", "kopf.dev", "kopfpeerings") == PEERING_VERBS
     for binding in bindings:
         assert binding["roleRef"]["kind"] == "Role"
         assert binding["subjects"][0]["namespace"] == "warmpool-system"
@@ -430,3 +433,16 @@ def test_crd_sync_tool_reports_and_repairs_drift(tmp_path: Path) -> None:
     sync(source, target)
     assert differences(source, target) == []
     assert sorted(p.name for p in target.iterdir()) == ["a.yaml", "b.yaml"]
+
+
+def test_notes_tell_the_next_steps(helm: Helm) -> None:
+    notes = helm.notes()
+    assert "watches WarmPools in every namespace" in notes
+    assert "kubectl -n warmpool-system rollout status deployment/wp-warmpool-operator" in notes
+    assert "kubectl wait warmpool/NAME --for=condition=Ready" in notes
+    assert "Grafana dashboard: ConfigMap wp-warmpool-operator-dashboard" in notes
+    scoped = helm.notes({**NAMESPACED, **MONITORED, "dashboard": {"enabled": False}})
+    assert "watches WarmPools in: team-a, team-b" in scoped
+    assert "(ServiceMonitor created)" in scoped
+    assert "(PodMonitor created)" in scoped
+    assert "Grafana dashboard" not in scoped
