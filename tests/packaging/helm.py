@@ -47,6 +47,22 @@ class Helm:
             raise AssertionError(f"helm {' '.join(args)} failed:\n{result.stdout}\n{result.stderr}")
         return result
 
+    def run_with_kubeconfig(self, kubeconfig: Path, *args: str) -> subprocess.CompletedProcess[str]:
+        """A helm command against a real cluster; failing fails the test with helm's output."""
+        env = {
+            "PATH": os.environ.get("PATH", ""),
+            "HOME": str(self.home),
+            "HELM_CONFIG_HOME": str(self.home / "config"),
+            "HELM_CACHE_HOME": str(self.home / "cache"),
+            "HELM_DATA_HOME": str(self.home / "data"),
+            "KUBECONFIG": str(kubeconfig),
+        }
+        result = subprocess.run([str(self.binary), *args], env=env, capture_output=True, text=True, check=False,
+                                timeout=300)
+        if result.returncode != 0:
+            raise AssertionError(f"helm {' '.join(args)} failed:\n{result.stdout}\n{result.stderr}")
+        return result
+
     def values_file(self, values: dict[str, Any] | None, name: str) -> list[str]:
         if not values:
             return []

@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 import yaml
-from lupa import lua51  # type: ignore[import-untyped]
 
+from tests.packaging.gitops_checks import HEALTH_LUA, argo_health, kstatus
 from warmpool_operator.health import Problem, Progress
 from warmpool_operator.spec import parse_spec, parse_warmpool
 from warmpool_operator.status import compute_status, invalid_spec_status
@@ -20,40 +20,8 @@ pytestmark = pytest.mark.unit
 
 ROOT = Path(__file__).resolve().parents[2]
 ARGOCD = ROOT / "deploy" / "argocd"
-HEALTH_LUA = (ARGOCD / "health.lua").read_text()
 CASES = yaml.safe_load((ARGOCD / "health_test.yaml").read_text())["tests"]
 NOW = datetime(2026, 11, 20, 10, 0, tzinfo=UTC)
-
-
-def argo_health(obj: dict[str, Any]) -> dict[str, str]:
-    """Run health.lua as Argo CD does: `obj` global, the returned table is the verdict (Lua 5.1, like gopher-lua)."""
-    lua = lua51.LuaRuntime(unpack_returned_tuples=True)
-    lua.globals().obj = lua.table_from(obj, recursive=True)
-    result = lua.execute(HEALTH_LUA)
-    return {"status": str(result["status"]), "message": str(result["message"])}
-
-
-def kstatus(obj: dict[str, Any]) -> tuple[str, str]:
-    """The kstatus computation (what Flux's health checks use) for a custom resource, as (status, message).
-
-    Deletion → Terminating; an unobserved generation → InProgress; Reconciling=True → InProgress;
-    Stalled=True → Failed; otherwise Current (kstatus has no rule for custom kinds beyond these).
-    """
-    metadata = obj.get("metadata") or {}
-    status = obj.get("status") or {}
-    if metadata.get("deletionTimestamp"):
-        return "Terminating", "Resource scheduled for deletion"
-    generation = metadata.get("generation")
-    observed = status.get("observedGeneration")
-    if generation is not None and observed is not None and observed != generation:
-        kind = obj.get("kind")
-        return "InProgress", f"{kind} generation is {generation}, but latest observed generation is {observed}"
-    for condition in status.get("conditions") or []:
-        if condition.get("type") == "Reconciling" and condition.get("status") == "True":
-            return "InProgress", str(condition.get("message", ""))
-        if condition.get("type") == "Stalled" and condition.get("status") == "True":
-            return "Failed", str(condition.get("message", ""))
-    return "Current", "Resource is current"
 
 
 @pytest.mark.parametrize("case", CASES, ids=[Path(c["inputPath"]).stem for c in CASES])
