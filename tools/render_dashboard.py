@@ -39,7 +39,8 @@ def legend(fmt: str, index: int, expr: str = "") -> str:
     if "warmpool_operator_" in expr:
         labels.update({"result": "ok", "trigger": "resync"})
     if index % 2 == 1:
-        labels.update({"tenant": "globex", "code": "guest_trap", "reason": "ConfigMapMissing"})
+        labels.update({"tenant": "globex", "code": "guest_trap", "reason": "ConfigMapMissing", "deployment": "classify",
+                       "trap": "integer_division_by_zero"})
         labels["result"] = "error" if "warmpool_operator_" in expr else "miss"
         labels["trigger"] = "update"
     return re.sub(r"\{\{\s*(\w+)\s*\}\}", lambda m: labels.get(m.group(1), m.group(1)), fmt)
@@ -124,7 +125,9 @@ def draw(dashboard: dict[str, Any], out: Path) -> None:
                          ha="center", va="center")
                 fig.text(x, top - height * 0.82, name, color="#8e8e8e", fontsize=8.5, ha="center", va="center")
             continue
-        legend_rows = 1 + sum(2 if "{{" in tg["legendFormat"] else 1 for tg in targets) // 5
+        entries = sum(2 if "{{" in tg["legendFormat"] else 1 for tg in targets)
+        columns = 3 if entries > 4 else 4
+        legend_rows = -(-entries // columns)
         ax_bottom = top - height + (0.55 + 0.55 * legend_rows) * unit_h
         ax = fig.add_axes((left + 0.04, ax_bottom, width - 0.05, top - 1.1 * unit_h - ax_bottom))
         ax.set_facecolor(PANEL)
@@ -145,7 +148,7 @@ def draw(dashboard: dict[str, Any], out: Path) -> None:
                 index += 1
         ax.set_xticks([0, 30, 60, 90, 119], ["-3h", "-2h15", "-1h30", "-45m", "now"])
         ax.yaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _pos, u=unit: format_value(v, u)))
-        ax.legend(loc="upper left", bbox_to_anchor=(-0.02, -0.1), ncol=5, fontsize=7, frameon=False,
+        ax.legend(loc="upper left", bbox_to_anchor=(-0.02, -0.1), ncol=columns, fontsize=7, frameon=False,
                   labelcolor=TEXT, handlelength=1.2)
     out.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out, facecolor=BACKGROUND)
