@@ -16,7 +16,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import wasmtime
-from wasmtime import _bindings
 from wasmtime import _ffi as ffi
 
 from warmpool_runtime.errors import BadArguments, BadGuestOutput, UnknownExport
@@ -27,10 +26,17 @@ MEMORY_EXPORT = "memory"
 _I32_RANGE = (-(2**31), 2**32)
 _I64_RANGE = (-(2**63), 2**64)
 
-call_unchecked = _bindings._wasmtime_func_call_unchecked
-set_epoch_deadline = _bindings._wasmtime_context_set_epoch_deadline
+# The raw entry points, without ctypes argtypes conversion (1-2 µs a call): callers pass
+# ready-made ctypes arguments only.
+call_unchecked = ffi.dll["wasmtime_func_call_unchecked"]
+call_unchecked.restype = ctypes.c_void_p
+set_epoch_deadline = ffi.dll["wasmtime_context_set_epoch_deadline"]
+set_epoch_deadline.restype = None
+set_fuel = ffi.dll["wasmtime_context_set_fuel"]
+set_fuel.restype = ctypes.c_void_p
 EXTERN_FUNC = int(ffi.WASMTIME_EXTERN_FUNC.value)
 EXTERN_MEMORY = int(ffi.WASMTIME_EXTERN_MEMORY.value)
+EXTERN_GLOBAL = int(ffi.WASMTIME_EXTERN_GLOBAL.value)
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,6 +49,10 @@ class Signature:
     @property
     def slots(self) -> int:
         return max(1, len(self.params), len(self.results))
+
+    @property
+    def all_int(self) -> bool:
+        return all(k in ("i32", "i64") for k in self.params)
 
     @property
     def is_bytes_handler(self) -> bool:
@@ -93,6 +103,20 @@ def encode_args(signature: Signature, args: Sequence[Any], buf: Any, export: str
                 slot.f32 = ctypes.c_float(value).value
             else:
                 slot.f64 = float(value)
+
+
+def encode_int_args(signature: Signature, args: Sequence[Any], words: Any, export: str) -> None:
+    """Integer-only signatures: write each argument as a little-endian word of its 16-byte slot."""
+    params = signature.params
+    if len(args) != len(params):
+        raise BadArguments(f"{export} takes {len(params)} argument(s), got {len(args)}")
+    for i, value in enumerate(args):
+        if value.__class__ is not int:
+            raise BadArguments(f"argument {i} of {export} must be an integer ({params[i]}), got {value!r}")
+        low, high = _I32_RANGE if params[i] == "i32" else _I64_RANGE
+        if not low <= value < high:
+            raise BadArguments(f"argument {i} of {export} is out of {params[i]} range: {value}")
+        words[2 * i] = value & 0xFFFF_FFFF_FFFF_FFFF
 
 
 def decode_results(signature: Signature, buf: Any) -> list[int | float]:

@@ -151,7 +151,7 @@ def side_pool(template: Template, floor: int, backlog: int = 0) -> TuplePool:
     Each acquire and each release queue one item; a backlog of `backlog` items never saturates,
     while a backlog of 0 makes every release drop the used Store on the caller's thread.
     """
-    return TuplePool(template, floor, Refiller(max_backlog=backlog))
+    return TuplePool(template, floor, Refiller())
 
 
 # 1. Cold instantiate vs warm acquire + release ---------------------------------------------------

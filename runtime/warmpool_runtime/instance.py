@@ -23,6 +23,9 @@ from warmpool_runtime.errors import (
     RuntimeFault,
 )
 
+_MASK32 = 0xFFFF_FFFF
+_MASK64 = 0xFFFF_FFFF_FFFF_FFFF
+
 
 @dataclass(frozen=True, slots=True)
 class Limits:
@@ -48,12 +51,37 @@ class Template:
     wasi: bool
     limits: Limits
     deadline_ticks: int
+    in_place_globals: tuple[str, ...] | None = None
+    """Exported mutable globals to restore on an in-place reset; None: reset by recycling."""
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    """Post-start state of an instance whose whole mutable state the host can reach."""
+
+    memory: bytes
+    globals: tuple[tuple[str, Any], ...]
+
+
+class _Entry:
+    """A resolved export: its signature, function reference and argument buffer."""
+
+    __slots__ = ("buf", "func", "func_ref", "signature", "slots", "words")
+
+    def __init__(self, signature: abi.Signature, func: Any) -> None:
+        self.signature = signature
+        self.func = func
+        self.func_ref = ctypes.byref(func)
+        self.buf = abi.new_slots(signature.slots)
+        self.words = (ctypes.c_uint64 * (2 * signature.slots)).from_buffer(self.buf)
+        self.slots = ctypes.c_size_t(signature.slots)
 
 
 class WarmInstance:
     """An instantiated module in a Store no other instance shares; used by one caller at a time."""
 
-    __slots__ = ("_ctx", "_funcs", "_instance", "_memory", "_slots", "initial_memory", "store", "template")
+    __slots__ = ("_ctx", "_deadlines", "_entries", "_instance", "_memory", "_trap", "_trap_ref",
+                 "from_pool", "initial_memory", "store", "template")
 
     def __init__(self, template: Template) -> None:
         self.template = template
@@ -72,13 +100,18 @@ class WarmInstance:
         except (wasmtime.Trap, wasmtime.WasmtimeError) as exc:
             raise InstantiateFailed(f"instantiating {template.sha256[:12]} failed: {exc}") from exc
         self.store = store
+        self.from_pool = False
         self._ctx = store._context()
-        self._funcs: dict[str, Any] = {}
-        self._slots: dict[str, Any] = {}
+        self._trap = ctypes.POINTER(ffi.wasm_trap_t)()
+        self._trap_ref = ctypes.byref(self._trap)
+        self._deadlines: dict[int, ctypes.c_uint64] = {}
         self._memory: Any = None
         if template.has_memory:
             self._memory = self._export(abi.MEMORY_EXPORT, abi.EXTERN_MEMORY)
         self.initial_memory = self.memory_len()
+        # Resolved here, on the reset side, so the request path does no export lookups.
+        self._entries = {name: _Entry(sig, self._export(name, abi.EXTERN_FUNC))
+                         for name, sig in template.signatures.items()}
 
     def _export(self, name: str, kind: int) -> Any:
         item = ffi.wasmtime_extern_t()
@@ -87,18 +120,12 @@ class WarmInstance:
             self._ctx, ctypes.byref(self._instance._instance), raw, len(raw), ctypes.byref(item)
         )
         if not found or int(item.kind) != kind:
-            return None
-        return item.of.memory if kind == abi.EXTERN_MEMORY else item.of.func
-
-    def _func(self, name: str) -> tuple[Any, Any]:
-        func = self._funcs.get(name)
-        if func is None:
-            func = self._export(name, abi.EXTERN_FUNC)
-            if func is None:
-                raise BadArguments(f"export {name!r} is missing from the instance")
-            self._funcs[name] = func
-            self._slots[name] = abi.new_slots(self.template.signatures[name].slots)
-        return ctypes.byref(func), self._slots[name]
+            raise InstantiateFailed(f"export {name!r} is missing from the instance")
+        if kind == abi.EXTERN_MEMORY:
+            return item.of.memory
+        if kind == abi.EXTERN_FUNC:
+            return item.of.func
+        return wasmtime.Global._from_raw(item.of.global_)
 
     def memory_len(self) -> int:
         if self._memory is None:
@@ -109,19 +136,50 @@ class WarmInstance:
     def grew(self) -> bool:
         return self.memory_len() != self.initial_memory
 
-    def _arm(self, deadline_ticks: int) -> None:
-        abi.set_epoch_deadline(self._ctx, deadline_ticks)
+    # Reset in place ----------------------------------------------------------------------------
+    def snapshot(self) -> Snapshot:
+        names = self.template.in_place_globals or ()
+        base, size = self._memory_view()
+        values = tuple((n, self._export(n, abi.EXTERN_GLOBAL).value(self.store)) for n in names)
+        return Snapshot(ctypes.string_at(base, size), values)
+
+    def restore(self, snapshot: Snapshot) -> bool:
+        """Copy the post-start state back; False when that cannot make the instance clean."""
+        base, size = self._memory_view()
+        if size != len(snapshot.memory):
+            return False
+        ctypes.memmove(base, snapshot.memory, size)
+        for name, value in snapshot.globals:
+            self._export(name, abi.EXTERN_GLOBAL).set_value(self.store, value)
+        return True
+
+    # Calls ---------------------------------------------------------------------------------------
+    def _arm(self, ticks: int) -> None:
+        deadline = self._deadlines.get(ticks)
+        if deadline is None:
+            deadline = self._deadlines[ticks] = ctypes.c_uint64(ticks)
+        abi.set_epoch_deadline(self._ctx, deadline)
         fuel = self.template.limits.fuel
         if fuel is not None:
-            ffi.wasmtime_context_set_fuel(self._ctx, fuel)
+            abi.set_fuel(self._ctx, ctypes.c_uint64(fuel))
 
-    def _call(self, func_ref: Any, buf: Any, n: int) -> None:
-        trap = ctypes.POINTER(ffi.wasm_trap_t)()
-        error = abi.call_unchecked(self._ctx, func_ref, buf, n, ctypes.byref(trap))
+    def _call(self, entry: _Entry) -> None:
+        error = abi.call_unchecked(self._ctx, entry.func_ref, entry.buf, entry.slots, self._trap_ref)
         if error:
-            raise GuestTrap(f"guest failed: {wasmtime.WasmtimeError._from_ptr(error)}")
-        if trap:
-            raise self._classify(wasmtime.Trap._from_ptr(trap))
+            failure = wasmtime.WasmtimeError._from_ptr(ctypes.cast(error, ctypes.POINTER(ffi.wasmtime_error_t)))
+            raise GuestTrap(f"guest failed: {failure}")
+        if self._trap:
+            trap = wasmtime.Trap._from_ptr(self._trap)
+            self._trap = ctypes.POINTER(ffi.wasm_trap_t)()
+            self._trap_ref = ctypes.byref(self._trap)
+            raise self._classify(trap)
+
+    def _entry(self, export: str) -> _Entry:
+        entry = self._entries.get(export)
+        if entry is None:
+            abi.lookup(self.template.signatures, export)
+            raise BadArguments(f"export {export!r} cannot be called")
+        return entry
 
     def _classify(self, trap: wasmtime.Trap) -> RuntimeFault:
         code = trap.trap_code
@@ -140,35 +198,37 @@ class WarmInstance:
         return GuestTrap(message, trap=code.name.lower() if code else None)
 
     def call_numeric(self, export: str, args: Sequence[Any], deadline_ticks: int) -> list[int | float]:
-        signature = abi.lookup(self.template.signatures, export)
-        func_ref, buf = self._func(export)
-        abi.encode_args(signature, args, buf, export)
+        entry = self._entry(export)
+        signature = entry.signature
+        if signature.all_int:
+            abi.encode_int_args(signature, args, entry.words, export)
+        else:
+            abi.encode_args(signature, args, entry.buf, export)
         self._arm(deadline_ticks)
-        self._call(func_ref, buf, signature.slots)
-        return abi.decode_results(signature, buf)
+        self._call(entry)
+        return abi.decode_results(signature, entry.buf)
 
     def call_bytes(self, export: str, payload: bytes, deadline_ticks: int) -> bytes:
-        signature = abi.lookup(self.template.signatures, export)
-        if not signature.is_bytes_handler or self._memory is None:
-            raise BadArguments(f"{export} is not a bytes handler: the guest needs `memory`, `alloc` and (i32,i32)->i64")
-        alloc_sig = self.template.signatures.get(abi.ALLOC_EXPORT)
-        if alloc_sig is None or alloc_sig.params != ("i32",) or alloc_sig.results != ("i32",):
+        entry = self._entry(export)
+        if not entry.signature.is_bytes_handler or self._memory is None:
+            raise BadArguments(f"{export} is not a bytes handler: the guest needs `memory`, `alloc` and "
+                               "(i32, i32) -> i64")
+        alloc = self._entries.get(abi.ALLOC_EXPORT)
+        if alloc is None or alloc.signature.params != ("i32",) or alloc.signature.results != ("i32",):
             raise BadArguments("module has no `alloc(len: i32) -> i32` export for the bytes ABI")
         self._arm(deadline_ticks)
-        alloc_ref, alloc_buf = self._func(abi.ALLOC_EXPORT)
-        alloc_buf[0].i32 = len(payload)
-        self._call(alloc_ref, alloc_buf, 1)
-        ptr = alloc_buf[0].i32 & 0xFFFF_FFFF
+        alloc.words[0] = len(payload)
+        self._call(alloc)
+        ptr = alloc.buf[0].i32 & _MASK32
         base, size = self._memory_view()
         if ptr + len(payload) > size:
             raise BadGuestOutput(f"alloc returned {ptr}, leaving no room for {len(payload)} bytes")
         ctypes.memmove(base + ptr, payload, len(payload))
-        func_ref, buf = self._func(export)
-        buf[0].i32 = ptr
-        buf[1].i32 = len(payload)
-        self._call(func_ref, buf, 2)
+        entry.words[0] = ptr
+        entry.words[2] = len(payload)
+        self._call(entry)
         base, size = self._memory_view()
-        out_ptr, out_len = abi.unpack_output(buf[0].i64, size)
+        out_ptr, out_len = abi.unpack_output(entry.buf[0].i64, size)
         return ctypes.string_at(base + out_ptr, out_len)
 
     def _memory_view(self) -> tuple[int, int]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import importlib.metadata
 import os
@@ -22,6 +23,7 @@ from warmpool_runtime.errors import (
     ModuleTooLarge,
     ModuleUnreachable,
 )
+from warmpool_runtime.layout import Layout, LayoutError, scan
 
 WASM_MAGIC = b"\0asm"
 WASI_P1 = "wasi_snapshot_preview1"
@@ -99,6 +101,8 @@ class ModuleStore:
     def __init__(self, engine: wasmtime.Engine, cache_dir: str | None = None) -> None:
         self._engine = engine
         self._compiled: dict[str, wasmtime.Module] = {}
+        self.layouts: dict[str, Layout] = {}
+        """What each freshly read module's binary says about its mutable state."""
         self._lock = threading.Lock()
         self._cache_dir = _owned_cache_dir(cache_dir) if cache_dir else None
 
@@ -111,6 +115,8 @@ class ModuleStore:
         if module is None:
             data = fetch_bytes(source, sha256, max_bytes)
             verify(data, sha256, source.describe())
+            with contextlib.suppress(LayoutError):  # wasmtime's compile below names the defect
+                self.layouts[sha256] = scan(data)
             try:
                 module = wasmtime.Module(self._engine, data)
             except wasmtime.WasmtimeError as exc:

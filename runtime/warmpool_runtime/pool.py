@@ -1,14 +1,22 @@
-"""Warm instance pools per (tenant, module): O(1) acquire, recycle-on-release off the request path.
+"""Warm instance pools per (tenant, module): O(1) acquire, reset on return, off the request path.
 
-Reset is done by recycling: the used instance's Store is dropped (the pooling allocator returns
-its slot and restores memory from the copy-on-write image) and a fresh instance is stamped from
-the module's InstancePre on the refill thread. That restores memory, every global and every
-table — exported or not — to their post-start values, and costs less than copying back a
-snapshot of a memory larger than ~1 MiB (see `warmpool bench runtime`).
+A pool keeps `floor` instances of its tuple: idle in the warm set or lent to a call. A draw with
+none idle is a miss, served by a cold instance that is thrown away afterwards, as a pod with `w`
+warm instances behaves in the fleet model the autoscaler sizes against.
+
+Reset happens after the response is written (scheduled on the event loop), never before it:
+- in place, when the module's whole mutable state is reachable from the host (see `layout`):
+  copy the post-start memory image back and restore the exported mutable globals;
+- otherwise by recycling: drop the used Store (the pooling allocator resets the slot from the
+  copy-on-write image) and stamp a fresh instance from the InstancePre. That also restores
+  unexported globals and tables, which no in-place restore could reach.
+Cheap recycles run on the event loop (a handoff to another thread costs more in GIL traffic
+than it saves); expensive ones, and refills after failures, run on the refill thread.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import queue
 import threading
@@ -17,16 +25,19 @@ from collections import deque
 from collections.abc import Callable
 
 from warmpool_runtime.errors import RuntimeFault
-from warmpool_runtime.instance import Template, WarmInstance
+from warmpool_runtime.instance import Snapshot, Template, WarmInstance
 from warmpool_runtime.stats import PoolStats
 
 log = logging.getLogger(__name__)
 
 InstanceFactory = Callable[[Template], WarmInstance]
 
+LOOP_RECYCLE_MAX_SECONDS = 250e-6
+"""Recycle on the event loop only while instantiation stays this cheap (moving average)."""
+
 
 class TuplePool:
-    """The warm set of one tuple. `acquire` runs on one thread (the server's); release from any."""
+    """The warm set of one tuple. `acquire` runs on the serving thread; `release` from any thread."""
 
     def __init__(self, template: Template, floor: int, refiller: Refiller,
                  factory: InstanceFactory = WarmInstance) -> None:
@@ -34,9 +45,19 @@ class TuplePool:
         self.floor = floor
         self.stats = PoolStats()
         self.last_error: RuntimeFault | None = None
+        self.snapshot: Snapshot | None = None
+        self.instantiate_avg = 0.0
         self._warm: deque[WarmInstance] = deque()
+        self._lent = 0
+        self._lock = threading.Lock()  # `_lent` moves on the serving thread and the refill thread
         self._refiller = refiller
         self._factory = factory
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._loop_thread = 0
+
+    def serve_on(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Reset on this loop's thread from now on (until then, on the refill thread)."""
+        self._loop, self._loop_thread = loop, threading.get_ident()
 
     @property
     def warm(self) -> int:
@@ -44,42 +65,74 @@ class TuplePool:
 
     @property
     def ready(self) -> bool:
-        return len(self._warm) >= self.floor and self.last_error is None
+        return len(self._warm) + self._lent >= self.floor and self.last_error is None
+
+    def missing(self) -> int:
+        return self.floor - len(self._warm) - self._lent
 
     def acquire(self) -> WarmInstance | None:
-        """A warm instance (a hit), or None (a miss: the caller instantiates one, off this thread)."""
+        """An idle warm instance (a hit), or None (a miss: the caller instantiates a cold one)."""
         try:
             instance = self._warm.popleft()
         except IndexError:
             self.stats.misses += 1
             return None
         self.stats.hits += 1
-        self._refiller.request(self)
+        with self._lock:
+            self._lent += 1
         return instance
 
     def take_uncounted(self) -> WarmInstance | None:
-        """A warm instance for re-running a call that left the inline lane; not a new draw."""
+        """An idle instance for re-running a call that left the inline lane; not a new draw."""
         try:
-            return self._warm.popleft()
+            instance = self._warm.popleft()
         except IndexError:
             return None
+        with self._lock:
+            self._lent += 1
+        return instance
 
     def release(self, instance: WarmInstance) -> None:
-        """Hand the used instance to the refill thread; never returned to the warm set as is."""
-        self._refiller.retire(self, instance)
+        """Take an instance back after its call; it is reset before anyone sees it again."""
+        loop = self._loop
+        if loop is None or (self.snapshot is None and self.instantiate_avg > LOOP_RECYCLE_MAX_SECONDS):
+            self._refiller.retire(self, instance)
+        elif threading.get_ident() == self._loop_thread:
+            loop.call_soon(self.reset, instance)
+        else:
+            loop.call_soon_threadsafe(self.reset, instance)
+
+    def reset(self, instance: WarmInstance) -> None:
+        """Return a used instance to the warm set clean, or terminate it and refill."""
+        if instance.from_pool:
+            with self._lock:
+                self._lent -= 1
+        if instance.grew:
+            self.stats.terminated["memory_grew"] += 1
+        elif instance.from_pool and self.snapshot is not None and instance.restore(self.snapshot):
+            if self.missing() > 0:
+                self._warm.append(instance)
+            return
+        del instance  # dropping the Store frees its slot for reuse
+        if self.missing() > 0 and not self.refill_once():
+            self._refiller.request(self)
 
     def instantiate(self) -> WarmInstance:
         start = time.perf_counter()
         instance = self._factory(self.template)
-        self.stats.instantiate_seconds.observe(time.perf_counter() - start)
+        elapsed = time.perf_counter() - start
+        self.stats.instantiate_seconds.observe(elapsed)
+        self.instantiate_avg = elapsed if not self.instantiate_avg else 0.9 * self.instantiate_avg + 0.1 * elapsed
         return instance
 
     def refill_once(self) -> bool:
         """Add one instance if below the floor; False when full or when instantiation failed."""
-        if len(self._warm) >= self.floor:
+        if self.missing() <= 0:
             return False
         try:
             instance = self.instantiate()
+            if self.template.in_place_globals is not None and self.snapshot is None:
+                self.snapshot = instance.snapshot()
         except RuntimeFault as exc:
             self.stats.reset_failed += 1
             self.last_error = exc
@@ -90,6 +143,7 @@ class TuplePool:
             log.exception("refill of %s/%s crashed: %s", self.template.tenant, self.template.sha256[:12], exc)
             return False
         self.last_error = None
+        instance.from_pool = True
         self._warm.append(instance)
         return True
 
@@ -104,10 +158,9 @@ class TuplePool:
 
 
 class Refiller:
-    """One background thread that drops used instances and tops pools back up to their floors."""
+    """A background thread for resets that must not run on the event loop, and refills to the floor."""
 
-    def __init__(self, retry_seconds: float = 1.0, max_backlog: int = 32) -> None:
-        self._max_backlog = max_backlog
+    def __init__(self, retry_seconds: float = 1.0) -> None:
         self._queue: queue.SimpleQueue[tuple[TuplePool | None, WarmInstance | None]] = queue.SimpleQueue()
         self._retry = retry_seconds
         self._stop = threading.Event()
@@ -125,14 +178,7 @@ class Refiller:
         self._queue.put_nowait((pool, None))
 
     def retire(self, pool: TuplePool, instance: WarmInstance) -> None:
-        if self._queue.qsize() < self._max_backlog:
-            self._queue.put_nowait((pool, instance))
-            return
-        # Saturated: don't let queued used instances pin pool slots; the caller's reference is the
-        # last one, so the slot frees as soon as it returns.
-        if instance.grew:
-            pool.stats.terminated["memory_grew"] += 1
-        self._queue.put_nowait((pool, None))
+        self._queue.put_nowait((pool, instance))
 
     def _run(self) -> None:
         failing: set[TuplePool] = set()
@@ -146,15 +192,15 @@ class Refiller:
                 continue
             if pool is None:  # stop() wakes us with an empty item
                 continue
-            if used is not None and used.grew:
-                pool.stats.terminated["memory_grew"] += 1
-            del used  # dropping the Store frees the instance slot for reuse
+            if used is not None:
+                pool.reset(used)
+                del used
             self._fill(pool, failing)
 
     def _fill(self, pool: TuplePool, failing: set[TuplePool]) -> None:
-        while pool.warm < pool.floor:
+        while pool.missing() > 0:
             if not pool.refill_once():
-                if pool.warm < pool.floor:
+                if pool.missing() > 0:
                     failing.add(pool)
                 return
         failing.discard(pool)

@@ -72,6 +72,7 @@ class Runtime:
             ticks_for(config.inline_budget_ms, self.engine_settings.epoch_tick_ms) if config.inline_budget_ms else 0
         )
         self._slow: dict[tuple[str, str, str], float] = {}
+        self._loop: asyncio.AbstractEventLoop | None = None
 
     # Lifecycle -------------------------------------------------------------------------------
     def start(self) -> None:
@@ -96,6 +97,11 @@ class Runtime:
             pre = self.linker.instantiate_pre(module)
         except wasmtime.WasmtimeError as exc:
             raise ModuleError(f"module {t.sha256[:12]} cannot be linked: {exc}") from exc
+        layout = self.modules.layouts.get(t.sha256)
+        in_place = None
+        if layout is not None and layout.in_place_reset_ok:
+            in_place = tuple(e.name for e in module.exports
+                             if isinstance(e.type, wasmtime.GlobalType) and e.type.mutable)
         template = Template(
             tenant=t.tenant,
             sha256=t.sha256,
@@ -106,10 +112,13 @@ class Runtime:
             wasi=self.config.wasi and any(i.module == "wasi_snapshot_preview1" for i in module.imports),
             limits=t.limits,
             deadline_ticks=ticks_for(t.limits.timeout_ms, self.engine_settings.epoch_tick_ms),
+            in_place_globals=in_place,
         )
         pool = TuplePool(template, self._floors[t.key], self._refiller, self._factory)
         # One instantiation up front: a module whose start function traps fails here, with its reason.
-        pool.release(pool.instantiate())
+        pool.instantiate()
+        if self._loop is not None:
+            pool.serve_on(self._loop)
         return pool
 
     def close(self) -> None:
@@ -157,6 +166,8 @@ class Runtime:
         """
         pool = self.pool_for(tenant, sha256)
         abi.lookup(pool.template.signatures, export)  # an unknown export is not a draw
+        if self._loop is None:
+            self._serve_on(asyncio.get_running_loop())
         stats = pool.stats
         stats.in_flight += 1
         start = time.perf_counter()
@@ -170,6 +181,11 @@ class Runtime:
             return result
         _finish(stats, start, None)
         return result
+
+    def _serve_on(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        for pool in list(self.pools.values()):
+            pool.serve_on(loop)
 
     async def invoke(self, tenant: str, sha256: str, export: str, args: Sequence[Any] | bytes) -> Any:
         result = self.invoke_now(tenant, sha256, export, args)

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 import pytest
 
 from tests.runtime.conftest import wait_until
-from tests.runtime.wasm import STATEFUL, tuple_entry, write_module
-from warmpool_runtime.errors import InstantiateFailed
+from tests.runtime.wasm import IN_PLACE, STATEFUL, tuple_entry, write_module
+from warmpool_runtime.errors import GuestTrap, InstantiateFailed
 from warmpool_runtime.instance import Template, WarmInstance
 
 pytestmark = pytest.mark.component
@@ -134,8 +135,6 @@ async def test_zero_warm_disables_pooling(make_runtime, one_tuple, stateful) -> 
 
 
 async def test_stores_are_never_shared_between_concurrent_calls(make_runtime, stateful) -> None:
-    import asyncio
-
     path, sha = stateful
     # inlineBudgetMs 0 sends every call to the worker threads, so calls really run concurrently.
     runtime = make_runtime({"inlineBudgetMs": 0, "workers": 4, "tuples": [tuple_entry("acme", path, sha, 4)]})
@@ -145,3 +144,44 @@ async def test_stores_are_never_shared_between_concurrent_calls(make_runtime, st
     assert results == [[1]] * 300
     pool = runtime.pool_for("acme", sha)
     assert pool.stats.hits + pool.stats.misses == 300
+
+
+async def test_in_place_reset_restores_memory_and_globals_and_reuses_the_instance(make_runtime, tmp_path) -> None:
+    path, sha = write_module(tmp_path, IN_PLACE)
+    runtime = make_runtime({"tuples": [tuple_entry("acme", path, sha, 1)]})
+    pool = runtime.pool_for("acme", sha)
+    assert pool.template.in_place_globals == ("count", "scale")
+    seen = set()
+    for _ in range(4):
+        wait_until(lambda: pool.warm == 1)
+        seen.add(id(pool._warm[0]))
+        assert await runtime.invoke("acme", sha, "peek", []) == [42]
+        await asyncio.sleep(0)  # the reset runs on the loop right after the call
+        assert await runtime.invoke("acme", sha, "counter", []) == [1]
+        await asyncio.sleep(0)
+        assert await runtime.invoke("acme", sha, "bump_scale", []) == [3.0]
+        await asyncio.sleep(0)
+        await runtime.invoke("acme", sha, "poke", [7])
+        await asyncio.sleep(0)
+        with pytest.raises(GuestTrap):
+            await runtime.invoke("acme", sha, "trap", [])
+        await asyncio.sleep(0)
+    assert len(seen) == 1  # the same instance, reset in place every time
+    assert pool.stats.terminated["memory_grew"] == 0
+    assert await runtime.invoke("acme", sha, "grow", [1]) == [1]
+    await asyncio.sleep(0)
+    wait_until(lambda: pool.warm == 1)
+    assert pool.stats.terminated["memory_grew"] == 1
+    assert id(pool._warm[0]) not in seen  # grown: replaced, not restored
+    assert await runtime.invoke("acme", sha, "peek", []) == [42]
+
+
+async def test_releases_from_worker_threads_are_reset_on_the_loop(make_runtime, tmp_path) -> None:
+    path, sha = write_module(tmp_path, IN_PLACE)
+    runtime = make_runtime({"inlineBudgetMs": 0, "tuples": [tuple_entry("acme", path, sha, 2)]})
+    results = await asyncio.gather(*(runtime.invoke("acme", sha, "counter", []) for _ in range(100)))
+    assert results == [[1]] * 100
+    await asyncio.sleep(0.01)
+    pool = runtime.pool_for("acme", sha)
+    wait_until(lambda: pool.warm == 2)
+    assert pool.ready

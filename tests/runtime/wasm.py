@@ -64,6 +64,27 @@ BYTES = """
 )
 """
 
+# All mutable state reachable from the host (exported memory and global, no table): reset in place.
+IN_PLACE = """
+(module
+  (memory (export "memory") 1)
+  (global $count (export "count") (mut i32) (i32.const 0))
+  (global $scale (export "scale") (mut f64) (f64.const 1.5))
+  (data (i32.const 64) "*")  ;; 42
+  (func (export "counter") (result i32)
+    (global.set $count (i32.add (global.get $count) (i32.const 1)))
+    (global.get $count))
+  (func (export "poke") (param i32) (i32.store (i32.const 64) (local.get 0)))
+  (func (export "peek") (result i32) (i32.load (i32.const 64)))
+  (func (export "bump_scale") (result f64)
+    (global.set $scale (f64.mul (global.get $scale) (f64.const 2))) (global.get $scale))
+  (func (export "grow") (param i32) (result i32) (memory.grow (local.get 0)))
+  (func (export "trap") unreachable)
+)
+"""
+
+PASSIVE_DATA = """(module (memory (export "memory") 1) (data "abc") (func (export "f")))"""
+
 MISSING_IMPORT = """
 (module (import "env" "host_secret" (func (result i32))) (func (export "f") (result i32) (call 0)))
 """
