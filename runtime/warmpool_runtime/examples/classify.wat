@@ -6,7 +6,7 @@
 ;;               answers "positive" or "negative" from counts of the letters of "good" vs "bad".
 (module
   (memory (export "memory") 2)
-  (global $heap (mut i32) (i32.const 4096))
+  (global $heap (export "heap") (mut i32) (i32.const 4096))  ;; exported: reset in place
   (data (i32.const 0) "positive")
   (data (i32.const 16) "negative")
 
