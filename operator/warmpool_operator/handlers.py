@@ -124,5 +124,8 @@ def report(result: Result, logger: kopf.Logger) -> None:
     for notice in outcome.notices:
         body = kopf.Body(cast(kopf.RawBody, result.body))
         kopf.event(body, type=notice.type, reason=notice.reason, message=notice.message)
+        log = logger.warning if notice.type == "Warning" else logger.info
+        log("%s: %s", notice.reason, notice.message)
     if outcome.problem is not None:
-        logger.warning("%s: %s", outcome.problem.reason, outcome.problem.message)
+        # Already said once at the transition; a lasting problem is not re-logged every resync.
+        logger.debug("still %s: %s", outcome.problem.reason, outcome.problem.message)

@@ -23,6 +23,7 @@ from warmpool_operator.render import (
     MANAGED_BY,
     RenderOptions,
     deployment_name,
+    forget_dropped_pod_metadata,
     render_children,
     selector_string,
 )
@@ -147,10 +148,11 @@ async def reconcile(
     if problem is None:
         # On a problem found beforehand the children stay as they are: the pods already
         # running keep serving the previous module rather than rolling to pods that cannot start.
-        for desired in children.all():
-            kind = KINDS_BY_NAME[desired["kind"]]
-            child_name = desired["metadata"]["name"]
+        for rendered in children.all():
+            kind = KINDS_BY_NAME[rendered["kind"]]
+            child_name = rendered["metadata"]["name"]
             actual = deployment if kind is DEPLOYMENTS else await store.get(kind, meta.namespace, child_name)
+            desired = forget_dropped_pod_metadata(rendered, actual) if kind is DEPLOYMENTS else rendered
             obj, write, found = await apply(store, desired, actual, meta.uid)
             if write is not None:
                 writes.append(write)

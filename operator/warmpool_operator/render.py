@@ -6,6 +6,7 @@ dropped on creation and sent as a deletion in merge patches (see `warmpool_opera
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -32,6 +33,9 @@ LABEL_MANAGED_BY = "app.kubernetes.io/managed-by"
 LABEL_TENANT = f"{GROUP}/tenant"
 LABEL_MODULE = f"{GROUP}/module"
 ANNOTATION_CONFIG_HASH = f"{GROUP}/config-hash"
+# Which pod labels/annotations came from spec.runtime, so that ones dropped from the spec can be
+# removed from the template while those other tools add are left alone.
+ANNOTATION_POD_METADATA = f"{GROUP}/pod-metadata-keys"
 
 APP_NAME = "warmpool-runtime"
 MANAGED_BY = "warmpool-operator"
@@ -175,12 +179,30 @@ def render_deployment(
             },
         }
     )
-    return {
-        "apiVersion": "apps/v1",
-        "kind": "Deployment",
-        "metadata": _metadata(meta, spec, deployment_name(meta.name)),
-        "spec": deployment_spec,
-    }
+    metadata = _metadata(meta, spec, deployment_name(meta.name))
+    user_keys = {"labels": sorted(spec.runtime.pod_labels), "annotations": sorted(spec.runtime.pod_annotations)}
+    metadata["annotations"] = {ANNOTATION_POD_METADATA: json.dumps(user_keys, sort_keys=True, separators=(",", ":"))}
+    return {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": metadata, "spec": deployment_spec}
+
+
+def forget_dropped_pod_metadata(desired: dict[str, Any], actual: Mapping[str, Any] | None) -> dict[str, Any]:
+    """Mark pod labels/annotations that an earlier spec set, and this one no longer does, as absent."""
+    if actual is None:
+        return desired
+    recorded = ((actual.get("metadata") or {}).get("annotations") or {}).get(ANNOTATION_POD_METADATA)
+    try:
+        previous = json.loads(recorded) if recorded else {}
+    except ValueError:
+        return desired
+    out = thaw(desired)
+    template_meta = out["spec"]["template"]["metadata"]
+    for field in ("labels", "annotations"):
+        current = template_meta.get(field) or {}
+        for key in previous.get(field) or []:
+            if isinstance(key, str) and key not in current:
+                template_meta.setdefault(field, {})[key] = None
+    result: dict[str, Any] = out
+    return result
 
 
 def _pod_spec(meta: PoolMeta, spec: WarmPoolSpec, options: RenderOptions) -> dict[str, Any]:

@@ -58,6 +58,9 @@ class OperatorConfig:
     """This replica's peering priority (PRIORITY)."""
     standalone: bool = False
     """Ignore peering entirely, e.g. for a single local instance (STANDALONE)."""
+    peering_lifetime_seconds: int = 30
+    """A replica that stops refreshing its peering record (killed, not stopped) is considered gone
+    after this long; a restarted replica waits that long before acting (PEERING_LIFETIME_SECONDS)."""
 
 
 def config_from_env(env: Mapping[str, str]) -> OperatorConfig:
@@ -117,6 +120,7 @@ def config_from_env(env: Mapping[str, str]) -> OperatorConfig:
         peering_name=raw("PEERING_NAME") or base.peering_name,
         priority=integer("PRIORITY", base.priority, minimum=-(2**31)),
         standalone=standalone in ("true", "1"),
+        peering_lifetime_seconds=integer("PEERING_LIFETIME_SECONDS", base.peering_lifetime_seconds, minimum=15),
     )
 
 
@@ -141,7 +145,8 @@ def kopf_settings(config: OperatorConfig) -> kopf.OperatorSettings:
     settings.watching.connect_timeout = config.connect_timeout_seconds
     # Watches are renewed periodically (a fresh list catches anything a broken stream missed)
     # and a silent stream is dropped and reopened instead of waiting forever.
-    settings.watching.server_timeout = config.watch_server_timeout_seconds
+    # Sent as `timeoutSeconds`, which the API server parses as an integer.
+    settings.watching.server_timeout = int(config.watch_server_timeout_seconds)
     settings.watching.client_timeout = config.watch_server_timeout_seconds + 30
     settings.watching.inactivity_timeout = config.watch_inactivity_seconds
     # Unexpected exceptions (not our TemporaryError with its own delay) retry after this long.
@@ -156,4 +161,7 @@ def kopf_settings(config: OperatorConfig) -> kopf.OperatorSettings:
     settings.peering.priority = config.priority
     settings.peering.standalone = config.standalone
     settings.peering.mandatory = not config.standalone
+    # kopf refreshes the record 5-10 s before it expires; shorter than kopf's 60 s default so that
+    # a replica restarted after a crash resumes sooner.
+    settings.peering.lifetime = config.peering_lifetime_seconds
     return settings

@@ -230,3 +230,57 @@ async def scenario_noop_without_writes(cluster: Cluster) -> None:
         if writes is not None:
             assert cluster.operator_child_writes() == writes
 
+
+
+async def scenario_autoscaled_replicas_left_alone(cluster: Cluster) -> None:
+    """With autoscaling on, Deployment replicas belong to the autoscaler: never reverted from the spec."""
+    autoscaled = warmpool_manifest("elastic", autoscaling={"enabled": True, "minReplicas": 2, "maxReplicas": 9})
+    await cluster.api.create(WARMPOOLS, cluster.namespace, autoscaled)
+    async with cluster.operator() as running:
+        children = await wait_for(lambda: all_children(cluster, "elastic"), what="children")
+        assert children["deployments"]["spec"]["replicas"] == 2  # the initial size: minReplicas
+        await cluster.api.scale_deployment(cluster.namespace, "elastic", 5)  # as the autoscaler does
+        await cluster.api.merge_patch(WARMPOOLS, cluster.namespace, "elastic", {"spec": {"replicas": 1}})
+        resyncs = await running.reconciles(trigger="resync")
+
+        async def resynced() -> bool:
+            return await running.reconciles(trigger="resync") >= resyncs + 2
+
+        await wait_for(resynced, what="resyncs after the autoscaler's write")
+        deployment = await cluster.api.get(DEPLOYMENTS, cluster.namespace, "elastic")
+        assert deployment is not None
+        assert deployment["spec"]["replicas"] == 5
+        pool = await get_pool(cluster, "elastic")
+        assert pool is not None
+        assert "desiredReplicas" not in pool["status"]
+        assert pool["status"]["readiness"] == "0/5"
+
+        off = {"spec": {"autoscaling": {"enabled": False}, "replicas": 3}}
+        await cluster.api.merge_patch(WARMPOOLS, cluster.namespace, "elastic", off)
+
+        async def manual() -> bool:
+            found = await cluster.api.get(DEPLOYMENTS, cluster.namespace, "elastic")
+            return found is not None and found["spec"]["replicas"] == 3
+
+        await wait_for(manual, what="spec.replicas applied once autoscaling is off")
+
+
+async def scenario_pod_metadata_follows_the_spec(cluster: Cluster) -> None:
+    """podLabels/podAnnotations removed from the spec leave the template; others' additions stay."""
+    runtime = {"podLabels": {"team": "payments"}, "podAnnotations": {"example.com/scrape": "true"}}
+    await cluster.api.create(WARMPOOLS, cluster.namespace, warmpool_manifest("labelled", runtime=runtime))
+    async with cluster.operator():
+        await wait_for(lambda: all_children(cluster, "labelled"), what="children")
+        foreign = {"spec": {"template": {"metadata": {"labels": {"mesh.example.com/injected": "yes"}}}}}
+        await cluster.api.merge_patch(DEPLOYMENTS, cluster.namespace, "labelled", foreign)
+        await cluster.api.merge_patch(WARMPOOLS, cluster.namespace, "labelled", {"spec": {"runtime": None}})
+
+        async def dropped() -> dict[str, Any] | None:
+            found = await cluster.api.get(DEPLOYMENTS, cluster.namespace, "labelled")
+            template = (found or {}).get("spec", {}).get("template", {}).get("metadata", {})
+            gone = "team" not in template.get("labels", {})
+            return template if gone and "example.com/scrape" not in template.get("annotations", {}) else None
+
+        template = await wait_for(dropped, what="the dropped pod label and annotation removed")
+        assert template["labels"]["mesh.example.com/injected"] == "yes"
+        assert template["labels"]["app.kubernetes.io/instance"] == "labelled"

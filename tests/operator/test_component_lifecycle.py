@@ -32,3 +32,11 @@ async def test_hand_edits_are_reverted_and_foreign_metadata_kept(cluster: Cluste
 
 async def test_settled_pool_is_not_written(cluster: Cluster) -> None:
     await scenarios.scenario_noop_without_writes(cluster)
+
+
+async def test_autoscaled_replica_count_is_left_to_the_autoscaler(cluster: Cluster) -> None:
+    await scenarios.scenario_autoscaled_replicas_left_alone(cluster)
+
+
+async def test_pod_metadata_dropped_from_the_spec_leaves_the_template(cluster: Cluster) -> None:
+    await scenarios.scenario_pod_metadata_follows_the_spec(cluster)

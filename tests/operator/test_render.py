@@ -14,6 +14,7 @@ from warmpool_operator.render import (
     ANNOTATION_CONFIG_HASH,
     Children,
     RenderOptions,
+    forget_dropped_pod_metadata,
     render_children,
     selector_string,
 )
@@ -206,3 +207,18 @@ def test_who_owns_the_replica_count() -> None:
     assert deployment_replicas(auto, None) == 2
     assert deployment_replicas(auto, existing) is None
     assert deployment_replicas(scale_to_zero, None) == 1
+
+
+def test_pod_metadata_dropped_from_the_spec_is_marked_absent() -> None:
+    before = render(spec(runtime={"podLabels": {"team": "a", "tier": "b"}, "podAnnotations": {"x/y": "1"}}))
+    recorded = before.deployment["metadata"]["annotations"]["tensorwasm.dev/pod-metadata-keys"]
+    assert recorded == '{"annotations":["x/y"],"labels":["team","tier"]}'
+    after = render(spec(runtime={"podLabels": {"tier": "b"}})).deployment
+    marked = forget_dropped_pod_metadata(after, before.deployment)
+    template = marked["spec"]["template"]["metadata"]
+    assert template["labels"]["team"] is None
+    assert template["labels"]["tier"] == "b"
+    assert template["annotations"]["x/y"] is None
+    assert after["spec"]["template"]["metadata"]["labels"].get("team") is None  # input untouched
+    assert "team" not in after["spec"]["template"]["metadata"]["labels"]
+    assert forget_dropped_pod_metadata(after, None) is after

@@ -64,8 +64,11 @@ def test_kopf_keeps_its_state_under_our_api_group() -> None:
     assert getattr(settings.persistence.diffbase_storage, "prefix", None) == "tensorwasm.dev"
     assert settings.networking.request_timeout == 12
     assert settings.watching.inactivity_timeout == 40
+    # The API server parses timeoutSeconds as an integer: "300.0" is refused.
+    assert isinstance(settings.watching.server_timeout, int)
     assert settings.peering.name == "warmpool"
     assert settings.peering.mandatory is True
+    assert settings.peering.lifetime == 30
     assert kopf_settings(OperatorConfig(standalone=True)).peering.standalone is True
 
 
