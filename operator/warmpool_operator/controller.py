@@ -17,15 +17,25 @@ from datetime import datetime
 from typing import Any
 
 from warmpool_operator.diff import drift
-from warmpool_operator.health import Problem
-from warmpool_operator.kube import CLUSTER_PEERINGS, PEERINGS, WARMPOOLS, Conflict, Kind, KubeApi, NotFound
+from warmpool_operator.health import Problem, pod_is_ready
+from warmpool_operator.kube import (
+    CLUSTER_PEERINGS,
+    DEPLOYMENTS,
+    PEERINGS,
+    PODS,
+    WARMPOOLS,
+    Conflict,
+    Kind,
+    KubeApi,
+    NotFound,
+)
 from warmpool_operator.metrics import OperatorMetrics
-from warmpool_operator.probe import Prober
+from warmpool_operator.probe import Prober, probe_target
 from warmpool_operator.reconcile import Outcome, reconcile
-from warmpool_operator.render import RenderOptions
+from warmpool_operator.render import RenderOptions, deployment_name, selector_string
 from warmpool_operator.settings import OperatorConfig
 from warmpool_operator.spec import SpecError, parse_warmpool
-from warmpool_operator.status import invalid_spec_status, notices
+from warmpool_operator.status import invalid_spec_status, notices, scaling_status
 
 log = logging.getLogger(__name__)
 
@@ -176,3 +186,40 @@ class Controller:
                 continue
             created.append(f"{namespace or 'cluster'}/{name}")
         return created
+
+    # The autoscaler's seam: what to scrape, and how its decision is applied.
+
+    async def ready_pod_targets(self, namespace: str, name: str) -> list[tuple[str, str, int]]:
+        """(pod name, pod IP, http port) of the pool's Ready pods, to scrape directly by IP."""
+        pods = await self.api.list(PODS, namespace, label_selector=selector_string(name))
+        targets = []
+        for pod in pods:
+            target = probe_target(pod)
+            if target is not None and pod_is_ready(pod) and not pod["metadata"].get("deletionTimestamp"):
+                targets.append((str(pod["metadata"]["name"]), *target))
+        return targets
+
+    async def apply_scaling(
+        self, namespace: str, name: str, *, desired_replicas: int, miss_ratio: float | None
+    ) -> bool:
+        """Set the Deployment's replicas and the status fields the autoscaler owns.
+
+        Serialised with reconciliation of the same pool; writes only what changed. Returns whether
+        the replica count changed (then `status.lastScaleTime` moves too).
+        """
+        async with self.locks.hold(namespace, name):
+            pool = await self.api.get(WARMPOOLS, namespace, name)
+            deployment = await self.api.get(DEPLOYMENTS, namespace, deployment_name(name))
+            if pool is None or deployment is None:
+                return False
+            scaled = (deployment.get("spec") or {}).get("replicas") != desired_replicas
+            if scaled:
+                await self.api.scale_deployment(namespace, deployment_name(name), desired_replicas)
+            status = scaling_status(
+                desired_replicas=desired_replicas,
+                miss_ratio=miss_ratio,
+                last_scale_time=self.clock() if scaled else None,
+            )
+            if drift(status, pool.get("status") or {}):
+                await self.api.patch_status(WARMPOOLS, namespace, name, status)
+            return scaled
