@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import secrets
 import subprocess
@@ -134,9 +135,12 @@ class LocalCluster:
 
 
 @pytest.fixture(scope="session")
-def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
+def cluster(tmp_path_factory: pytest.TempPathFactory, pytestconfig: pytest.Config) -> Iterator[LocalCluster]:
+    # A cold build takes many minutes: let its progress reach the terminal instead of the capture.
+    capture = pytestconfig.pluginmanager.getplugin("capturemanager")
     try:
-        binary = ensure_kcluster(log=_say)
+        with capture.global_and_fixture_disabled() if capture else contextlib.nullcontext():
+            binary = ensure_kcluster(log=_say)
     except BuildError as exc:
         pytest.fail(f"cannot build the local control plane: {exc}")
     root = tmp_path_factory.mktemp("cluster")
