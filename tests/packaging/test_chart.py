@@ -38,7 +38,7 @@ VALUE_SETS: dict[str, dict[str, Any]] = {
         "settings": {"resyncSeconds": 10, "retryBackoffSeconds": [0.5, 3], "maxProbedPods": 2},
         "logFormat": "plain",
         "verbose": True,
-        "peering": {"name": "blue", "priority": 100},
+        "peering": {"name": "blue", "priority": 100, "lifetimeSeconds": 45},
         "metrics": {"port": 9100},
         "health": {"port": 8088},
         "nodeSelector": {"kubernetes.io/os": "linux"},
@@ -254,6 +254,7 @@ def test_settings_values_reach_the_operator(rendered: dict[str, list[dict[str, A
     assert config.resync_seconds == 10
     assert config.retry_backoff_seconds == (0.5, 3.0)
     assert config.max_probed_pods == 2
+    assert config.peering_lifetime_seconds == 45
     assert container["image"] == "registry.example/warmpool@sha256:" + "ab" * 32
     args = build_parser().parse_args(argv_of(container)[1:])
     assert (args.peering_name, args.priority, args.log_format, args.verbose) == ("blue", 100, "plain", True)

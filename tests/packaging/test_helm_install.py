@@ -1,0 +1,263 @@
+"""`helm install` on the real local control plane, then the installed operator's identity brings a WarmPool to Ready."""
+
+# The node agent runs pods as local processes and cannot hand the operator pod a service-account
+# token, so the test scales the chart's Deployment to zero and runs the very command, arguments and
+# environment the chart put in it (read back from the API server) as a local process, logged in with
+# a token of the chart's ServiceAccount: every API call the operator makes is checked against the
+# RBAC the chart installed.
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import http.server
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from tests.packaging.gitops_checks import argo_health, kstatus
+from tests.packaging.helm import CHART, Helm
+
+pytestmark = pytest.mark.e2e
+
+ROOT = Path(__file__).resolve().parents[2]
+RELEASE, RELEASE_NAMESPACE = "wp", "warmpool-system"
+SERVICE_ACCOUNT = f"system:serviceaccount:{RELEASE_NAMESPACE}:{RELEASE}-warmpool-operator"
+
+
+class Kube:
+    """kubectl of the local cluster, as the admin (or as `as_user`)."""
+
+    def __init__(self, binary: Path, kubeconfig: Path) -> None:
+        self.binary = binary
+        self.kubeconfig = kubeconfig
+
+    def run(self, *args: str, check: bool = True, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+        result = subprocess.run([str(self.binary), "kubectl", f"--kubeconfig={self.kubeconfig}", *args],
+                                input=stdin, capture_output=True, text=True, timeout=120, check=False)
+        if check and result.returncode != 0:
+            pytest.fail(f"kubectl {' '.join(args)} failed:\n{result.stderr}")
+        return result
+
+    def json(self, *args: str) -> Any:
+        return json.loads(self.run(*args, "--output=json").stdout)
+
+    def can(self, verb: str, resource: str) -> bool:
+        answer = self.run("auth", "can-i", verb, resource, f"--as={SERVICE_ACCOUNT}", "--all-namespaces",
+                          check=False).stdout.strip()
+        return answer == "yes"
+
+
+def wait_for(what: str, check: Callable[[], Any], timeout_s: float = 120) -> Any:
+    """Poll until check() is truthy; the timeout is a cap against hanging, not a speed claim."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        value = check()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            pytest.fail(f"gave up waiting for {what}")
+        time.sleep(0.5)
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Kube]:
+    """A fresh local control plane with its node agent and no CRDs (the chart brings them)."""
+    from warmpool.dev import controlplane
+    from warmpool.dev.build import BuildError, ensure_kcluster
+    from warmpool.dev.controlplane import ClusterError
+    from warmpool.dev.layout import Layout
+
+    def say(line: str) -> None:
+        print(f"[helm e2e] {line}", file=sys.stderr, flush=True)
+
+    try:
+        binary = ensure_kcluster(log=say)
+    except BuildError as exc:
+        pytest.fail(f"cannot build the local control plane: {exc}")
+    root = tmp_path_factory.mktemp("helm-cluster")
+    layout = Layout(state_dir=root / "state", kubeconfig=root / "kubeconfig")
+    try:
+        running = controlplane.start_control_plane(binary=binary, layout=layout, log=say)
+    except ClusterError as exc:
+        pytest.fail(f"the local control plane did not start: {exc}")
+    try:
+        yield Kube(binary, running.kubeconfig)
+    finally:
+        controlplane.stop_components(layout, log=say)
+
+
+@pytest.fixture(scope="module")
+def installed(cluster: Kube, helm: Helm) -> dict[str, Any]:
+    """The chart installed with `helm install`; returns the operator Deployment as the API server stored it."""
+    result = helm.run_with_kubeconfig(
+        cluster.kubeconfig, "install", RELEASE, str(CHART), "--namespace", RELEASE_NAMESPACE, "--create-namespace",
+    )
+    assert "STATUS: deployed" in result.stdout
+    for crd in ("warmpools.tensorwasm.dev", "kopfpeerings.kopf.dev", "clusterkopfpeerings.kopf.dev"):
+        cluster.run("wait", "--for=condition=Established", f"crd/{crd}", "--timeout=60s")
+    deployment: dict[str, Any] = cluster.json("-n", RELEASE_NAMESPACE, "get", "deployment",
+                                              f"{RELEASE}-warmpool-operator")
+    return deployment
+
+
+def test_the_api_server_stored_every_object_of_the_chart(cluster: Kube, installed: dict[str, Any]) -> None:
+    assert cluster.json("get", "clusterkopfpeering", "warmpool")["metadata"]["name"] == "warmpool"
+    assert cluster.json("get", "clusterrole", f"{RELEASE}-warmpool-operator")["rules"]
+    pod = installed["spec"]["template"]["spec"]
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert pod["containers"][0]["securityContext"]["readOnlyRootFilesystem"] is True
+
+
+@pytest.mark.parametrize(("verb", "resource"), [
+    ("watch", "warmpools.tensorwasm.dev"), ("patch", "warmpools.tensorwasm.dev/status"),
+    ("create", "deployments.apps"), ("patch", "deployments.apps"), ("create", "services"),
+    ("patch", "configmaps"), ("list", "pods"), ("create", "events"), ("patch", "clusterkopfpeerings.kopf.dev"),
+    ("watch", "customresourcedefinitions.apiextensions.k8s.io"),
+])
+def test_the_installed_rbac_grants_what_the_operator_does(
+    cluster: Kube, installed: dict[str, Any], verb: str, resource: str
+) -> None:
+    assert cluster.can(verb, resource)
+
+
+@pytest.mark.parametrize(("verb", "resource"), [
+    ("get", "secrets"), ("list", "secrets"), ("delete", "deployments.apps"), ("delete", "warmpools.tensorwasm.dev"),
+    ("create", "pods"), ("create", "pods/exec"), ("create", "clusterrolebindings.rbac.authorization.k8s.io"),
+    ("patch", "nodes"),
+])
+def test_the_installed_rbac_refuses_everything_else(
+    cluster: Kube, installed: dict[str, Any], verb: str, resource: str
+) -> None:
+    assert not cluster.can(verb, resource)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture(scope="module")
+def module_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str]]:
+    """The example module served over HTTP on loopback; yields (url, sha256)."""
+    docs = list(yaml.safe_load_all((ROOT / "examples" / "classify.yaml").read_text()))
+    data = base64.b64decode(next(d for d in docs if d["kind"] == "ConfigMap")["binaryData"]["classify.wasm"])
+    root = tmp_path_factory.mktemp("modules")
+    (root / "classify.wasm").write_bytes(data)
+
+    class Quiet(http.server.SimpleHTTPRequestHandler):
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, directory=str(root), **kwargs)
+
+        def log_message(self, format: str, *args: Any) -> None:
+            return
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Quiet)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/classify.wasm", hashlib.sha256(data).hexdigest()
+    finally:
+        server.shutdown()
+        thread.join(timeout=10)
+
+
+@pytest.fixture(scope="module")
+def operator(cluster: Kube, installed: dict[str, Any], tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """The chart's operator container run as a local process with the chart's ServiceAccount token."""
+    cluster.run("-n", RELEASE_NAMESPACE, "scale", "deployment", f"{RELEASE}-warmpool-operator", "--replicas=0")
+    token = cluster.run("-n", RELEASE_NAMESPACE, "create", "token", f"{RELEASE}-warmpool-operator",
+                        "--duration=1h").stdout.strip()
+    admin = yaml.safe_load(cluster.kubeconfig.read_text())
+    home = tmp_path_factory.mktemp("operator")
+    kubeconfig = home / "kubeconfig"
+    kubeconfig.write_text(yaml.safe_dump({
+        "apiVersion": "v1", "kind": "Config",
+        "clusters": [{"name": "local", "cluster": admin["clusters"][0]["cluster"]}],
+        "users": [{"name": "operator", "user": {"token": token}}],
+        "contexts": [{"name": "operator", "context": {"cluster": "local", "user": "operator"}}],
+        "current-context": "operator",
+    }))
+    (container,) = installed["spec"]["template"]["spec"]["containers"]
+    argv = [*container["command"], *container["args"]]
+    assert argv[0] == "warmpool"
+    metrics_port, health_port = free_port(), free_port()
+    # Same flags, but ports free on this machine instead of the pod's own.
+    args = [a for a in argv[1:] if not a.startswith(("--metrics-port=", "--health-port="))]
+    args += [f"--metrics-port={metrics_port}", f"--health-port={health_port}"]
+    env = {item["name"]: item["value"] for item in container["env"]}
+    env.update({"KUBECONFIG": str(kubeconfig), "WARMPOOL_OPERATOR_METRICS_HOST": "127.0.0.1",
+                "WARMPOOL_OPERATOR_HEALTH_HOST": "127.0.0.1", "PATH": os.environ.get("PATH", ""), "HOME": str(home)})
+    log = home / "operator.log"
+    with log.open("w") as out:
+        process = subprocess.Popen([sys.executable, "-m", "warmpool.cli", *args], env=env, stdout=out,
+                                   stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        wait_for("the operator's liveness endpoint", lambda: _answers(f"http://127.0.0.1:{health_port}/healthz"),
+                 timeout_s=60)
+        yield log
+    finally:
+        os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait(timeout=10)
+
+
+def _answers(url: str) -> bool:
+    import urllib.error
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(url, timeout=2) as response:
+            return bool(response.status == 200)
+    except (urllib.error.URLError, OSError):
+        return False
+
+
+def test_the_installed_operator_brings_a_warmpool_to_ready(
+    cluster: Kube, operator: Path, module_server: tuple[str, str]
+) -> None:
+    url, sha256 = module_server
+    cluster.run("create", "namespace", "helm-e2e")
+    cluster.run("-n", "helm-e2e", "apply", "--filename=-", stdin=json.dumps({
+        "apiVersion": "tensorwasm.dev/v1alpha1", "kind": "WarmPool", "metadata": {"name": "classify"},
+        "spec": {"tenant": "acme", "module": {"sha256": sha256, "source": {"url": url}}, "replicas": 2},
+    }))
+
+    def ready() -> dict[str, Any] | None:
+        body: dict[str, Any] = cluster.json("-n", "helm-e2e", "get", "warmpool", "classify")
+        conditions = {c["type"]: c for c in (body.get("status") or {}).get("conditions") or []}
+        ok = conditions.get("Ready", {}).get("status") == "True"
+        return body if ok else None
+
+    body = wait_for("WarmPool helm-e2e/classify to be Ready", ready, timeout_s=180)
+    assert body["status"]["readyReplicas"] == 2
+    assert argo_health(body)["status"] == "Healthy"
+    assert kstatus(body)[0] == "Current"
+    events = cluster.json("-n", "helm-e2e", "get", "events", "--field-selector", "involvedObject.name=classify")
+    assert "PoolWarm" in {event["reason"] for event in events["items"]}
+    assert "forbidden" not in operator.read_text().lower()
+
+
+def test_helm_uninstall_removes_the_release_and_keeps_the_crds(cluster: Kube, helm: Helm, operator: Path) -> None:
+    helm.run_with_kubeconfig(cluster.kubeconfig, "uninstall", RELEASE, "--namespace", RELEASE_NAMESPACE, "--wait")
+    gone = cluster.run("get", "clusterrole", f"{RELEASE}-warmpool-operator", check=False)
+    assert gone.returncode != 0
+    assert "NotFound" in gone.stderr
+    # Helm never deletes what it installed from crds/: the WarmPools (and their pods) survive.
+    assert cluster.json("get", "crd", "warmpools.tensorwasm.dev")["metadata"]["name"] == "warmpools.tensorwasm.dev"
+    assert cluster.json("-n", "helm-e2e", "get", "warmpool", "classify")["spec"]["tenant"] == "acme"
