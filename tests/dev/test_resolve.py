@@ -15,8 +15,10 @@ from warmpool.dev.agent.resolve import (
     container_env,
     expand,
     needed_objects,
+    pod_mounts,
     process_argv,
     rewrite_paths,
+    rewrite_text,
     volume_files,
 )
 
@@ -135,3 +137,34 @@ def test_rewrite_paths_matches_whole_path_components(value: str, expected: str) 
 
 def test_expand_leaves_unknown_references_alone() -> None:
     assert expand("$(A)-$(B)-$$-$$(A)", {"A": "1"}) == "1-$(B)-$-$(A)"
+
+
+def test_mount_paths_in_configmap_text_are_rewritten_but_binary_data_is_not() -> None:
+    config = "tuples:\n  - module:\n      source:\n        path: /modules/m.wasm\n"
+    wasm = b"\0asm/modules/m.wasm"
+    body = pod({"command": ["warmpool"], "volumeMounts": [{"name": "cfg", "mountPath": "/etc/warmpool"},
+                                                           {"name": "mods", "mountPath": "/modules"}]},
+               [{"name": "cfg", "configMap": {"name": "cfg"}}, {"name": "mods", "configMap": {"name": "mods"}}])
+    objects: Objects = {("configmaps", "cfg"): {"data": {"runtime.yaml": config}},
+                        ("configmaps", "mods"): {"binaryData": {"m.wasm": base64.b64encode(wasm).decode()}}}
+    plan = parse_pod(body)
+    mounts = pod_mounts(plan, "/pods/u1")
+    assert mounts == [("/etc/warmpool", "/pods/u1/etc/warmpool"), ("/modules", "/pods/u1/modules")]
+    files = volume_files(plan.volumes[0], body, objects, ADDRESSES, {}, text_mounts=mounts)
+    assert files["runtime.yaml"].decode().endswith("path: /pods/u1/modules/m.wasm\n")
+    assert volume_files(plan.volumes[1], body, objects, ADDRESSES, {}, text_mounts=mounts) == {"m.wasm": wasm}
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("path: /modules/x.wasm", "path: /local/modules/x.wasm"),
+        ('dir: "/modules"', 'dir: "/local/modules"'),
+        ("/tmp and /tmpfs", "/local/tmp and /tmpfs"),
+        ("url: http://host:8080/modules/x.wasm", "url: http://host:8080/modules/x.wasm"),
+        ("relative/modules/x", "relative/modules/x"),
+    ],
+)
+def test_rewrite_text_replaces_whole_absolute_paths_once(text: str, expected: str) -> None:
+    mounts = [("/modules", "/local/modules"), ("/tmp", "/local/tmp")]
+    assert rewrite_text(text, mounts) == expected

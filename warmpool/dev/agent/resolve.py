@@ -39,22 +39,26 @@ def needed_objects(plan: PodPlan) -> set[ObjectKey]:
     return keys
 
 
-def object_data(kind: ObjectKind, obj: Mapping[str, Any]) -> dict[str, bytes]:
-    """The keys of a ConfigMap (data + binaryData) or Secret (base64 data) as bytes."""
+def object_data(
+    kind: ObjectKind, obj: Mapping[str, Any], text_mounts: Sequence[tuple[str, str]] = ()
+) -> dict[str, bytes]:
+    """The keys of a ConfigMap (data + binaryData) or Secret (base64 data) as bytes; mount paths
+    in a ConfigMap's text `data` are rewritten (see rewrite_text)."""
     if kind == "secrets":
         return {k: base64.b64decode(v) for k, v in (obj.get("data") or {}).items()}
-    data = {k: str(v).encode() for k, v in (obj.get("data") or {}).items()}
+    data = {k: rewrite_text(str(v), text_mounts).encode() for k, v in (obj.get("data") or {}).items()}
     data.update({k: base64.b64decode(v) for k, v in (obj.get("binaryData") or {}).items()})
     return data
 
 
-def _lookup(objects: Objects, kind: ObjectKind, name: str, optional: bool) -> dict[str, bytes] | None:
+def _lookup(objects: Objects, kind: ObjectKind, name: str, optional: bool,
+            text_mounts: Sequence[tuple[str, str]] = ()) -> dict[str, bytes] | None:
     obj = objects.get((kind, name))
     if obj is None:
         if optional:
             return None
         raise Missing(f'{_SINGULAR[kind]} "{name}" not found')
-    return object_data(kind, obj)
+    return object_data(kind, obj, text_mounts)
 
 
 def field_value(pod: Mapping[str, Any], path: str, addresses: Addresses) -> str:
@@ -123,8 +127,26 @@ def rewrite_paths(value: str, mounts: Sequence[tuple[str, str]]) -> str:
     return value
 
 
+def rewrite_text(text: str, mounts: Sequence[tuple[str, str]]) -> str:
+    """Point absolute mount paths inside a text file at the pod's local tree, in one pass.
+
+    A process on the local node sees the host's filesystem, so a config file that names another
+    mounted file (the runtime config naming `/modules/x.wasm`) needs the same rewrite as args."""
+    table = {mount.rstrip("/"): local for mount, local in mounts if mount.rstrip("/")}
+    if not table:
+        return text
+    alternatives = "|".join(re.escape(path) for path in sorted(table, key=len, reverse=True))
+    pattern = re.compile(rf"(?<![\w./-])({alternatives})(?=/|$|[\s\"',;:}}\])])", re.MULTILINE)
+    return pattern.sub(lambda match: table[match.group(1)], text)
+
+
 def local_mounts(container: Container, pod_dir: str) -> list[tuple[str, str]]:
     return [(m.mount_path, posixpath.join(pod_dir, m.mount_path.lstrip("/"))) for m in container.mounts]
+
+
+def pod_mounts(plan: PodPlan, pod_dir: str) -> list[tuple[str, str]]:
+    """Every mount of every container (one mount path means one volume in a pod, see parse_pod)."""
+    return sorted({pair for container in plan.containers for pair in local_mounts(container, pod_dir)})
 
 
 def process_argv(
@@ -141,13 +163,15 @@ def process_argv(
 
 
 def volume_files(
-    volume: Volume, pod: Mapping[str, Any], objects: Objects, addresses: Addresses, tokens: Mapping[str, str]
+    volume: Volume, pod: Mapping[str, Any], objects: Objects, addresses: Addresses, tokens: Mapping[str, str],
+    *, text_mounts: Sequence[tuple[str, str]] = (),
 ) -> dict[str, bytes]:
     """The files of a configMap/secret/downwardAPI/projected volume, by relative path.
-    tokens maps a serviceAccountToken source's path to the token requested for it."""
+    tokens maps a serviceAccountToken source's path to the token requested for it; text_mounts
+    (the pod's mounts) are rewritten in ConfigMap text data."""
     files: dict[str, bytes] = {}
     for source in volume.keyed:
-        data = _lookup(objects, source.kind, source.name, source.optional)
+        data = _lookup(objects, source.kind, source.name, source.optional, text_mounts)
         if data is None:
             continue
         if source.items is None:

@@ -30,6 +30,7 @@ from warmpool.dev.agent.resolve import (
     container_env,
     local_mounts,
     needed_objects,
+    pod_mounts,
     process_argv,
     rewrite_paths,
     volume_files,
@@ -168,7 +169,8 @@ class PodRunner:
             if volume.kind == "emptyDir":
                 root.mkdir(parents=True, exist_ok=True)
             elif volume.kind == "files" and (first or not volume.tokens):
-                files = volume_files(volume, self.pod, self._objects, addresses, tokens)
+                files = volume_files(volume, self.pod, self._objects, addresses, tokens,
+                                     text_mounts=pod_mounts(plan, str(self._dir)))
                 _write_tree(root, files, volume.mode)
         if first:
             for container in plan.containers:
