@@ -8,6 +8,7 @@ import pytest
 import yaml
 
 from warmpool.dev.agent.kubeapi import access_from_kubeconfig
+from warmpool.dev.controlplane import clear_state
 from warmpool.dev.layout import (
     CONTROLLERS,
     Identity,
@@ -77,3 +78,17 @@ def test_controller_manager_runs_the_needed_controllers_but_not_node_lifecycle(t
               "serviceaccount-token", "endpointslice"}
     assert {f"{name}-controller" for name in needed} <= set(controllers)
     assert "node-lifecycle-controller" not in CONTROLLERS
+
+
+def test_clearing_state_removes_only_what_the_cluster_wrote(tmp_path: Path) -> None:
+    layout = Layout(state_dir=tmp_path / "state", kubeconfig=tmp_path / "kc")
+    for directory in (layout.pki, layout.etcd_data / "member", layout.pods / "uid" / "logs"):
+        directory.mkdir(parents=True)
+    layout.component_kubeconfig("kube-scheduler").write_text("x")
+    (layout.state_dir / "notes.txt").write_text("mine")
+    clear_state(layout)
+    assert sorted(p.name for p in layout.state_dir.iterdir()) == ["notes.txt"]
+    (layout.state_dir / "notes.txt").unlink()
+    layout.pki.mkdir()
+    clear_state(layout)
+    assert not layout.state_dir.exists()

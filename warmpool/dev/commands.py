@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import shutil
 import sys
 from pathlib import Path
 
@@ -71,7 +70,7 @@ def down(*, kubeconfig: Path, state_dir: Path | None, keep_state: bool) -> int:
         _say(f"failed to stop: {', '.join(still)} (see {layout.pids})")
         return 1
     if not keep_state:
-        shutil.rmtree(layout.state_dir, ignore_errors=True)
+        controlplane.clear_state(layout)
         if state_dir_from_kubeconfig(_load(layout.kubeconfig)) == layout.state_dir:
             layout.kubeconfig.unlink(missing_ok=True)
     _say(f"stopped {len(stopped)} component(s)" + ("" if keep_state else f"; removed {layout.state_dir}"))

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import os
 import secrets
+import shutil
 import ssl
 import subprocess
 import sys
@@ -145,6 +147,7 @@ def start_control_plane(*, binary: Path, layout: Layout, log: Log, with_node_age
             f"a cluster already runs from {layout.state_dir} ({', '.join(alive)}); stop it with "
             f"`warmpool dev down --kubeconfig {layout.kubeconfig} --state-dir {layout.state_dir}`"
         )
+    clear_state(layout)  # leftovers of a cluster that stopped or failed: start clean
     try:
         return _start_all(binary=binary, layout=layout, log=log, with_node_agent=with_node_agent)
     except BaseException:
@@ -303,6 +306,17 @@ def install_crds(*, binary: Path, layout: Layout, crds_dir: Path, log: Log) -> l
             raise ClusterError(f"CRDs not Established: {waited.stderr.strip()}")
     log(f"installed {len(files)} manifest(s) from {crds_dir}")
     return names
+
+
+def clear_state(layout: Layout) -> None:
+    """Remove what a cluster wrote in its state dir, and the dir itself once empty."""
+    for path in layout.owned():
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            path.unlink(missing_ok=True)
+    with contextlib.suppress(OSError):
+        layout.state_dir.rmdir()
 
 
 def stop_components(layout: Layout, *, log: Log, components: Sequence[str] = COMPONENTS) -> list[str]:

@@ -101,6 +101,11 @@ class Layout:
     def ports_file(self) -> Path:
         return self.state_dir / "ports.yaml"
 
+    def owned(self) -> list[Path]:
+        """Everything the cluster writes in the state dir (removed by `down`; nothing else is)."""
+        names = ["pki", "etcd", "logs", "pids", "pods", "apiserver", "kube-controller-manager", "ports.yaml"]
+        return [self.state_dir / name for name in names] + sorted(self.state_dir.glob("*.kubeconfig"))
+
     def component_kubeconfig(self, component: str) -> Path:
         return self.state_dir / f"{component}.kubeconfig"
 
