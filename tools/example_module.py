@@ -1,0 +1,42 @@
+"""Keep examples/classify.yaml's embedded module in step with the runtime's classify.wat (--check to verify)."""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import re
+import sys
+from pathlib import Path
+
+import wasmtime
+
+from warmpool_runtime.examples import example_wat
+from warmpool_runtime.modules import sha256_hex
+
+ROOT = Path(__file__).resolve().parents[1]
+MANIFEST = ROOT / "examples" / "classify.yaml"
+
+
+def render(text: str) -> str:
+    data = bytes(wasmtime.wat2wasm(example_wat("classify")))
+    text = re.sub(r"(classify\.wasm: )\S+", lambda m: m.group(1) + base64.b64encode(data).decode(), text)
+    return re.sub(r"(sha256: )[0-9a-f]{64}", lambda m: m.group(1) + sha256_hex(data), text)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--check", action="store_true", help="fail if the manifest is stale")
+    args = parser.parse_args()
+    current = MANIFEST.read_text()
+    wanted = render(current)
+    if args.check:
+        if current != wanted:
+            print(f"{MANIFEST} is stale: run python tools/example_module.py", file=sys.stderr)
+            return 1
+        return 0
+    MANIFEST.write_text(wanted)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
