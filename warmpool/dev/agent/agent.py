@@ -180,10 +180,13 @@ class NodeAgent:
                         version = None
                         break
                     version = str((obj.get("metadata") or {}).get("resourceVersion") or version)
-                    if kind in ("ADDED", "MODIFIED"):
-                        self._observe(obj)
-                    elif kind == "DELETED":
-                        self._forget(obj)
+                    try:
+                        if kind in ("ADDED", "MODIFIED"):
+                            self._observe(obj)
+                        elif kind == "DELETED":
+                            self._forget(obj)
+                    except Exception:
+                        log.exception("cannot handle %s of pod %s", kind, (obj.get("metadata") or {}).get("name"))
             except ApiError as exc:
                 log.warning("pod watch failed: %s", exc)
                 version = None if exc.status == 410 else version

@@ -21,7 +21,7 @@ import aiohttp
 from warmpool.dev.agent import podstatus
 from warmpool.dev.agent.kubeapi import MERGE_PATCH, ApiError, KubeApi
 from warmpool.dev.agent.podips import PodIPs
-from warmpool.dev.agent.podspec import CONFIG_ERROR, Container, HttpProbe, PodPlan, Refused
+from warmpool.dev.agent.podspec import CONFIG_ERROR, CREATE_ERROR, Container, HttpProbe, PodPlan, Refused
 from warmpool.dev.agent.podstatus import ContainerView, Terminated
 from warmpool.dev.agent.resolve import (
     Addresses,
@@ -186,9 +186,18 @@ class PodRunner:
     # --- processes --------------------------------------------------------------------------------
 
     async def _main(self) -> None:
-        plan = self._plan
-        if plan is None:
+        if self._plan is None:
             return
+        try:
+            await self._prepare_and_run(self._plan)
+        except Exception as exc:
+            # An agent bug or a local failure must show on the pod, not vanish with the task.
+            log.exception("%s: cannot run the pod", self.where)
+            self._refusal = Refused(CREATE_ERROR, f"the local node agent failed: {exc}")
+            for name in self._views:
+                self._set(name, state="waiting", reason=CREATE_ERROR, message=self._refusal.message)
+
+    async def _prepare_and_run(self, plan: PodPlan) -> None:
         meta_ip = str((self.pod.get("status") or {}).get("podIP") or "")
         ports = [p for c in plan.containers for p in c.ports]
         self._ip = self._ips.acquire(ports, preferred=meta_ip if meta_ip.startswith("127.") else None)
