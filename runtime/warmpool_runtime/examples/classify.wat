@@ -2,9 +2,12 @@
 ;;
 ;; Numeric ABI:  score(a: f64, b: f64) -> f64   logistic(1.5 * a - 2 * b + 0.25)
 ;;               add(a: i32, b: i32) -> i32
+;;               hold(ms: i32) -> i32     waits ms milliseconds (WASI clock), like a model call
+;;                                        doing I/O; returns the WASI errno (0)
 ;; Bytes ABI:    alloc(len) -> ptr, classify(ptr, len) -> (out_ptr << 32 | out_len)
 ;;               answers "positive" or "negative" from counts of the letters of "good" vs "bad".
 (module
+  (import "wasi_snapshot_preview1" "poll_oneoff" (func $poll_oneoff (param i32 i32 i32 i32) (result i32)))
   (memory (export "memory") 2)
   (global $heap (export "heap") (mut i32) (i32.const 4096))  ;; exported: reset in place
   (data (i32.const 0) "positive")
@@ -37,6 +40,16 @@
         (call $exp (f64.neg (f64.add (f64.sub (f64.mul (f64.const 1.5) (local.get $a))
                                               (f64.mul (f64.const 2) (local.get $b)))
                                      (f64.const 0.25)))))))
+
+  (func (export "hold") (param $ms i32) (result i32)
+    ;; One relative clock subscription at 1024 (48 bytes), its event at 1088, the count at 1120.
+    (i64.store (i32.const 1024) (i64.const 0))                    ;; userdata
+    (i32.store8 (i32.const 1032) (i32.const 0))                   ;; tag: clock
+    (i32.store (i32.const 1040) (i32.const 1))                    ;; clock id: monotonic
+    (i64.store (i32.const 1048) (i64.mul (i64.extend_i32_u (local.get $ms)) (i64.const 1000000)))
+    (i64.store (i32.const 1056) (i64.const 0))                    ;; precision
+    (i32.store16 (i32.const 1064) (i32.const 0))                  ;; flags: relative
+    (call $poll_oneoff (i32.const 1024) (i32.const 1088) (i32.const 1) (i32.const 1120)))
 
   (func (export "alloc") (param $len i32) (result i32)
     (local $p i32)
