@@ -30,7 +30,7 @@ unit: $(STAMP)
 	$(BIN)/pytest -m unit $(PYTEST_ARGS)
 
 demo: $(STAMP)
-	$(BIN)/python -m warmpool.demo
+	$(BIN)/python -m warmpool.demo $(DEMO_ARGS)
 
 bench: $(STAMP)
 	$(BIN)/warmpool bench runtime

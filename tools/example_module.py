@@ -1,4 +1,4 @@
-"""Keep examples/classify.yaml's embedded module in step with the runtime's classify.wat (--check to verify)."""
+"""Keep the examples' embedded module and hash in step with the runtime's classify.wat (--check to verify)."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from warmpool_runtime.examples import example_wat
 from warmpool_runtime.modules import sha256_hex
 
 ROOT = Path(__file__).resolve().parents[1]
-MANIFEST = ROOT / "examples" / "classify.yaml"
+MANIFESTS = (ROOT / "examples" / "classify.yaml", ROOT / "examples" / "classify-autoscaled.yaml")
 
 
 def render(text: str) -> str:
@@ -27,15 +27,19 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--check", action="store_true", help="fail if the manifest is stale")
     args = parser.parse_args()
-    current = MANIFEST.read_text()
-    wanted = render(current)
-    if args.check:
-        if current != wanted:
-            print(f"{MANIFEST} is stale: run python tools/example_module.py", file=sys.stderr)
-            return 1
-        return 0
-    MANIFEST.write_text(wanted)
-    return 0
+    stale = []
+    for manifest in MANIFESTS:
+        current = manifest.read_text()
+        wanted = render(current)
+        if current == wanted:
+            continue
+        if args.check:
+            stale.append(manifest)
+        else:
+            manifest.write_text(wanted)
+    for manifest in stale:
+        print(f"{manifest} is stale: run python tools/example_module.py", file=sys.stderr)
+    return 1 if stale else 0
 
 
 if __name__ == "__main__":

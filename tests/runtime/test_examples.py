@@ -24,8 +24,8 @@ async def test_example_module_numeric_and_bytes(make_runtime, tmp_path) -> None:
 
 
 def test_runtime_demo_runs_end_to_end() -> None:
-    result = subprocess.run([sys.executable, "-m", "warmpool.demo"], capture_output=True, text=True, timeout=120,
-                            check=False)
+    result = subprocess.run([sys.executable, "-m", "warmpool.demo", "--runtime-only"], capture_output=True,
+                            text=True, timeout=120, check=False)
     assert result.returncode == 0, result.stderr
     assert "classify('a good, good movie') -> positive" in result.stdout
     assert 'result="hit"' in result.stdout

@@ -1,4 +1,4 @@
-"""`make demo`: serve the example module from a real runtime on loopback and invoke it."""
+"""The runtime alone: serve the example module from a real runtime on loopback and invoke it."""
 
 from __future__ import annotations
 
@@ -78,6 +78,3 @@ def runtime_demo() -> int:
             proc.wait(timeout=10)
     return 0
 
-
-if __name__ == "__main__":
-    sys.exit(runtime_demo())

@@ -1,0 +1,29 @@
+"""`python -m warmpool.demo [--runtime-only] [--keep] [--out DIR]`."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(prog="python -m warmpool.demo", description=__doc__)
+    parser.add_argument("--runtime-only", action="store_true", help="only the runtime, no cluster (seconds)")
+    parser.add_argument("--keep", action="store_true", help="leave the cluster running afterwards")
+    parser.add_argument("--out", type=Path, default=ROOT / "out", help="where to write demo.png")
+    parser.add_argument("--state-dir", type=Path, default=ROOT / ".state" / "demo", help="cluster state")
+    args = parser.parse_args()
+    if args.runtime_only:
+        from warmpool.demo.runtime_demo import runtime_demo
+
+        return runtime_demo()
+    from warmpool.demo.cluster_demo import run
+
+    return run(args.state_dir, args.out, args.keep)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
