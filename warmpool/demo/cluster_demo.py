@@ -136,7 +136,7 @@ async def drive(kube: Kube, sha: str) -> list[Sample]:
     load = asyncio.create_task(run_load(PHASES, lambda: targets, f"/v1/acme/{sha}/hold", body, counts,
                                         clock=time.monotonic, rng=random.Random(7)))
     samples: list[Sample] = []
-    start = time.monotonic()
+    start = last = time.monotonic()
     seen: dict[str, tuple[float, float]] = {}  # per pod: last (hits, misses); pods come and go
     say(f"{'t':>5}  {'offered':>8}  {'draws/s':>7}  {'miss %':>6}  {'pods desired/ready':>18}  warm  reason")
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=1.5)) as session:
@@ -152,9 +152,10 @@ async def drive(kube: Kube, sha: str) -> list[Sample]:
                 warm += idle
                 seen[base] = (hits, misses)
             status = (await loop.run_in_executor(None, kube.json, "get", "warmpool", POOL)).get("status", {})
-            t = time.monotonic() - start
+            now = time.monotonic()
+            t, interval, last = now - start, now - last, now
             draws = delta_hits + delta_misses
-            sample = Sample(t=t, offered_rps=rate_at(PHASES, t), served_rps=draws / TICK,
+            sample = Sample(t=t, offered_rps=rate_at(PHASES, t), served_rps=draws / interval,
                             miss_ratio=delta_misses / draws if draws else None,
                             desired=int(status.get("desiredReplicas") or status.get("replicas") or 0),
                             ready=int(status.get("readyReplicas") or 0), warm=int(warm))
