@@ -1,10 +1,15 @@
-"""`warmpool bench runtime`: pool, reset, call-path and HTTP costs, each against a baseline from the same run."""
+"""`warmpool bench runtime`: pool, reset, call-path and HTTP costs, each against a baseline from the same run.
+
+Reset has two strategies, chosen per module from its binary (`layout.scan`): in place (copy the
+post-start memory image back, restore the exported mutable globals) or recycling (drop the Store,
+stamp a fresh instance from the InstancePre). The bench serves one module of each kind, and
+measures both strategies on modules that qualify for the in-place one.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import ctypes
 import gc
 import http.client
 import importlib.metadata
@@ -17,18 +22,21 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Coroutine, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import wasmtime
 
 from warmpool_runtime.config import parse_config
 from warmpool_runtime.instance import Template, WarmInstance
+from warmpool_runtime.layout import scan
 from warmpool_runtime.modules import sha256_hex
 from warmpool_runtime.pool import Refiller, TuplePool
 from warmpool_runtime.service import Runtime
+
+T = TypeVar("T")
 
 TENANT = "bench"
 HOST = "127.0.0.1"
@@ -36,14 +44,21 @@ OS_PAGE = 4096
 WASM_PAGE = 65536
 MIB = 1 << 20
 
-ADD_WAT = """(module
+# `add` counts its calls in a mutable global. Exported, the host can restore it: reset in place.
+# Unexported (as a compiler's `__stack_pointer` is), only recycling the instance resets it.
+COUNTING_ADD_WAT = """(module
   (memory (export "memory") 1)
+  (global $calls {export}(mut i32) (i32.const 0))
   (data (i32.const 0) "warmpool")
-  (func (export "add") (param i32 i32) (result i32) (i32.add (local.get 0) (local.get 1))))"""
+  (func (export "add") (param i32 i32) (result i32)
+    (global.set $calls (i32.add (global.get $calls) (i32.const 1)))
+    (i32.add (local.get 0) (local.get 1))))"""
 
-# `touch(len)` writes one word per OS page of [0, len): dirties exactly `len` bytes of memory.
+# `touch(len)` writes one word per OS page of [0, len): dirties exactly `len` bytes of memory, and
+# records `len` in an exported global (state an in-place reset restores, as a heap pointer would be).
 DIRTY_WAT = """(module
   (memory (export "memory") {pages})
+  (global $dirtied (export "dirtied") (mut i32) (i32.const 0))
   (data (i32.const 0) "warmpool")
   (func (export "touch") (param $len i32) (result i32) (local $p i32)
     (block $done (loop $next
@@ -51,7 +66,14 @@ DIRTY_WAT = """(module
       (i64.store (local.get $p) (i64.const -1))
       (local.set $p (i32.add (local.get $p) (i32.const {stride})))
       (br $next)))
+    (global.set $dirtied (local.get $len))
     (local.get $p)))"""
+
+IN_PLACE, RECYCLED = "add-in-place", "add-recycled"
+SERVED = (IN_PLACE, RECYCLED)
+"""The modules the HTTP runs invoke: the same guest, reset by each strategy."""
+DIRTY = (("dirty-64k", WASM_PAGE, "1 page (64 KiB)"), ("dirty-1m", MIB, "1 MiB"))
+"""Modules whose whole memory the guest dirties: (name, bytes, label)."""
 
 FLOOR_BODY = b'{"results":[3]}'
 FLOOR_RESPONSE = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s" % (
@@ -101,32 +123,48 @@ def no_gc() -> Iterator[None]:
             gc.enable()
 
 
+def run_loop(main: Callable[[], Coroutine[Any, Any, T]]) -> T:
+    """Run a coroutine function on a fresh event loop of the kind the server uses."""
+    import uvloop
+
+    result: T = uvloop.run(main())
+    return result
+
+
 # Fixtures --------------------------------------------------------------------------------------
 @dataclass(frozen=True, slots=True)
 class Module:
     name: str
     path: str
     sha256: str
+    strategy: str
+    """The reset strategy the runtime picks for it, from its binary: "in place" or "recycle (why)"."""
 
 
 def write_modules(directory: Path) -> dict[str, Module]:
     """The bench's guests, compiled from WAT and written as binary Wasm."""
     texts = {
-        "add": ADD_WAT,
-        "dirty-64k": DIRTY_WAT.format(pages=1, stride=OS_PAGE),
-        "dirty-1m": DIRTY_WAT.format(pages=MIB // WASM_PAGE, stride=OS_PAGE),
+        IN_PLACE: COUNTING_ADD_WAT.format(export='(export "calls") '),
+        RECYCLED: COUNTING_ADD_WAT.format(export=""),
+        **{name: DIRTY_WAT.format(pages=max(1, size // WASM_PAGE), stride=OS_PAGE) for name, size, _ in DIRTY},
     }
     out = {}
     for name, text in texts.items():
         data = bytes(wasmtime.wat2wasm(text))
         path = directory / f"{name}.wasm"
         path.write_bytes(data)
-        out[name] = Module(name, str(path), sha256_hex(data))
+        why_not = scan(data).why_not_in_place()
+        out[name] = Module(name, str(path), sha256_hex(data), "in place" if why_not is None else f"recycle ({why_not})")
+    for name in (IN_PLACE, *(d[0] for d in DIRTY)):
+        if out[name].strategy != "in place":
+            raise RuntimeError(f"bench module {name} should qualify for in-place reset: {out[name].strategy}")
+    if out[RECYCLED].strategy == "in place":
+        raise RuntimeError(f"bench module {RECYCLED} should be reset by recycling")
     return out
 
 
 def raw_config(modules: dict[str, Module], warm: int) -> dict[str, Any]:
-    """The runtime config document (as the operator would render it) serving every bench module."""
+    """The runtime config document (as the operator would render it) serving the given modules."""
     return {
         "maxTotalWarm": warm * len(modules),
         "tuples": [
@@ -145,19 +183,31 @@ def wait_until(predicate: Callable[[], bool], timeout_s: float, what: str) -> No
         time.sleep(0.001)
 
 
-def side_pool(template: Template, floor: int, backlog: int = 0) -> TuplePool:
-    """A pool whose refiller never runs: what acquire/release cost on the caller, refill excluded.
+def side_pool(template: Template, floor: int) -> tuple[TuplePool, Refiller]:
+    """A pool of its own, with a refill thread that is not started (the caller decides when)."""
+    refiller = Refiller()
+    return TuplePool(template, floor, refiller), refiller
 
-    Each acquire and each release queue one item; a backlog of `backlog` items never saturates,
-    while a backlog of 0 makes every release drop the used Store on the caller's thread.
+
+def free_pool(pool: TuplePool, refiller: Refiller) -> None:
+    """Hand every instance back to the engine: let the refill thread reset what was retired, then drop all.
+
+    The refill queue holds (pool, instance) pairs; until it is drained, those instances keep their
+    Stores, and so their pooling-allocator slots, alive.
     """
-    return TuplePool(template, floor, Refiller())
+    refiller.start()
+    try:
+        wait_until(lambda: pool.warm >= pool.floor, 10.0, "the refill thread to take back retired instances")
+    finally:
+        refiller.stop()
+    pool.drain()
+    gc.collect()
 
 
 # 1. Cold instantiate vs warm acquire + release ---------------------------------------------------
 def cold_instantiate_us(template: Template, n: int) -> float:
-    """Median of `n` cold instantiations (new Store + InstancePre.instantiate); each dropped untimed."""
-    pool = side_pool(template, 0)
+    """Median of `n` cold instantiations (Store, InstancePre.instantiate, exports resolved), each dropped untimed."""
+    pool, _ = side_pool(template, 0)
     samples = []
     with no_gc():
         for _ in range(n):
@@ -168,24 +218,56 @@ def cold_instantiate_us(template: Template, n: int) -> float:
     return median([s / 1000 for s in samples])
 
 
-def acquire_release_us(template: Template, n: int, saturated: bool = False) -> float:
-    """Mean cost of one hit plus its release over `n` prewarmed instances (refill thread not running)."""
-    pool = side_pool(template, n, 0 if saturated else 2 * n + 2)
+def acquire_release_us(template: Template, n: int) -> float:
+    """Mean caller-side cost of one hit plus its release over `n` prewarmed instances, no loop attached.
+
+    Without a loop, release puts the used instance on the refill queue; the refill thread is not
+    running while timed, so the figure is the caller's cost alone. It then resets and frees them.
+    """
+    pool, refiller = side_pool(template, n)
     pool.prewarm(n)
     acquire, release = pool.acquire, pool.release
-    with no_gc():
-        start = time.perf_counter_ns()
-        for _ in range(n):
-            instance = acquire()
-            if instance is not None:
-                release(instance)
-        elapsed = time.perf_counter_ns() - start
-    misses = pool.stats.misses
-    del pool, instance
-    gc.collect()  # the dropped refiller's queue holds the released instances (and their pool slots)
-    if misses:
-        raise RuntimeError(f"{misses} of {n} draws missed in a prewarmed pool")
+    try:
+        with no_gc():
+            start = time.perf_counter_ns()
+            for _ in range(n):
+                instance = acquire()
+                if instance is not None:
+                    release(instance)
+            elapsed = time.perf_counter_ns() - start
+        del instance
+    finally:
+        free_pool(pool, refiller)
+    if pool.stats.misses:
+        raise RuntimeError(f"{pool.stats.misses} of {n} draws missed in a prewarmed pool")
     return elapsed / n / 1000
+
+
+def acquire_release_loop_us(template: Template, n: int) -> float:
+    """As `acquire_release_us` on the serving path: a loop attached, release schedules the reset on it."""
+
+    async def main() -> float:
+        pool, refiller = side_pool(template, n)
+        pool.prewarm(n)
+        pool.serve_on(asyncio.get_running_loop())
+        acquire, release = pool.acquire, pool.release
+        try:
+            with no_gc():
+                start = time.perf_counter_ns()
+                for _ in range(n):
+                    instance = acquire()
+                    if instance is not None:
+                        release(instance)
+                elapsed = time.perf_counter_ns() - start
+            del instance
+            await asyncio.sleep(0)  # the loop runs the scheduled resets (untimed)
+        finally:
+            free_pool(pool, refiller)
+        if pool.stats.misses:
+            raise RuntimeError(f"{pool.stats.misses} of {n} draws missed in a prewarmed pool")
+        return elapsed / n / 1000
+
+    return run_loop(main)
 
 
 def paired(repeats: int, measure: Callable[[], float], baseline: Callable[[], float]) -> tuple[float, float, float]:
@@ -197,24 +279,45 @@ def paired(repeats: int, measure: Callable[[], float], baseline: Callable[[], fl
 def measure_pool(template: Template, repeats: int) -> list[Line]:
     warm, cold, ratio = paired(repeats, lambda: acquire_release_us(template, 400),
                                lambda: cold_instantiate_us(template, 200))
-    full = median([acquire_release_us(template, 100, saturated=True) for _ in range(repeats)])
+    on_loop = median([acquire_release_loop_us(template, 400) for _ in range(repeats)])
     return [
-        Line("cold instantiate (new Store + InstancePre)", "baseline", f"{cold:.1f} µs", verdict(None),
+        Line("cold instantiate (Store + InstancePre + exports)", "baseline", f"{cold:.1f} µs", verdict(None),
              {"cold_instantiate_us": cold}),
-        Line("warm acquire + release (refill excluded)", "<= 2 µs", f"{warm:.2f} µs, {ratio:.0f}x below cold",
-             verdict(warm <= 2.0), {"acquire_release_us": warm, "cold_over_warm": ratio}),
-        Line("acquire + release, retire backlog full", "info", f"{full:.1f} µs (Store dropped on the caller)",
-             verdict(None), {"acquire_release_backlog_full_us": full}),
+        Line("warm acquire + release, no loop (-> refill queue)", "<= 2 µs",
+             f"{warm:.2f} µs, {ratio:.0f}x below cold", verdict(warm <= 2.0),
+             {"acquire_release_us": warm, "cold_over_warm": ratio}),
+        Line("warm acquire + release, loop attached (call_soon)", "<= 2 µs", f"{on_loop:.2f} µs",
+             verdict(on_loop <= 2.0), {"acquire_release_loop_us": on_loop}),
     ]
 
 
-# 2. Reset: recycle vs in-place snapshot copy; and where the reset runs ----------------------------
-def recycle_us(template: Template, dirty_bytes: int, n: int) -> float:
-    """Median cost of dropping a used instance's Store and stamping a fresh one from InstancePre.
+# 2. Reset cost per strategy ----------------------------------------------------------------------
+def restore_us(template: Template, dirty_bytes: int, n: int) -> float:
+    """Median cost of an in-place reset (`WarmInstance.restore`) after the guest dirtied `dirty_bytes`."""
+    pool, _ = side_pool(template, 0)
+    instance = pool.instantiate()
+    snapshot = instance.snapshot()
+    ticks = template.deadline_ticks
+    samples = []
+    with no_gc():
+        for _ in range(n):
+            instance.call_numeric("touch", (dirty_bytes,), ticks)
+            start = time.perf_counter_ns()
+            restored = instance.restore(snapshot)
+            samples.append(time.perf_counter_ns() - start)
+            if not restored:
+                raise RuntimeError("in-place restore refused a same-sized memory")
+    if instance.snapshot() != snapshot:
+        raise RuntimeError("in-place restore did not bring memory and globals back to their post-start state")
+    return median([s / 1000 for s in samples])
 
-    The guest first dirties `dirty_bytes` of its memory through a `touch` export (0: no call).
+
+def recycle_us(template: Template, dirty_bytes: int, n: int) -> float:
+    """Median cost of a recycle: drop the used instance's Store, stamp a fresh one from InstancePre.
+
+    The guest first dirties `dirty_bytes` of its memory through its `touch` export (0: no call).
     """
-    pool = side_pool(template, 0)
+    pool, _ = side_pool(template, 0)
     ticks = template.deadline_ticks
     samples = []
     held = [pool.instantiate()]
@@ -229,83 +332,26 @@ def recycle_us(template: Template, dirty_bytes: int, n: int) -> float:
     return median([s / 1000 for s in samples])
 
 
-def memmove_us(template: Template, dirty_bytes: int, n: int) -> float:
-    """Median cost of copying a post-start snapshot of the whole linear memory back in place."""
-    store = wasmtime.Store(template.engine)
-    store.set_epoch_deadline(1 << 40)
-    exports = template.pre.instantiate(store).exports(store)
-    memory, touch = exports["memory"], exports["touch"]
-    if not isinstance(memory, wasmtime.Memory) or not isinstance(touch, wasmtime.Func):
-        raise RuntimeError("the dirtying module lacks its memory or touch export")
-    size = memory.data_len(store)
-    base = ctypes.addressof(memory.data_ptr(store).contents)
-    snapshot = ctypes.create_string_buffer(ctypes.string_at(base, size), size)
-    samples = []
-    with no_gc():
-        for _ in range(n):
-            touch(store, dirty_bytes)
-            start = time.perf_counter_ns()
-            ctypes.memmove(base, snapshot, size)
-            samples.append(time.perf_counter_ns() - start)
-    if ctypes.string_at(base, size) != snapshot.raw:
-        raise RuntimeError("in-place reset did not restore the memory")
-    return median([s / 1000 for s in samples])
-
-
-def reset_line(template: Template, name: str, dirty: int, repeats: int) -> Line:
-    recycle, copy, _ = paired(repeats, lambda: recycle_us(template, dirty, 100),
-                              lambda: memmove_us(template, dirty, 100))
-    size = "1 page (64 KiB)" if dirty == WASM_PAGE else "1 MiB"
-    cheaper = "recycle" if recycle <= copy else "memmove"
+def reset_line(template: Template, module: Module, dirty: int, label: str, repeats: int) -> Line:
+    in_place, recycle, _ = paired(repeats, lambda: restore_us(template, dirty, 100),
+                                  lambda: recycle_us(template, dirty, 100))
+    picks_in_place = template.in_place_globals is not None
+    pick, other = (in_place, recycle) if picks_in_place else (recycle, in_place)
+    cheaper = "cheaper" if pick <= other else "dearer"
     return Line(
-        f"reset, {size} dirtied: recycle vs memmove", "info (cheaper wins)",
-        f"{recycle:.1f} µs vs {copy:.1f} µs -> {cheaper}", verdict(None),
-        {f"recycle_{name}_us": recycle, f"memmove_{name}_us": copy},
+        f"reset, {label} dirtied: in place vs recycle", "runtime's pick cheaper",
+        f"{in_place:.1f} µs vs {recycle:.1f} µs; runtime picks {'in place' if picks_in_place else 'recycle'}"
+        f" ({max(pick, other) / min(pick, other):.2f}x {cheaper})",
+        verdict(pick <= other),
+        {f"restore_{module.name}_us": in_place, f"recycle_{module.name}_us": recycle,
+         f"picks_in_place_{module.name}": float(picks_in_place)},
     )
 
 
 def measure_reset(runtime: Runtime, modules: dict[str, Module], repeats: int) -> list[Line]:
-    """Each module's memory is exactly what its guest dirties: 64 KiB and 1 MiB."""
-    return [reset_line(runtime.pools[(TENANT, modules[name].sha256)].template, name, dirty, repeats)
-            for name, dirty in (("dirty-64k", WASM_PAGE), ("dirty-1m", MIB))]
-
-
-def request_path_us(pool: TuplePool, inline_reset: bool, n: int) -> list[float]:
-    """Per-call times of acquire -> call -> release (or -> drop + re-instantiate inline), hits only."""
-    ticks = pool.template.deadline_ticks
-    samples: list[float] = []
-    burst = 8  # 16 queued items: below the retire backlog, so every release is handed off
-    while len(samples) < n:
-        wait_until(lambda: pool.warm >= pool.floor, 10.0, "the refill thread")
-        with no_gc():
-            for _ in range(burst):
-                start = time.perf_counter_ns()
-                instance = pool.acquire()
-                if instance is None:
-                    raise RuntimeError("draw missed during the request-path measurement")
-                instance.call_numeric("add", (1, 2), ticks)
-                if inline_reset:
-                    del instance
-                    instance = pool.instantiate()
-                else:
-                    pool.release(instance)
-                samples.append((time.perf_counter_ns() - start) / 1000)
-                del instance
-    return samples
-
-
-def measure_request_path(runtime: Runtime, modules: dict[str, Module], repeats: int) -> list[Line]:
-    """The caller's acquire -> call -> release must cost less than the reset alone, or the reset is on it."""
-    pool = runtime.pools[(TENANT, modules["add"].sha256)]
-    offloaded = median([median(request_path_us(pool, False, 200)) for _ in range(repeats)])
-    inline = median([median(request_path_us(pool, True, 200)) for _ in range(repeats)])
-    reset = median([recycle_us(pool.template, 0, 100) for _ in range(repeats)])
-    return [Line(
-        "request path (acquire->call->release), refill running", "< reset alone",
-        f"{offloaded:.1f} µs; reset alone {reset:.1f} µs; with inline reset {inline:.1f} µs",
-        verdict(offloaded < reset),
-        {"request_path_us": offloaded, "reset_add_us": reset, "request_path_inline_reset_us": inline},
-    )]
+    """Each module's memory is exactly what its guest dirties: one page, and 1 MiB."""
+    return [reset_line(runtime.pools[(TENANT, modules[name].sha256)].template, modules[name], dirty, label, repeats)
+            for name, dirty, label in DIRTY]
 
 
 # 3. Fast call path vs Func.__call__ --------------------------------------------------------------
@@ -347,23 +393,108 @@ def measure_calls(template: Template, repeats: int) -> list[Line]:
     )]
 
 
+# 4. The reset is off the request's latency path ----------------------------------------------------
+@dataclass(slots=True)
+class RequestPath:
+    """Per-request server-side costs of one round, in µs (medians over the round)."""
+
+    after: float
+    """acquire -> call -> release: the reset is scheduled, and runs once the response is out."""
+    before: float
+    """acquire -> call -> reset inline: what the request would pay with the reset before its response."""
+    loop_reset: float
+    """What each scheduled reset then costs the loop, per request, once the responses are out."""
+    on_loop: float
+    """Share of the bursts whose resets all ran on the loop (the rest went to the refill thread)."""
+
+
+def request_path_round(pool: TuplePool, n: int, burst: int) -> RequestPath:
+    """Bursts of `burst` calls (as from `burst` connections), alternately resetting after and before responding."""
+    ticks = pool.template.deadline_ticks
+    acquire, release, reset = pool.acquire, pool.release, pool.reset
+    clock = time.perf_counter_ns
+
+    async def one_burst(reset_after: bool, samples: list[float]) -> tuple[float, bool]:
+        """Per-reset time the loop spends after the burst, and whether it ran every reset itself."""
+        while pool.warm < pool.floor:  # the refill thread may still be stamping recycled instances
+            await asyncio.sleep(0.0005)
+        with no_gc():
+            for _ in range(burst):
+                start = clock()
+                instance = acquire()
+                if instance is None:
+                    raise RuntimeError("draw missed during the request-path measurement")
+                instance.call_numeric("add", (1, 2), ticks)
+                if reset_after:
+                    release(instance)
+                else:
+                    reset(instance)
+                del instance
+                samples.append((clock() - start) / 1000)
+            start = clock()
+            await asyncio.sleep(0)  # the responses are out: the loop runs the scheduled resets
+            drained = (clock() - start) / 1000 / burst
+        return drained, pool.warm >= pool.floor
+
+    async def main() -> RequestPath:
+        pool.serve_on(asyncio.get_running_loop())
+        after: list[float] = []
+        before: list[float] = []
+        drained: list[float] = []
+        on_loop = 0
+        while len(after) < n:
+            per_reset, all_on_loop = await one_burst(True, after)
+            drained.append(per_reset)
+            on_loop += all_on_loop
+            await one_burst(False, before)
+        return RequestPath(median(after), median(before), median(drained), on_loop / len(drained))
+
+    return run_loop(main)
+
+
+def measure_request_path(runtime: Runtime, modules: dict[str, Module], repeats: int) -> list[Line]:
+    """Per-request cost on the serving thread with the reset scheduled after the response vs run before it."""
+    lines = []
+    for name in SERVED:
+        module = modules[name]
+        pool = runtime.pools[(TENANT, module.sha256)]
+        rounds = [request_path_round(pool, 400, THROUGHPUT_CONNECTIONS) for _ in range(repeats)]
+        after, before = median([r.after for r in rounds]), median([r.before for r in rounds])
+        loop_reset = median([r.loop_reset for r in rounds])
+        on_loop = median([r.on_loop for r in rounds])
+        strategy = "in place" if pool.template.in_place_globals is not None else "recycle"
+        where = "" if on_loop == 1.0 else f" ({100 * (1 - on_loop):.0f}% of bursts left some to the refill thread)"
+        lines.append(Line(
+            f"request path ({strategy}): reset after vs before response", "after < before",
+            f"{after:.1f} µs vs {before:.1f} µs; then {loop_reset:.1f} µs/reset on the loop{where}",
+            verdict(after < before),
+            {f"request_reset_after_{name}_us": after, f"request_reset_before_{name}_us": before,
+             f"loop_reset_after_response_{name}_us": loop_reset, f"resets_on_loop_{name}": on_loop},
+        ))
+    return lines
+
+
 def in_process_lines(modules: dict[str, Module], repeats: int) -> list[Line]:
-    runtime = Runtime(parse_config(raw_config(modules, 32)))
+    runtime = Runtime(parse_config(raw_config(modules, 2 * THROUGHPUT_CONNECTIONS)))
     runtime.start()
     try:
         runtime.load_all()
         wait_until(lambda: runtime.ready, READY_TIMEOUT_S, "the in-process pools")
-        add = runtime.pools[(TENANT, modules["add"].sha256)].template
+        for module in modules.values():
+            template = runtime.pools[(TENANT, module.sha256)].template
+            if (template.in_place_globals is not None) != (module.strategy == "in place"):
+                raise RuntimeError(f"the runtime resets {module.name} otherwise than its layout says")
+        add = runtime.pools[(TENANT, modules[IN_PLACE].sha256)].template
         lines = measure_pool(add, repeats)
         lines += measure_reset(runtime, modules, repeats)
-        lines += measure_request_path(runtime, modules, repeats)
         lines += measure_calls(add, repeats)
+        lines += measure_request_path(runtime, modules, repeats)
     finally:
         runtime.close()
     return lines
 
 
-# 4. HTTP: the runtime server vs a raw loopback floor, driven by the same client -------------------
+# 5. HTTP: the runtime server vs a raw loopback floor, driven by the same client -------------------
 class FloorProtocol(asyncio.Protocol):
     """The least an HTTP server can do: a fixed 200 per request (requests arrive whole, one at a time)."""
 
@@ -458,13 +589,14 @@ def wait_serving(server: Server, path: str) -> None:
     wait_until(up, READY_TIMEOUT_S, f"the {server.name} server on port {server.port}")
 
 
-def draws(port: int) -> dict[str, float]:
-    """The runtime's hit and miss counters, from its /metrics."""
-    out = {"hit": 0.0, "miss": 0.0}
+def draws(port: int) -> dict[tuple[str, str], float]:
+    """The runtime's draw counters by (module label, result), from its /metrics."""
+    out: dict[tuple[str, str], float] = {}
     for line in http_get(port, "/metrics")[1].decode().splitlines():
         if line.startswith("tensor_wasm_pool_draws_total{"):
+            module = line.split('module="', 1)[1].split('"', 1)[0]
             result = line.split('result="', 1)[1].split('"', 1)[0]
-            out[result] = out.get(result, 0.0) + float(line.rsplit(" ", 1)[1])
+            out[(module, result)] = out.get((module, result), 0.0) + float(line.rsplit(" ", 1)[1])
     return out
 
 
@@ -566,9 +698,7 @@ async def _throughput(port: int, request: bytes, connections: int, seconds: floa
 
 def throughput_run(port: int, request: bytes, connections: int, seconds: float) -> tuple[float, int]:
     """Requests per second over `connections` closed-loop keep-alive connections, and error responses."""
-    import uvloop
-
-    return uvloop.run(_throughput(port, request, connections, seconds))
+    return run_loop(lambda: _throughput(port, request, connections, seconds))
 
 
 @dataclass(slots=True)
@@ -606,10 +736,11 @@ def pinned(core: int | None) -> Iterator[None]:
 
 
 @contextlib.contextmanager
-def servers(modules: dict[str, Module], workdir: Path, core: int | None) -> Iterator[tuple[Server, Server, str]]:
-    """The runtime server and the floor server, both on `core`: (runtime, floor, invoke path)."""
+def servers(modules: dict[str, Module], workdir: Path, core: int | None) -> Iterator[tuple[Server, Server]]:
+    """The runtime server (serving both reset strategies) and the floor server, both on `core`."""
     config_path = workdir / "runtime.json"
-    config_path.write_text(json.dumps(raw_config({"add": modules["add"]}, THROUGHPUT_CONNECTIONS * 2)))
+    served = {name: modules[name] for name in SERVED}
+    config_path.write_text(json.dumps(raw_config(served, THROUGHPUT_CONNECTIONS * 2)))
     port = free_port()
     runtime = spawn("runtime", [sys.executable, "-m", "warmpool.cli", "runtime", "serve", "--config",
                                 str(config_path), "--host", HOST, "--port", str(port), "--log-level", "WARNING"],
@@ -621,7 +752,7 @@ def servers(modules: dict[str, Module], workdir: Path, core: int | None) -> Iter
         try:
             wait_serving(runtime, "/readyz")
             wait_serving(floor, "/")
-            yield runtime, floor, f"/v1/{TENANT}/{modules['add'].sha256}/add"
+            yield runtime, floor
         finally:
             stop(floor)
     finally:
@@ -629,42 +760,63 @@ def servers(modules: dict[str, Module], workdir: Path, core: int | None) -> Iter
 
 
 def http_lines(modules: dict[str, Module], workdir: Path, repeats: int, seconds: float) -> list[Line]:
-    """Floor and runtime runs interleaved, so both see the same background load."""
+    """Floor and runtime runs interleaved round by round, so all of them see the same background load."""
     server_core, client_core = cores()
-    floor, warm = HttpFigures(), HttpFigures()
-    with servers(modules, workdir, server_core) as (runtime, floor_server, path), pinned(client_core):
-        request = invoke_request(path)
+    floor = HttpFigures()
+    served = {name: HttpFigures() for name in SERVED}
+    with servers(modules, workdir, server_core) as (runtime, floor_server), pinned(client_core):
+        requests = {name: invoke_request(f"/v1/{TENANT}/{modules[name].sha256}/add") for name in SERVED}
         before = draws(runtime.port)
         for _ in range(repeats):
-            latency_round(floor_server.port, request, seconds, floor)
-            latency_round(runtime.port, request, seconds, warm)
-            throughput_round(floor_server.port, request, seconds, floor)
-            throughput_round(runtime.port, request, seconds, warm)
+            latency_round(floor_server.port, requests[IN_PLACE], seconds, floor)
+            for name in SERVED:
+                latency_round(runtime.port, requests[name], seconds, served[name])
+            throughput_round(floor_server.port, requests[IN_PLACE], seconds, floor)
+            for name in SERVED:
+                throughput_round(runtime.port, requests[name], seconds, served[name])
         after = draws(runtime.port)
-    if floor.errors or warm.errors:
-        raise RuntimeError(f"error responses under load: floor {floor.errors}, runtime {warm.errors}")
-    return http_report(floor, warm, {k: after[k] - before.get(k, 0.0) for k in after})
+    errors = {name: figures.errors for name, figures in served.items() if figures.errors}
+    if floor.errors or errors:
+        raise RuntimeError(f"error responses under load: floor {floor.errors}, runtime {errors}")
+    drawn = {key: after[key] - before.get(key, 0.0) for key in after}
+    return http_report(floor, served, modules, drawn)
 
 
-def http_report(floor: HttpFigures, warm: HttpFigures, drawn: dict[str, float]) -> list[Line]:
-    f50, f99, w50, w99 = median(floor.p50), median(floor.p99), median(warm.p50), median(warm.p99)
-    f_rate, w_rate = median(floor.rate), median(warm.rate)
-    r50 = median([w / f for w, f in zip(warm.p50, floor.p50, strict=True)])
-    r99 = median([w / f for w, f in zip(warm.p99, floor.p99, strict=True)])
-    hits, misses = drawn.get("hit", 0.0), drawn.get("miss", 0.0)
-    return [
-        Line("HTTP floor (raw uvloop protocol), c=1", "baseline", f"p50 {f50:.0f} µs, p99 {f99:.0f} µs",
-             verdict(None), {"floor_p50_us": f50, "floor_p99_us": f99}),
-        Line("HTTP warm invoke, c=1", "info", f"p50 {w50:.0f} µs, p99 {w99:.0f} µs", verdict(None),
-             {"invoke_p50_us": w50, "invoke_p99_us": w99}),
-        Line("HTTP invoke p50 / floor p50", "<= 2x", f"{r50:.2f}x (p99 {r99:.2f}x)",
-             verdict(r50 <= 2.0), {"p50_ratio": r50, "p99_ratio": r99}),
-        Line(f"HTTP throughput on one core, c={THROUGHPUT_CONNECTIONS}", ">= 5000/s",
-             f"{w_rate:,.0f}/s (floor {f_rate:,.0f}/s)", verdict(w_rate >= 5000.0),
-             {"invoke_per_s": w_rate, "floor_per_s": f_rate}),
-        Line("HTTP pool draws during the runs", "info", f"{hits:,.0f} hits, {misses:,.0f} misses",
-             verdict(None), {"hits": hits, "misses": misses}),
-    ]
+def http_report(floor: HttpFigures, served: dict[str, HttpFigures], modules: dict[str, Module],
+                drawn: dict[tuple[str, str], float]) -> list[Line]:
+    f50, f99, f_rate = median(floor.p50), median(floor.p99), median(floor.rate)
+    lines = [Line(
+        "HTTP modules: add(i32,i32) bumping a call counter", "info",
+        f"counter exported -> {modules[IN_PLACE].strategy}; unexported -> {modules[RECYCLED].strategy}",
+        verdict(None),
+    ), Line(
+        "HTTP floor (raw uvloop protocol)", "baseline",
+        f"c=1 p50 {f50:.0f} µs, p99 {f99:.0f} µs; c={THROUGHPUT_CONNECTIONS} {f_rate:,.0f}/s", verdict(None),
+        {"floor_p50_us": f50, "floor_p99_us": f99, "floor_per_s": f_rate},
+    )]
+    draw_parts = []
+    for name, warm in served.items():
+        strategy = "in place" if modules[name].strategy == "in place" else "recycle"
+        w50, w99, w_rate = median(warm.p50), median(warm.p99), median(warm.rate)
+        r50 = median([w / f for w, f in zip(warm.p50, floor.p50, strict=True)])
+        r99 = median([w / f for w, f in zip(warm.p99, floor.p99, strict=True)])
+        r_rate = median([w / f for w, f in zip(warm.rate, floor.rate, strict=True)])
+        lines += [
+            Line(f"HTTP invoke c=1, reset {strategy}: p50 / floor", "<= 2x",
+                 f"p50 {w50:.0f} µs = {r50:.2f}x; p99 {w99:.0f} µs = {r99:.2f}x", verdict(r50 <= 2.0),
+                 {f"{name}_p50_us": w50, f"{name}_p99_us": w99, f"{name}_p50_ratio": r50,
+                  f"{name}_p99_ratio": r99}),
+            Line(f"HTTP throughput c={THROUGHPUT_CONNECTIONS}, one core, reset {strategy}", ">= 5000/s",
+                 f"{w_rate:,.0f}/s ({r_rate:.2f}x floor)", verdict(w_rate >= 5000.0),
+                 {f"{name}_per_s": w_rate, f"{name}_rate_over_floor": r_rate}),
+        ]
+        label = modules[name].sha256[:12]
+        hits, misses = drawn.get((label, "hit"), 0.0), drawn.get((label, "miss"), 0.0)
+        draw_parts.append(f"{strategy} {hits:,.0f} hits / {misses:,.0f} misses")
+    lines.append(Line("HTTP pool draws during the runs", "info", "; ".join(draw_parts), verdict(None),
+                      {f"{name}_draws_{result}": drawn.get((modules[name].sha256[:12], result), 0.0)
+                       for name in SERVED for result in ("hit", "miss")}))
+    return lines
 
 
 # Report ----------------------------------------------------------------------------------------
@@ -689,9 +841,10 @@ def table(lines: list[Line], env: dict[str, Any]) -> str:
     for line in lines:
         rows.append(f"{line.name:<{widths[0]}}  {line.goal:<{widths[1]}}  {line.measured:<{widths[2]}}  "
                     f"{line.verdict}")
-    rows.append(f"(medians over {env['repeats']} repeats; {env['cpus']} CPUs, server core {env['server_core']}, "
+    rows.append(f"(medians over {env['repeats']} repeats, HTTP runs of {env['http_seconds_per_run']:g} s; "
+                f"{env['cpus']} CPUs, server core {env['server_core']}, "
                 f"client core {env['client_core']}; load average {env['loadavg_at_start']:.1f} at start, "
-                f"{env['loadavg_at_end']:.1f} at end)")
+                f"{env['loadavg_at_end']:.1f} at end; {env['elapsed_s']:.0f} s)")
     return "\n".join(rows)
 
 
@@ -707,12 +860,14 @@ def run_bench(repeats: int, http_seconds: float, as_json: bool) -> int:
     """Run every measurement and print the table (or JSON); 1 only when the bench itself failed."""
     repeats, http_seconds = max(1, repeats), max(0.2, http_seconds)
     env = environment(repeats, http_seconds)
+    started = time.monotonic()
     try:
         lines = measure_all(repeats, http_seconds)
     except (RuntimeError, TimeoutError, OSError) as exc:
         print(f"warmpool bench runtime: {exc}", file=sys.stderr)
         return 1
     env["loadavg_at_end"] = os.getloadavg()[0]
+    env["elapsed_s"] = time.monotonic() - started
     if as_json:
         print(json.dumps({"environment": env, "lines": [asdict(line) for line in lines]}, indent=2, ensure_ascii=False))
     else:
