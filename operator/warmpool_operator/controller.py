@@ -35,7 +35,7 @@ from warmpool_operator.reconcile import Outcome, reconcile
 from warmpool_operator.render import RenderOptions, deployment_name, selector_string
 from warmpool_operator.settings import OperatorConfig
 from warmpool_operator.spec import SpecError, parse_warmpool
-from warmpool_operator.status import invalid_spec_status, notices, scaling_status
+from warmpool_operator.status import invalid_spec_status, notices, scaling_off_status, scaling_status
 
 log = logging.getLogger(__name__)
 
@@ -199,18 +199,34 @@ class Controller:
                 targets.append((str(pod["metadata"]["name"]), *target))
         return targets
 
+    async def deployment_replicas(self, namespace: str, name: str) -> int | None:
+        """The replica count the pool's Deployment asks for now; None before it exists."""
+        deployment = await self.api.get(DEPLOYMENTS, namespace, deployment_name(name))
+        if deployment is None:
+            return None
+        replicas = (deployment.get("spec") or {}).get("replicas")
+        return replicas if isinstance(replicas, int) else 1  # the API server's default
+
     async def apply_scaling(
-        self, namespace: str, name: str, *, desired_replicas: int, miss_ratio: float | None
+        self,
+        namespace: str,
+        name: str,
+        *,
+        desired_replicas: int,
+        miss_ratio: float | None,
+        reason: str | None = None,
     ) -> bool:
         """Set the Deployment's replicas and the status fields the autoscaler owns.
 
-        Serialised with reconciliation of the same pool; writes only what changed. Returns whether
-        the replica count changed (then `status.lastScaleTime` moves too).
+        Serialised with reconciliation of the same pool; writes only what changed, and nothing
+        once `spec.autoscaling.enabled` is off (a decision made just before must not undo the
+        hand-back to `spec.replicas`). Returns whether the replica count changed (then
+        `status.lastScaleTime` moves too).
         """
         async with self.locks.hold(namespace, name):
             pool = await self.api.get(WARMPOOLS, namespace, name)
             deployment = await self.api.get(DEPLOYMENTS, namespace, deployment_name(name))
-            if pool is None or deployment is None:
+            if pool is None or deployment is None or not _autoscaled(pool):
                 return False
             scaled = (deployment.get("spec") or {}).get("replicas") != desired_replicas
             if scaled:
@@ -219,7 +235,28 @@ class Controller:
                 desired_replicas=desired_replicas,
                 miss_ratio=miss_ratio,
                 last_scale_time=self.clock() if scaled else None,
+                reason=reason,
             )
             if drift(status, pool.get("status") or {}):
                 await self.api.patch_status(WARMPOOLS, namespace, name, status)
             return scaled
+
+    async def release_scaling(self, namespace: str, name: str) -> bool:
+        """Autoscaling was turned off: say so in status and drop the miss ratio nobody measures now.
+
+        Returns whether the status was written (not when the pool is gone or autoscaled again).
+        """
+        async with self.locks.hold(namespace, name):
+            pool = await self.api.get(WARMPOOLS, namespace, name)
+            if pool is None or _autoscaled(pool):
+                return False
+            status = scaling_off_status()
+            if not drift(status, pool.get("status") or {}):
+                return False
+            await self.api.patch_status(WARMPOOLS, namespace, name, status)
+            return True
+
+
+def _autoscaled(pool: Mapping[str, Any]) -> bool:
+    autoscaling = (pool.get("spec") or {}).get("autoscaling")
+    return isinstance(autoscaling, Mapping) and autoscaling.get("enabled") is True

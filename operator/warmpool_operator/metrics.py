@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from aiohttp import web
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 
 
@@ -19,6 +19,14 @@ class OperatorMetrics:
     """warmpool_operator_reconcile_duration_seconds{trigger}."""
     child_writes: Counter
     """warmpool_operator_child_writes_total{kind, verb}: creates and patches of children."""
+    desired_replicas: Gauge
+    """warmpool_operator_autoscaler_desired_replicas{warmpool_namespace, warmpool}: the last decision."""
+    observed_miss_ratio: Gauge
+    """warmpool_operator_autoscaler_observed_miss_ratio{warmpool_namespace, warmpool}: absent without data."""
+    scale_events: Counter
+    """warmpool_operator_autoscaler_scale_events_total{warmpool_namespace, warmpool, direction}."""
+    scrape_failures: Counter
+    """warmpool_operator_autoscaler_scrape_failures_total{warmpool_namespace, warmpool}."""
 
     @classmethod
     def create(cls, registry: CollectorRegistry) -> OperatorMetrics:
@@ -46,6 +54,32 @@ class OperatorMetrics:
                 "warmpool_operator_child_writes_total",
                 "Writes to child objects (a no-op reconciliation makes none).",
                 ["kind", "verb"],
+                registry=registry,
+            ),
+            # The pool is named by warmpool_namespace/warmpool: `namespace` is the label Prometheus
+            # gives the operator pod's own namespace.
+            desired_replicas=Gauge(
+                "warmpool_operator_autoscaler_desired_replicas",
+                "Runtime pods the autoscaler's last decision asked for, per autoscaled WarmPool.",
+                ["warmpool_namespace", "warmpool"],
+                registry=registry,
+            ),
+            observed_miss_ratio=Gauge(
+                "warmpool_operator_autoscaler_observed_miss_ratio",
+                "Misses / invocations over the stable window, as the autoscaler measured it.",
+                ["warmpool_namespace", "warmpool"],
+                registry=registry,
+            ),
+            scale_events=Counter(
+                "warmpool_operator_autoscaler_scale_events",
+                "Changes of a Deployment's replicas made by the autoscaler, by direction (up, down).",
+                ["warmpool_namespace", "warmpool", "direction"],
+                registry=registry,
+            ),
+            scrape_failures=Counter(
+                "warmpool_operator_autoscaler_scrape_failures",
+                "Scrapes of a Ready runtime pod's /metrics that gave no usable pool metrics.",
+                ["warmpool_namespace", "warmpool"],
                 registry=registry,
             ),
         )

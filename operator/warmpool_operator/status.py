@@ -144,7 +144,11 @@ def invalid_spec_status(
 
 
 def scaling_status(
-    *, desired_replicas: int, miss_ratio: float | None, last_scale_time: datetime | None
+    *,
+    desired_replicas: int,
+    miss_ratio: float | None,
+    last_scale_time: datetime | None,
+    reason: str | None = None,
 ) -> dict[str, Any]:
     """Status fields the autoscaler writes (through `KubeApi.patch_status`) after a decision."""
     out: dict[str, Any] = {"desiredReplicas": desired_replicas}
@@ -152,7 +156,17 @@ def scaling_status(
         out["missRatio"] = round(miss_ratio, 6)
     if last_scale_time is not None:
         out["lastScaleTime"] = timestamp(last_scale_time)
+    if reason is not None:
+        out["scalingReason"] = reason
     return out
+
+
+SCALING_OFF_REASON = "autoscaling disabled: spec.replicas decides the pod count"
+
+
+def scaling_off_status() -> dict[str, Any]:
+    """What the autoscaler leaves behind when it is turned off: no miss ratio it no longer measures."""
+    return {"scalingReason": SCALING_OFF_REASON, "missRatio": None}
 
 
 def notices(previous: Mapping[str, Any], current: Mapping[str, Any]) -> list[Notice]:

@@ -1,0 +1,1 @@
+"""Autoscaling actuation in the operator: pure helpers (unit), periodic scaling of a WarmPool (component)."""
