@@ -21,10 +21,12 @@ from warmpool_operator.health import Problem, pod_is_ready
 from warmpool_operator.kube import (
     CLUSTER_PEERINGS,
     DEPLOYMENTS,
+    NAMESPACES,
     PEERINGS,
     PODS,
     WARMPOOLS,
     Conflict,
+    Forbidden,
     Kind,
     KubeApi,
     NotFound,
@@ -38,6 +40,11 @@ from warmpool_operator.spec import SpecError, parse_warmpool
 from warmpool_operator.status import invalid_spec_status, notices, scaling_off_status, scaling_status
 
 log = logging.getLogger(__name__)
+
+
+def is_glob(namespace: str) -> bool:
+    """kopf accepts shell-style patterns (`team-*`) for namespaces; they name no single namespace."""
+    return bool(set("*?[!") & set(namespace))
 
 
 @dataclass(frozen=True, slots=True)
@@ -157,9 +164,13 @@ class Controller:
         It uses the same credentials, resource and scope as the watch streams, so a revoked
         token, lost RBAC or an unreachable API server fails the probe and restarts the pod.
         """
-        scopes: tuple[str | None, ...] = self.namespaces or (None,)
+        concrete = [ns for ns in self.namespaces if not is_glob(ns)]
+        scopes: list[str | None] = list(concrete) if self.namespaces else [None]
         for namespace in scopes:
             await self.api.list(WARMPOOLS, namespace, limit=1)
+        if len(concrete) < len(self.namespaces):
+            # Namespace globs are resolved by kopf from the namespace list: that list must work.
+            await self.api.list(NAMESPACES, None, limit=1)
         return {"apiReachable": True, "lastWatchEventAgeSeconds": self.watch.age_seconds()}
 
     async def ensure_peering(self) -> list[str]:
@@ -173,7 +184,7 @@ class Controller:
         if not self.namespaces:
             targets: list[tuple[Kind, str | None, str]] = [(CLUSTER_PEERINGS, None, "ClusterKopfPeering")]
         else:
-            targets = [(PEERINGS, ns, "KopfPeering") for ns in self.namespaces if not set("*?[") & set(ns)]
+            targets = [(PEERINGS, ns, "KopfPeering") for ns in self.namespaces if not is_glob(ns)]
         created = []
         for kind, namespace, kind_name in targets:
             body = {"apiVersion": kind.api_version, "kind": kind_name, "metadata": {"name": name}}
@@ -183,6 +194,10 @@ class Controller:
                 continue
             except NotFound:
                 log.warning("the %s resource is not installed: replicas cannot coordinate", kind.plural)
+                continue
+            except Forbidden:
+                log.warning("not allowed to create %s %s/%s: it must be installed with the operator",
+                            kind_name, namespace or "cluster", name)
                 continue
             created.append(f"{namespace or 'cluster'}/{name}")
         return created

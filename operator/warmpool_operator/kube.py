@@ -48,6 +48,7 @@ CONFIGMAPS = Kind("v1", "configmaps")
 PODS = Kind("v1", "pods")
 PEERINGS = Kind("kopf.dev/v1", "kopfpeerings")
 CLUSTER_PEERINGS = Kind("kopf.dev/v1", "clusterkopfpeerings")
+NAMESPACES = Kind("v1", "namespaces")
 KINDS_BY_NAME = {"ConfigMap": CONFIGMAPS, "Service": SERVICES, "Deployment": DEPLOYMENTS, "Pod": PODS}
 
 
@@ -67,6 +68,10 @@ class NotFound(ApiError):
 
 class Conflict(ApiError):
     pass
+
+
+class Forbidden(ApiError):
+    """RBAC refused the request (403)."""
 
 
 class Invalid(ApiError):
@@ -213,7 +218,7 @@ class KubeApi:
 def _error(status: int, data: Any) -> ApiError:
     reason = str((data or {}).get("reason") or "") if isinstance(data, Mapping) else ""
     message = str((data or {}).get("message") or data) if isinstance(data, Mapping) else str(data)
-    cls = {404: NotFound, 409: Conflict, 422: Invalid}.get(status, ApiError)
+    cls = {403: Forbidden, 404: NotFound, 409: Conflict, 422: Invalid}.get(status, ApiError)
     return cls(status, reason, message)
 
 
