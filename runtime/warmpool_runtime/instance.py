@@ -53,6 +53,9 @@ class Template:
     deadline_ticks: int
     in_place_globals: tuple[str, ...] | None = None
     """Exported mutable globals to restore on an in-place reset; None: reset by recycling."""
+    inline_ok: bool = True
+    """False when the module imports a host call that can block (a WASI clock sleep, a read):
+    the epoch deadline cannot interrupt a host call, so such calls never run on the server thread."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,7 +63,8 @@ class Snapshot:
     """Post-start state of an instance whose whole mutable state the host can reach."""
 
     memory: bytes
-    globals: tuple[tuple[str, Any], ...]
+    globals: tuple[Any, ...]
+    """Raw numeric values (`wasmtime_val_t`), in `Template.in_place_globals` order."""
 
 
 class _Entry:
@@ -80,7 +84,7 @@ class _Entry:
 class WarmInstance:
     """An instantiated module in a Store no other instance shares; used by one caller at a time."""
 
-    __slots__ = ("_ctx", "_deadlines", "_entries", "_instance", "_memory", "_trap", "_trap_ref",
+    __slots__ = ("_ctx", "_deadlines", "_entries", "_globals", "_instance", "_memory", "_trap", "_trap_ref",
                  "from_pool", "initial_memory", "store", "template")
 
     def __init__(self, template: Template) -> None:
@@ -109,6 +113,7 @@ class WarmInstance:
         if template.has_memory:
             self._memory = self._export(abi.MEMORY_EXPORT, abi.EXTERN_MEMORY)
         self.initial_memory = self.memory_len()
+        self._globals = [ctypes.byref(self._export(n, abi.EXTERN_GLOBAL)) for n in template.in_place_globals or ()]
         # Resolved here, on the reset side, so the request path does no export lookups.
         self._entries = {name: _Entry(sig, self._export(name, abi.EXTERN_FUNC))
                          for name, sig in template.signatures.items()}
@@ -125,7 +130,7 @@ class WarmInstance:
             return item.of.memory
         if kind == abi.EXTERN_FUNC:
             return item.of.func
-        return wasmtime.Global._from_raw(item.of.global_)
+        return item.of.global_
 
     def memory_len(self) -> int:
         if self._memory is None:
@@ -138,10 +143,13 @@ class WarmInstance:
 
     # Reset in place ----------------------------------------------------------------------------
     def snapshot(self) -> Snapshot:
-        names = self.template.in_place_globals or ()
         base, size = self._memory_view()
-        values = tuple((n, self._export(n, abi.EXTERN_GLOBAL).value(self.store)) for n in names)
-        return Snapshot(ctypes.string_at(base, size), values)
+        values = []
+        for ref in self._globals:
+            value = ffi.wasmtime_val_t()
+            ffi.wasmtime_global_get(self._ctx, ref, ctypes.byref(value))
+            values.append(value)
+        return Snapshot(ctypes.string_at(base, size), tuple(values))
 
     def restore(self, snapshot: Snapshot) -> bool:
         """Copy the post-start state back; False when that cannot make the instance clean."""
@@ -149,8 +157,9 @@ class WarmInstance:
         if size != len(snapshot.memory):
             return False
         ctypes.memmove(base, snapshot.memory, size)
-        for name, value in snapshot.globals:
-            self._export(name, abi.EXTERN_GLOBAL).set_value(self.store, value)
+        for ref, value in zip(self._globals, snapshot.globals, strict=True):
+            if ffi.wasmtime_global_set(self._ctx, ref, ctypes.byref(value)):
+                return False
         return True
 
     # Calls ---------------------------------------------------------------------------------------

@@ -25,7 +25,7 @@ from warmpool_runtime.errors import (
     UnknownTenant,
 )
 from warmpool_runtime.instance import Template, WarmInstance
-from warmpool_runtime.modules import ModuleStore
+from warmpool_runtime.modules import WASI_P1, ModuleStore
 from warmpool_runtime.pool import InstanceFactory, Refiller, TuplePool
 from warmpool_runtime.stats import PoolStats
 
@@ -33,6 +33,9 @@ log = logging.getLogger(__name__)
 
 SLOW_EXPORT_SECONDS = 10.0
 """How long an export that overran the inline budget goes straight to a worker."""
+BLOCKING_WASI = frozenset({"poll_oneoff", "fd_read", "fd_pread", "sock_accept", "sock_recv", "sched_yield"})
+"""WASI calls that can wait: a guest importing one never runs on the server thread."""
+_NUMERIC = frozenset({"i32", "i64", "f32", "f64"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,6 +75,7 @@ class Runtime:
             ticks_for(config.inline_budget_ms, self.engine_settings.epoch_tick_ms) if config.inline_budget_ms else 0
         )
         self._slow: dict[tuple[str, str, str], float] = {}
+        self._inline_seconds = config.inline_budget_ms / 1000.0
         self._loop: asyncio.AbstractEventLoop | None = None
 
     # Lifecycle -------------------------------------------------------------------------------
@@ -100,8 +104,9 @@ class Runtime:
         layout = self.modules.layouts.get(t.sha256)
         in_place = None
         if layout is not None and layout.in_place_reset_ok:
-            in_place = tuple(e.name for e in module.exports
-                             if isinstance(e.type, wasmtime.GlobalType) and e.type.mutable)
+            mutable = [e for e in module.exports if isinstance(e.type, wasmtime.GlobalType) and e.type.mutable]
+            if all(str(e.type.content) in _NUMERIC for e in mutable):  # type: ignore[union-attr]
+                in_place = tuple(e.name for e in mutable)
         template = Template(
             tenant=t.tenant,
             sha256=t.sha256,
@@ -113,6 +118,7 @@ class Runtime:
             limits=t.limits,
             deadline_ticks=ticks_for(t.limits.timeout_ms, self.engine_settings.epoch_tick_ms),
             in_place_globals=in_place,
+            inline_ok=not any(i.module == WASI_P1 and i.name in BLOCKING_WASI for i in module.imports),
         )
         pool = TuplePool(template, self._floors[t.key], self._refiller, self._factory)
         # One instantiation up front: a module whose start function traps fails here, with its reason.
@@ -196,11 +202,16 @@ class Runtime:
         slow_key = (pool.template.tenant, pool.template.sha256, export)
         instance = pool.acquire()
         loop = asyncio.get_running_loop()
-        if instance is None or self._inline_ticks == 0 or self._slow.get(slow_key, 0.0) > time.monotonic():
+        if (instance is None or self._inline_ticks == 0 or not pool.template.inline_ok
+                or self._slow.get(slow_key, 0.0) > time.monotonic()):
             return loop.run_in_executor(self._workers, _call_fresh, pool, instance, export, args, full_ticks)
         budget = min(self._inline_ticks, full_ticks)
+        started = time.perf_counter()
         try:
-            return _call(instance, export, args, budget)
+            result = _call(instance, export, args, budget)
+            if time.perf_counter() - started > self._inline_seconds:
+                self._slow[slow_key] = time.monotonic() + SLOW_EXPORT_SECONDS  # slow but not interrupted
+            return result
         except DeadlineExceeded:
             if budget >= full_ticks:
                 raise

@@ -90,3 +90,22 @@ async def test_bad_arguments_are_rejected_before_the_guest_runs(make_runtime, on
         await runtime.invoke("acme", "0" * 64, "add", [1, 2])
     pool = runtime.pool_for("acme", sha)
     assert pool.stats.invocations["bad_arguments"] == 6
+
+
+async def test_guests_that_can_block_in_a_host_call_never_run_on_the_server_thread(make_runtime, tmp_path) -> None:
+    # The example's hold(ms) sleeps in WASI poll_oneoff, where no epoch deadline can interrupt it:
+    # on the server thread it would stall every other request for the whole sleep.
+    from warmpool_runtime.examples import build_example
+
+    path, sha = build_example(tmp_path)
+    runtime = make_runtime({"tuples": [{"tenant": "acme", "module": {"sha256": sha, "source": {"path": str(path)}},
+                                        "warmInstancesPerTuple": 4}]})
+    pool = runtime.pool_for("acme", sha)
+    assert not pool.template.inline_ok
+    pending = runtime.invoke_now("acme", sha, "hold", [300])
+    assert isinstance(pending, asyncio.Future)  # handed to a worker, not completed inline
+    others = [asyncio.ensure_future(runtime.invoke("acme", sha, "hold", [300])) for _ in range(3)]
+    await asyncio.sleep(0)
+    assert pool.stats.in_flight == 4  # all four sleeping at once, on worker threads
+    assert await runtime.invoke("acme", sha, "add", [1, 2]) == [3]  # served meanwhile
+    assert [await pending, *[await o for o in others]] == [[0]] * 4
