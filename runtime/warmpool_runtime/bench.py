@@ -30,7 +30,7 @@ from typing import Any, TypeVar
 import wasmtime
 
 from warmpool_runtime.config import parse_config
-from warmpool_runtime.instance import Template, WarmInstance
+from warmpool_runtime.instance import Snapshot, Template, WarmInstance
 from warmpool_runtime.layout import scan
 from warmpool_runtime.modules import sha256_hex
 from warmpool_runtime.pool import Refiller, TuplePool
@@ -307,7 +307,11 @@ def restore_us(template: Template, dirty_bytes: int, n: int) -> float:
             samples.append(time.perf_counter_ns() - start)
             if not restored:
                 raise RuntimeError("in-place restore refused a same-sized memory")
-    if instance.snapshot() != snapshot:
+    after = instance.snapshot()
+    def values(snap: Snapshot) -> list[tuple[int, int]]:
+        return [(int(g.kind), int(g.of.i64)) for g in snap.globals]  # numeric globals: kind and 8 value bytes
+
+    if after.memory != snapshot.memory or values(after) != values(snapshot):
         raise RuntimeError("in-place restore did not bring memory and globals back to their post-start state")
     return median([s / 1000 for s in samples])
 
