@@ -82,7 +82,7 @@ def test_bench_runs_every_policy_on_every_trace(tmp_path: Path, capsys: pytest.C
     assert {(r["trace"], r["policy"]) for r in rows} == {
         (trace, policy)
         for trace in ("burst", "steady")
-        for policy in ("warmpool", "kpa", "hpa", "static", "clairvoyant")
+        for policy in ("warmpool", "kpa", "hpa", "kpa-tuned", "hpa-tuned", "static", "clairvoyant")
     }
     for row in rows:
         if row["policy"] == "clairvoyant":

@@ -7,11 +7,13 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from warmpool_operator.scaling.runs import RunSettings, run_policy
+from warmpool_operator.scaling.runs import TUNED_BASELINES, RunSettings, TunedRun, run_policy, run_tuned
 from warmpool_operator.scaling.simulator import SimResult
 from warmpool_operator.scaling.trace import load_trace
 
-BENCH_POLICIES = ("warmpool", "kpa", "hpa", "static", "clairvoyant")
+BENCH_POLICIES = ("warmpool", "kpa", "hpa", "kpa-tuned", "hpa-tuned", "static", "clairvoyant")
+TUNED_POLICIES = tuple(TUNED_BASELINES)
+"""`kpa` and `hpa` at the target utilisation tuned for each trace in hindsight (clairvoyant tuning)."""
 TRACKING_TRACES = ("steady", "diurnal", "ramp")
 """Traces on which ours must meet the target at <= 1.25x the clairvoyant's warm capacity."""
 BURSTY_TRACES = ("flash", "periodic")
@@ -34,6 +36,17 @@ class BenchRow:
     cost_vs_static: float
     fixed_replicas: int | None
     """The fleet size the static search found (static rows only)."""
+    target_utilisation: float | None = None
+    """The target utilisation the tuning search found (tuned rows only)."""
+
+    @property
+    def label(self) -> str:
+        """The policy as the table shows it, with what its search found."""
+        if self.fixed_replicas is not None:
+            return f"{self.policy}({self.fixed_replicas})"
+        if self.target_utilisation is not None:
+            return f"{self.policy}({self.target_utilisation:.0%})"
+        return self.policy
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -52,7 +65,25 @@ class Goal:
         return asdict(self)
 
 
-def _rows(trace: str, results: dict[str, SimResult]) -> list[BenchRow]:
+@dataclass(frozen=True, slots=True)
+class Comparison:
+    """Ours against a tuned baseline on one trace: which is cheaper, and whether both meet the target."""
+
+    trace: str
+    other: str
+    cost_ratio: float
+    """Our warm instance-seconds over theirs."""
+    ours_meets_target: bool
+    theirs_meets_target: bool
+    cheaper: str
+    """"warmpool", the other policy's name, or "neither" (equal cost)."""
+    detail: str
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _rows(trace: str, results: dict[str, SimResult], tuned: dict[str, TunedRun]) -> list[BenchRow]:
     reference = results["clairvoyant"].warm_instance_seconds
     static = results["static"].warm_instance_seconds
     rows = []
@@ -72,6 +103,7 @@ def _rows(trace: str, results: dict[str, SimResult]) -> list[BenchRow]:
                 cost_vs_clairvoyant=cost / reference if reference else float("inf"),
                 cost_vs_static=cost / static if static else float("inf"),
                 fixed_replicas=result.timeline[0][1] if policy == "static" else None,
+                target_utilisation=tuned[policy].target_utilisation if policy in tuned else None,
             )
         )
     return rows
@@ -84,8 +116,12 @@ def run_bench(
     rows: list[BenchRow] = []
     for path in files:
         trace = load_trace(path)
-        results = {policy: run_policy(trace, policy, settings) for policy in BENCH_POLICIES}
-        for row in _rows(trace.name, results):
+        tuned = {policy: run_tuned(trace, policy, settings) for policy in TUNED_POLICIES}
+        results = {
+            policy: tuned[policy].result if policy in tuned else run_policy(trace, policy, settings)
+            for policy in BENCH_POLICIES
+        }
+        for row in _rows(trace.name, results, tuned):
             rows.append(row)
             if progress is not None:
                 progress(row)
@@ -140,13 +176,66 @@ def evaluate_goals(rows: Sequence[BenchRow], target: float) -> list[Goal]:
     return goals
 
 
-def format_table(rows: Sequence[BenchRow], goals: Sequence[Goal], settings: RunSettings) -> str:
-    """The benchmark as a plain-text table followed by the goals."""
+def compare_tuned(rows: Sequence[BenchRow], target: float) -> list[Comparison]:
+    """Ours against each tuned baseline per trace: the cost ratio, and who meets the target."""
+    by_trace: dict[str, dict[str, BenchRow]] = {}
+    for row in rows:
+        by_trace.setdefault(row.trace, {})[row.policy] = row
+    comparisons = []
+    for trace, policies in by_trace.items():
+        ours = policies["warmpool"]
+        for other in TUNED_POLICIES:
+            if other not in policies:
+                continue
+            theirs = policies[other]
+            ratio = (
+                ours.warm_instance_seconds / theirs.warm_instance_seconds
+                if theirs.warm_instance_seconds
+                else float("inf")
+            )
+            if ours.warm_instance_seconds < theirs.warm_instance_seconds:
+                cheaper = "warmpool"
+            elif ours.warm_instance_seconds > theirs.warm_instance_seconds:
+                cheaper = other
+            else:
+                cheaper = "neither"
+            ours_meets, theirs_meets = ours.miss_ratio <= target, theirs.miss_ratio <= target
+            if ours_meets and theirs_meets:
+                verdict = {"warmpool": "ours cheaper", "neither": "same cost"}.get(cheaper, f"{other} cheaper")
+            else:
+                missing = [] if ours_meets else [f"ours misses {ours.miss_ratio:.2%}"]
+                if not theirs_meets:
+                    missing.append(
+                        f"{other} misses {theirs.miss_ratio:.2%} even at {theirs.target_utilisation or 0:.0%}"
+                    )
+                verdict = f"not comparable at {target:.0%}: {', '.join(missing)}"
+            comparisons.append(
+                Comparison(
+                    trace,
+                    other,
+                    ratio,
+                    ours_meets,
+                    theirs_meets,
+                    cheaper,
+                    f"{verdict}; cost {ours.warm_instance_seconds:,.0f} vs {theirs.label} "
+                    f"{theirs.warm_instance_seconds:,.0f}, miss {ours.miss_ratio:.2%} vs {theirs.miss_ratio:.2%}",
+                )
+            )
+    return comparisons
+
+
+def format_table(
+    rows: Sequence[BenchRow],
+    goals: Sequence[Goal],
+    settings: RunSettings,
+    comparisons: Sequence[Comparison] = (),
+) -> str:
+    """The benchmark as a plain-text table followed by the goals (and ours against the tuned baselines)."""
     fleet = settings.fleet
     lines = [
         f"fleet: {fleet.warm_per_pod} warm/pod, start-up {fleet.startup_seconds:g} s, tick {fleet.tick_seconds:g} s, "
         f"target miss {settings.target_miss_ratio:g}; cost = warm instance-seconds",
-        f"{'trace':10s} {'policy':11s} {'miss':>7s} {'cost':>10s} {'x clairv':>8s} {'x static':>8s} "
+        f"{'trace':10s} {'policy':14s} {'miss':>7s} {'cost':>10s} {'x clairv':>8s} {'x static':>8s} "
         f"{'idle':>10s} {'events':>6s}",
     ]
     previous = None
@@ -154,13 +243,23 @@ def format_table(rows: Sequence[BenchRow], goals: Sequence[Goal], settings: RunS
         if previous is not None and row.trace != previous:
             lines.append("")
         previous = row.trace
-        name = f"static({row.fixed_replicas})" if row.fixed_replicas is not None else row.policy
         lines.append(
-            f"{row.trace:10s} {name:11s} {row.miss_ratio:7.2%} {row.warm_instance_seconds:10,.0f} "
+            f"{row.trace:10s} {row.label:14s} {row.miss_ratio:7.2%} {row.warm_instance_seconds:10,.0f} "
             f"{row.cost_vs_clairvoyant:8.2f} {row.cost_vs_static:8.2f} {row.idle_instance_seconds:10,.0f} "
             f"{row.scale_events:6d}"
         )
     lines += ["", "goals:"]
-    for goal in goals:
-        lines.append(f"  {goal.trace:10s} {goal.goal:40s} {'met' if goal.met else 'NOT MET':7s} {goal.detail}")
+    traces = list(dict.fromkeys([goal.trace for goal in goals] + [c.trace for c in comparisons]))
+    for trace in traces:
+        for goal in goals:
+            if goal.trace == trace:
+                lines.append(
+                    f"  {goal.trace:10s} {goal.goal:40s} {'met' if goal.met else 'NOT MET':7s} {goal.detail}"
+                )
+        for comparison in comparisons:
+            if comparison.trace == trace:
+                lines.append(
+                    f"  {comparison.trace:10s} ours vs {comparison.other} (both meeting the target): "
+                    f"cost ratio {comparison.cost_ratio:.2f}, {comparison.detail}"
+                )
     return "\n".join(lines)

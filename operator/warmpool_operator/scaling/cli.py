@@ -26,8 +26,10 @@ def add_simulate_command(top: Any) -> None:
     parser.add_argument(
         "--policy",
         required=True,
-        choices=("warmpool", "kpa", "hpa", "static", "clairvoyant"),
-        help="warmpool (ours), kpa, hpa, static (cheapest fixed fleet, searched), clairvoyant (reference)",
+        choices=("warmpool", "kpa", "hpa", "kpa-tuned", "hpa-tuned", "static", "clairvoyant"),
+        help="warmpool (ours), kpa, hpa (70%% target utilisation), kpa-tuned, hpa-tuned (the highest target "
+        "utilisation meeting --target-miss on this trace, searched in hindsight), static (cheapest fixed "
+        "fleet, searched), clairvoyant (reference)",
     )
     _fleet_options(parser)
     parser.add_argument("--initial-replicas", type=int, default=1, help="pods Ready at t=0 (default 1)")

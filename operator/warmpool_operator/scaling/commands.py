@@ -7,9 +7,9 @@ import json
 import sys
 from pathlib import Path
 
-from warmpool_operator.scaling.bench import BenchRow, evaluate_goals, format_table, run_bench
+from warmpool_operator.scaling.bench import BenchRow, compare_tuned, evaluate_goals, format_table, run_bench
 from warmpool_operator.scaling.clairvoyant import clairvoyant_cost, clairvoyant_timeline
-from warmpool_operator.scaling.runs import RunSettings, run_policy
+from warmpool_operator.scaling.runs import TUNED_BASELINES, RunSettings, run_policy, run_tuned
 from warmpool_operator.scaling.simulator import FleetConfig
 from warmpool_operator.scaling.trace import TraceError, load_trace, trace_files
 
@@ -47,7 +47,8 @@ def simulate_command(args: argparse.Namespace) -> int:
         print(f"warmpool simulate: {exc}", file=sys.stderr)
         return 2
     record = args.plot is not None
-    result = run_policy(trace, args.policy, settings, record=record)
+    tuned = run_tuned(trace, args.policy, settings, record=record) if args.policy in TUNED_BASELINES else None
+    result = tuned.result if tuned is not None else run_policy(trace, args.policy, settings, record=record)
     reference = clairvoyant_cost(
         trace,
         clairvoyant_timeline(trace, warm_per_pod=settings.fleet.warm_per_pod, target=settings.target_miss_ratio),
@@ -56,6 +57,10 @@ def simulate_command(args: argparse.Namespace) -> int:
     summary = result.summary()
     if args.policy == "static":
         summary["replicas"] = result.timeline[0][1]
+    if tuned is not None:
+        summary["target_utilisation"] = tuned.target_utilisation
+        summary["tuned_meets_target"] = tuned.meets_target
+        summary["replays"] = tuned.replays
     summary["clairvoyant_warm_instance_seconds"] = reference
     summary["cost_vs_clairvoyant"] = result.warm_instance_seconds / reference if reference else None
     if args.timeline is not None:
@@ -90,13 +95,18 @@ def bench_command(args: argparse.Namespace) -> int:
         return 2
 
     def progress(row: BenchRow) -> None:
-        print(f"  {row.trace:10s} {row.policy:11s} done", file=sys.stderr, flush=True)
+        print(f"  {row.trace:10s} {row.policy:14s} done", file=sys.stderr, flush=True)
 
     rows = run_bench(files, settings, progress=progress)
     goals = evaluate_goals(rows, settings.target_miss_ratio)
+    comparisons = compare_tuned(rows, settings.target_miss_ratio)
     if args.json:
-        payload = {"rows": [row.as_dict() for row in rows], "goals": [goal.as_dict() for goal in goals]}
+        payload = {
+            "rows": [row.as_dict() for row in rows],
+            "goals": [goal.as_dict() for goal in goals],
+            "tuned_comparisons": [comparison.as_dict() for comparison in comparisons],
+        }
         print(json.dumps(payload, indent=2))
     else:
-        print(format_table(rows, goals, settings))
+        print(format_table(rows, goals, settings, comparisons))
     return 0
