@@ -209,7 +209,9 @@ def test_exit_codes_and_restarts_follow_the_restart_policy(cluster: LocalCluster
     container_status = restarted["containerStatuses"][0]
     assert restarted["phase"] == "Running"
     assert container_status["lastState"]["terminated"]["exitCode"] == expected
-    assert container_status["ready"] is False
+    # Between crashes it is either backing off (not ready) or briefly running again; with no
+    # readiness probe a running container counts as ready, as the kubelet has it.
+    assert container_status["ready"] is ("running" in container_status["state"])
 
     failed = cluster.wait_for("the Never pod to fail", lambda: (s := status("never"))["phase"] == "Failed" and s)
     terminated = failed["containerStatuses"][0]["state"]["terminated"]
