@@ -3,6 +3,8 @@
 # python3 (3.11+) and, for the local control plane, Go.
 
 PYTHON ?= python3
+# Go builds the local control plane and helm; the usual install location need not be on PATH.
+export PATH := $(PATH):/usr/local/go/bin
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
