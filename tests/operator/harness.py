@@ -1,15 +1,20 @@
 """Backend-independent test harness: a cluster seen only through its API, and the operator under test.
 
 Scenarios talk to `Cluster`, so the same scenario runs against the kmock emulator here and
-against a real kube-apiserver (tests/e2e) by providing another `Cluster`. What an API server
-alone does not do (a Deployment controller creating pods, a kubelet reporting them, the garbage
-collector) is played by the harness through ordinary API writes, identically on both backends.
+against a real kube-apiserver (tests/e2e/real_cluster.py) by providing another `Cluster`. What an
+API server alone does not do (a Deployment controller creating pods, a kubelet reporting them,
+the garbage collector) is played by the harness through ordinary API writes on the emulator; on
+the real control plane the real controllers and node agent do it and `roll_out` waits for them.
+So scenarios give pools what a real pod needs (a real module, an impossible CPU request for an
+unschedulable pool) and read pod names, restart counts and exit codes from the API.
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
+import hashlib
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
@@ -19,7 +24,7 @@ from prometheus_client import CollectorRegistry
 
 from warmpool_operator.app import run_operator
 from warmpool_operator.kube import CONFIGMAPS, DEPLOYMENTS, PODS, SERVICES, WARMPOOLS, Kind, KubeApi, Timeouts
-from warmpool_operator.render import config_map_name, deployment_name, service_name
+from warmpool_operator.render import config_map_name, deployment_name, selector_string, service_name
 from warmpool_operator.settings import OperatorConfig
 
 TEST_USER_AGENT = "warmpool-tests/1"
@@ -42,6 +47,13 @@ TEST_CONFIG = OperatorConfig(
 SHA_A = "a" * 64
 SHA_B = "b" * 64
 
+# Real modules, for pools whose pods must really start: the smallest valid module, and the same
+# with a custom section (same behaviour, other bytes, so another sha256).
+ECHO_WASM = b"\x00asm\x01\x00\x00\x00"
+ECHO_V2_WASM = ECHO_WASM + b"\x00\x03\x02v2"
+ECHO_MODULES = "echo-modules"
+ECHO_KEYS = {"echo.wasm": ECHO_WASM, "echo-v2.wasm": ECHO_V2_WASM}
+
 
 def warmpool_manifest(name: str = "echo", **spec: Any) -> dict[str, Any]:
     """A valid WarmPool as a user would apply it; keyword arguments override spec fields."""
@@ -59,6 +71,19 @@ def warmpool_manifest(name: str = "echo", **spec: Any) -> dict[str, Any]:
         "metadata": {"name": name},
         "spec": body,
     }
+
+
+def echo_module(key: str = "echo.wasm") -> dict[str, Any]:
+    """`spec.module` of a real module from the ConfigMap `provide_modules` creates."""
+    sha = hashlib.sha256(ECHO_KEYS[key]).hexdigest()
+    return {"sha256": sha, "source": {"configMapRef": {"name": ECHO_MODULES, "key": key}}}
+
+
+async def provide_modules(cluster: Cluster) -> None:
+    """The ConfigMap holding the echo modules (in binaryData), as a user would ship them."""
+    binary = {key: base64.b64encode(data).decode() for key, data in ECHO_KEYS.items()}
+    body = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": ECHO_MODULES}, "binaryData": binary}
+    await cluster.api.create(CONFIGMAPS, cluster.namespace, body)
 
 
 class Cluster(Protocol):
@@ -87,7 +112,8 @@ class Cluster(Protocol):
 
     async def roll_out(self, name: str, count: int, pod: PodSpec | None = None) -> None:
         """Bring `count` pods of the pool's current template into the state `pod` describes
-        (the emulator has no controllers or kubelet: the harness plays them, see `simulate_rollout`)."""
+        (the emulator has no controllers or kubelet: the harness plays them, see `simulate_rollout`;
+        a real cluster's controllers and nodes do it, and this waits until they have)."""
         ...
 
 
@@ -166,6 +192,11 @@ async def children_of(cluster: Cluster, name: str) -> dict[str, dict[str, Any] |
 async def resource_versions(cluster: Cluster, name: str) -> dict[str, str | None]:
     found = await children_of(cluster, name)
     return {kind: (obj or {}).get("metadata", {}).get("resourceVersion") for kind, obj in found.items()}
+
+
+async def pool_pods(cluster: Cluster, name: str) -> list[dict[str, Any]]:
+    """The pool's pods as the API holds them (simulated ones, or those real controllers made)."""
+    return await cluster.api.list(PODS, cluster.namespace, label_selector=selector_string(name))
 
 
 @dataclass

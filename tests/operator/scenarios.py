@@ -11,12 +11,13 @@ from typing import Any
 import yaml
 
 from tests.operator.harness import (
-    SHA_B,
     Cluster,
     children_of,
     condition,
+    echo_module,
     events_for,
     get_pool,
+    provide_modules,
     resource_versions,
     wait_for,
     warmpool_manifest,
@@ -54,7 +55,8 @@ def template_hash(children: dict[str, dict[str, Any]]) -> str:
 
 async def scenario_create(cluster: Cluster) -> None:
     """Children appear owned by the pool; Ready=False until the pods are warm, then Ready=True."""
-    created = await cluster.api.create(WARMPOOLS, cluster.namespace, warmpool_manifest("create"))
+    await provide_modules(cluster)
+    created = await cluster.api.create(WARMPOOLS, cluster.namespace, warmpool_manifest("create", module=echo_module()))
     async with cluster.operator():
         children = await wait_for(lambda: all_children(cluster, "create"), what="children of a new pool")
         for obj in children.values():
@@ -81,13 +83,15 @@ async def scenario_create(cluster: Cluster) -> None:
 
 async def scenario_update_module_hash(cluster: Cluster) -> None:
     """A new sha256 rolls the pods: new config, new template hash and module label, generation 2."""
-    await cluster.api.create(WARMPOOLS, cluster.namespace, warmpool_manifest("rehash"))
+    await provide_modules(cluster)
+    await cluster.api.create(WARMPOOLS, cluster.namespace, warmpool_manifest("rehash", module=echo_module()))
     async with cluster.operator():
         before = await wait_for(lambda: all_children(cluster, "rehash"), what="children")
         await cluster.roll_out("rehash", 2)
         await wait_for(lambda: pool_with(cluster, "rehash", "Ready", "True"), what="Ready before the change")
 
-        patch = {"spec": {"module": {"sha256": SHA_B, "source": {"path": "/modules/echo-v2.wasm"}}}}
+        v2 = echo_module("echo-v2.wasm")
+        patch = {"spec": {"module": v2}}
         await cluster.api.merge_patch(WARMPOOLS, cluster.namespace, "rehash", patch)
 
         async def rolled() -> dict[str, dict[str, Any]] | None:
@@ -95,14 +99,14 @@ async def scenario_update_module_hash(cluster: Cluster) -> None:
             return found if found and template_hash(found) != template_hash(before) else None
 
         after = await wait_for(rolled, what="a new pod template")
-        assert after["deployments"]["spec"]["template"]["metadata"]["labels"][LABEL_MODULE] == SHA_B[:12]
+        assert after["deployments"]["spec"]["template"]["metadata"]["labels"][LABEL_MODULE] == v2["sha256"][:12]
         module = runtime_config(after)["tuples"][0]["module"]
-        assert module == {"sha256": SHA_B, "source": {"path": "/modules/echo-v2.wasm"}}
+        assert module == {"sha256": v2["sha256"], "source": {"path": "/modules/echo-v2.wasm"}}
         rolling = await wait_for(
             lambda: pool_with(cluster, "rehash", "Reconciling", "True", observedGeneration=2), what="rolling out"
         )
         assert condition(rolling, "Ready")["status"] == "False"
-        assert rolling["status"]["module"] == SHA_B[:12]
+        assert rolling["status"]["module"] == v2["sha256"][:12]
 
         await cluster.roll_out("rehash", 2)
         await wait_for(lambda: pool_with(cluster, "rehash", "Ready", "True", observedGeneration=2), what="Ready")
@@ -110,7 +114,8 @@ async def scenario_update_module_hash(cluster: Cluster) -> None:
 
 async def scenario_update_warm_count(cluster: Cluster) -> None:
     """A new warm count reaches the runtime config and rolls the pods; status counts follow."""
-    await cluster.api.create(WARMPOOLS, cluster.namespace, warmpool_manifest("warmth"))
+    await provide_modules(cluster)
+    await cluster.api.create(WARMPOOLS, cluster.namespace, warmpool_manifest("warmth", module=echo_module()))
     async with cluster.operator():
         before = await wait_for(lambda: all_children(cluster, "warmth"), what="children")
         await cluster.roll_out("warmth", 2)
@@ -200,7 +205,8 @@ async def scenario_drift_restored(cluster: Cluster) -> None:
 
 async def scenario_noop_without_writes(cluster: Cluster) -> None:
     """An annotation-only change and periodic resyncs of a settled pool write no child at all."""
-    await cluster.api.create(WARMPOOLS, cluster.namespace, warmpool_manifest("steady"))
+    await provide_modules(cluster)
+    await cluster.api.create(WARMPOOLS, cluster.namespace, warmpool_manifest("steady", module=echo_module()))
     async with cluster.operator() as running:
         await wait_for(lambda: all_children(cluster, "steady"), what="children")
         await cluster.roll_out("steady", 2)
