@@ -90,7 +90,8 @@ def parse_limits(raw: Any, base: Limits, where: str) -> Limits:
             if attr == "fuel" and raw[key] is None:
                 values[attr] = None
             else:
-                values[attr] = _int(raw[key], f"{where}.{key}", 1)
+                # A module without tables needs no table elements; every other limit must allow something.
+                values[attr] = _int(raw[key], f"{where}.{key}", 0 if attr == "table_elements" else 1)
     return replace(base, **values)
 
 

@@ -71,3 +71,9 @@ def test_single_tuple_flags() -> None:
     config = single_tuple_config("acme", "http://127.0.0.1:1/m.wasm", SHA, 3)
     assert config.tuples[0].source.url
     assert config.tuples[0].warm == 3
+
+
+def test_zero_table_elements_is_a_valid_limit() -> None:
+    # The WarmPool CRD accepts 0 (a module without tables needs none); the runtime must too.
+    config = parse_config({"tuples": [entry(limits={"tableElements": 0})]})
+    assert config.tuples[0].limits.table_elements == 0
