@@ -104,7 +104,8 @@ def register(registry: kopf.OperatorRegistry, ctl: Controller, *, login: LoginFn
     @kopf.on.delete(GROUP, VERSION, PLURAL, registry=registry, optional=True, id="forget")
     async def forget(*, namespace: str | None, name: str, **_: Any) -> None:
         assert namespace is not None
-        # Children carry owner references; the garbage collector deletes them, no finalizer needed.
+        # Children carry owner references, so the garbage collector deletes them; the finalizer kopf
+        # keeps (for the resync and autoscaling loops) is released once this handler returns.
         ctl.locks.forget(namespace, name)
 
     # A failing probe must answer 500 at once, not be retried inside the liveness request.
