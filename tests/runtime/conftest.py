@@ -26,6 +26,17 @@ def wait_until(predicate: Callable[[], bool], timeout: float = 10.0) -> None:
         time.sleep(0.005)
 
 
+async def settle(predicate: Callable[[], bool], timeout: float = 10.0) -> None:
+    """`wait_until` for async tests: yields to the event loop, where resets are scheduled."""
+    import asyncio
+
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not reached")
+        await asyncio.sleep(0.005)
+
+
 @pytest.fixture
 def make_runtime(tmp_path: Path) -> Iterator[Callable[..., Runtime]]:
     runtimes: list[Runtime] = []

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.runtime.conftest import wait_until
+from tests.runtime.conftest import settle, wait_until
 from tests.runtime.wasm import IN_PLACE, STATEFUL, tuple_entry, write_module
 from warmpool_runtime.errors import GuestTrap, InstantiateFailed
 from warmpool_runtime.instance import Template, WarmInstance
@@ -27,7 +27,7 @@ async def test_draws_are_hits_while_warm_then_misses_when_empty(make_runtime, on
     assert (pool.stats.hits, pool.stats.misses) == (2, 1)
     pool.release(first)
     pool.release(second)
-    wait_until(lambda: pool.warm == 2)
+    await settle(lambda: pool.warm == 2)
     assert await runtime.invoke("acme", sha, "add", [2, 3]) == [5]
     assert pool.stats.hits == 3
 
@@ -41,7 +41,7 @@ async def test_every_acquire_sees_memory_globals_and_tables_as_after_start(make_
         assert await runtime.invoke("acme", sha, "slot_is_null", []) == [1]
         await runtime.invoke("acme", sha, "poke", [1234])
         await runtime.invoke("acme", sha, "fill_slot", [])
-        wait_until(lambda: runtime.pool_for("acme", sha).warm == 1)
+        await settle(lambda: runtime.pool_for("acme", sha).warm == 1)
 
 
 def test_a_mutated_instance_is_never_handed_out_again(make_runtime, one_tuple, stateful) -> None:
@@ -153,7 +153,7 @@ async def test_in_place_reset_restores_memory_and_globals_and_reuses_the_instanc
     assert pool.template.in_place_globals == ("count", "scale")
     seen = set()
     for _ in range(4):
-        wait_until(lambda: pool.warm == 1)
+        await settle(lambda: pool.warm == 1)
         seen.add(id(pool._warm[0]))
         assert await runtime.invoke("acme", sha, "peek", []) == [42]
         await asyncio.sleep(0)  # the reset runs on the loop right after the call
@@ -170,7 +170,7 @@ async def test_in_place_reset_restores_memory_and_globals_and_reuses_the_instanc
     assert pool.stats.terminated["memory_grew"] == 0
     assert await runtime.invoke("acme", sha, "grow", [1]) == [1]
     await asyncio.sleep(0)
-    wait_until(lambda: pool.warm == 1)
+    await settle(lambda: pool.warm == 1)
     assert pool.stats.terminated["memory_grew"] == 1
     assert id(pool._warm[0]) not in seen  # grown: replaced, not restored
     assert await runtime.invoke("acme", sha, "peek", []) == [42]
@@ -183,5 +183,5 @@ async def test_releases_from_worker_threads_are_reset_on_the_loop(make_runtime, 
     assert results == [[1]] * 100
     await asyncio.sleep(0.01)
     pool = runtime.pool_for("acme", sha)
-    wait_until(lambda: pool.warm == 2)
+    await settle(lambda: pool.warm == 2)
     assert pool.ready
