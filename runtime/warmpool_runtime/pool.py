@@ -95,6 +95,14 @@ class TuplePool:
 
     def release(self, instance: WarmInstance) -> None:
         """Take an instance back after its call; it is reset before anyone sees it again."""
+        if not instance.from_pool:
+            # A cold instance served one miss and is thrown away: dropped by the caller as it returns,
+            # at once, so a burst of misses never piles up pool slots waiting for the loop.
+            if instance.grew:
+                self.stats.terminated["memory_grew"] += 1
+            if self.missing() > 0:
+                self._refiller.request(self)
+            return
         loop = self._loop
         if loop is None or (self.snapshot is None and self.instantiate_avg > LOOP_RECYCLE_MAX_SECONDS):
             self._refiller.retire(self, instance)
