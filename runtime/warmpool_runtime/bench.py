@@ -218,6 +218,18 @@ def cold_instantiate_us(template: Template, n: int) -> float:
     return median([s / 1000 for s in samples])
 
 
+def timed_draws(pool: TuplePool, n: int) -> int:
+    """Nanoseconds for `n` acquire + release pairs on a prewarmed pool, with the collector off."""
+    acquire, release = pool.acquire, pool.release
+    with no_gc():
+        start = time.perf_counter_ns()
+        for _ in range(n):
+            instance = acquire()
+            if instance is not None:
+                release(instance)
+        return time.perf_counter_ns() - start
+
+
 def acquire_release_us(template: Template, n: int) -> float:
     """Mean caller-side cost of one hit plus its release over `n` prewarmed instances, no loop attached.
 
@@ -226,16 +238,8 @@ def acquire_release_us(template: Template, n: int) -> float:
     """
     pool, refiller = side_pool(template, n)
     pool.prewarm(n)
-    acquire, release = pool.acquire, pool.release
     try:
-        with no_gc():
-            start = time.perf_counter_ns()
-            for _ in range(n):
-                instance = acquire()
-                if instance is not None:
-                    release(instance)
-            elapsed = time.perf_counter_ns() - start
-        del instance
+        elapsed = timed_draws(pool, n)
     finally:
         free_pool(pool, refiller)
     if pool.stats.misses:
@@ -250,16 +254,8 @@ def acquire_release_loop_us(template: Template, n: int) -> float:
         pool, refiller = side_pool(template, n)
         pool.prewarm(n)
         pool.serve_on(asyncio.get_running_loop())
-        acquire, release = pool.acquire, pool.release
         try:
-            with no_gc():
-                start = time.perf_counter_ns()
-                for _ in range(n):
-                    instance = acquire()
-                    if instance is not None:
-                        release(instance)
-                elapsed = time.perf_counter_ns() - start
-            del instance
+            elapsed = timed_draws(pool, n)
             await asyncio.sleep(0)  # the loop runs the scheduled resets (untimed)
         finally:
             free_pool(pool, refiller)
