@@ -50,7 +50,10 @@ class TuplePool:
         self.instantiate_avg = 0.0
         self._warm: deque[WarmInstance] = deque()
         self._lent = 0
-        self._lock = threading.Lock()  # `_lent` moves on the serving thread and the refill thread
+        self._pending = 0  # slots being filled: an instance resetting or instantiating for the warm set
+        # The warm set and the counts move on the serving thread and the refill thread; every
+        # check-then-add happens under this lock, so the pool never holds more than its floor.
+        self._lock = threading.Lock()
         self._refiller = refiller
         self._factory = factory
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -69,29 +72,25 @@ class TuplePool:
         return len(self._warm) + self._lent >= self.floor and self.last_error is None
 
     def missing(self) -> int:
-        return self.floor - len(self._warm) - self._lent
+        """Slots below the floor that nobody is filling yet."""
+        return self.floor - len(self._warm) - self._lent - self._pending
 
     def acquire(self) -> WarmInstance | None:
         """An idle warm instance (a hit), or None (a miss: the caller instantiates a cold one)."""
-        try:
-            instance = self._warm.pop()  # the most recently reset: its memory is still in cache
-        except IndexError:
+        instance = self.take_uncounted()
+        if instance is None:
             self.stats.misses += 1
-            return None
-        self.stats.hits += 1
-        with self._lock:
-            self._lent += 1
+        else:
+            self.stats.hits += 1
         return instance
 
     def take_uncounted(self) -> WarmInstance | None:
-        """An idle instance for re-running a call that left the inline lane; not a new draw."""
-        try:
-            instance = self._warm.pop()
-        except IndexError:
-            return None
+        """An idle instance without counting a draw (re-running a call that left the inline lane)."""
         with self._lock:
+            if not self._warm:
+                return None
             self._lent += 1
-        return instance
+            return self._warm.pop()  # the most recently reset: its memory is still in cache
 
     def release(self, instance: WarmInstance) -> None:
         """Take an instance back after its call; it is reset before anyone sees it again."""
@@ -113,15 +112,21 @@ class TuplePool:
 
     def reset(self, instance: WarmInstance) -> None:
         """Return a used instance to the warm set clean, or terminate it and refill."""
+        if instance.grew:
+            self.stats.terminated["memory_grew"] += 1
+        elif self.snapshot is not None and self._claim(lent=instance.from_pool):
+            # The slot stays claimed while the memory is copied back, so no refill races for it.
+            if instance.restore(self.snapshot):
+                self._settle(instance)
+                return
+            self._settle(None)
+            del instance
+            if self.missing() > 0 and not self.refill_once():
+                self._refiller.request(self)
+            return
         if instance.from_pool:
             with self._lock:
                 self._lent -= 1
-        if instance.grew:
-            self.stats.terminated["memory_grew"] += 1
-        elif instance.from_pool and self.snapshot is not None and instance.restore(self.snapshot):
-            if self.missing() > 0:
-                self._warm.append(instance)
-            return
         del instance  # dropping the Store frees its slot for reuse
         if self.missing() > 0 and not self.refill_once():
             self._refiller.request(self)
@@ -134,26 +139,48 @@ class TuplePool:
         self.instantiate_avg = elapsed if not self.instantiate_avg else 0.9 * self.instantiate_avg + 0.1 * elapsed
         return instance
 
+    def _claim(self, lent: bool = False) -> bool:
+        """Reserve one slot of the floor for an instance about to join the warm set.
+
+        With `lent`, the slot is the one a returning instance held: it moves from lent to pending.
+        """
+        with self._lock:
+            if lent:
+                self._lent -= 1
+            elif self.missing() <= 0:
+                return False
+            self._pending += 1
+            return True
+
+    def _settle(self, instance: WarmInstance | None) -> None:
+        """Fill a claimed slot with `instance`, or give the claim up (None)."""
+        with self._lock:
+            self._pending -= 1
+            if instance is not None:
+                instance.from_pool = True
+                self._warm.append(instance)
+
     def refill_once(self) -> bool:
         """Add one instance if below the floor; False when full or when instantiation failed."""
-        if self.missing() <= 0:
+        if not self._claim():
             return False
         try:
             instance = self.instantiate()
             if self.template.in_place_globals is not None and self.snapshot is None and self.in_place:
                 self._choose_reset(instance)
         except RuntimeFault as exc:
+            self._settle(None)
             self.stats.reset_failed += 1
             self.last_error = exc
             log.warning("refill of %s/%s failed: %s", self.template.tenant, self.template.sha256[:12], exc)
             return False
         except Exception as exc:
+            self._settle(None)
             self.stats.reset_failed += 1
             log.exception("refill of %s/%s crashed: %s", self.template.tenant, self.template.sha256[:12], exc)
             return False
         self.last_error = None
-        instance.from_pool = True
-        self._warm.append(instance)
+        self._settle(instance)
         return True
 
     def _choose_reset(self, instance: WarmInstance) -> None:
@@ -176,7 +203,8 @@ class TuplePool:
         return len(self._warm)
 
     def drain(self) -> None:
-        self._warm.clear()
+        with self._lock:
+            self._warm.clear()
 
 
 def _timed(fn: Callable[..., object], *args: object) -> float:

@@ -185,3 +185,17 @@ async def test_releases_from_worker_threads_are_reset_on_the_loop(make_runtime, 
     pool = runtime.pool_for("acme", sha)
     await settle(lambda: pool.warm == 2)
     assert pool.ready
+    await asyncio.sleep(0.05)  # refills and resets racing on two threads never overfill the pool
+    assert (pool.warm, pool.missing()) == (2, 0)
+
+
+async def test_the_pool_never_holds_more_than_its_floor(make_runtime, tmp_path) -> None:
+    path, sha = write_module(tmp_path, IN_PLACE)
+    runtime = make_runtime({"inlineBudgetMs": 0, "tuples": [tuple_entry("acme", path, sha, 3)]})
+    pool = runtime.pool_for("acme", sha)
+    for _ in range(20):
+        await asyncio.gather(*(runtime.invoke("acme", sha, "counter", []) for _ in range(12)))
+        assert pool.warm <= pool.floor
+    await settle(lambda: pool.warm == 3)
+    await asyncio.sleep(0.05)
+    assert pool.warm == 3
