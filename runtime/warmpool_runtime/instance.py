@@ -84,7 +84,7 @@ class _Entry:
 class WarmInstance:
     """An instantiated module in a Store no other instance shares; used by one caller at a time."""
 
-    __slots__ = ("_ctx", "_deadlines", "_entries", "_globals", "_instance", "_memory", "_trap", "_trap_ref",
+    __slots__ = ("_base", "_ctx", "_deadlines", "_entries", "_globals", "_instance", "_memory", "_trap", "_trap_ref",
                  "from_pool", "initial_memory", "store", "template")
 
     def __init__(self, template: Template) -> None:
@@ -113,6 +113,8 @@ class WarmInstance:
         if template.has_memory:
             self._memory = self._export(abi.MEMORY_EXPORT, abi.EXTERN_MEMORY)
         self.initial_memory = self.memory_len()
+        # Where the memory starts. Only growing can move a memory, and a grown instance is never reset.
+        self._base = self._memory_view()[0] if self._memory is not None else 0
         self._globals = [ctypes.byref(self._export(n, abi.EXTERN_GLOBAL)) for n in template.in_place_globals or ()]
         # Resolved here, on the reset side, so the request path does no export lookups.
         self._entries = {name: _Entry(sig, self._export(name, abi.EXTERN_FUNC))
@@ -152,11 +154,11 @@ class WarmInstance:
         return Snapshot(ctypes.string_at(base, size), tuple(values))
 
     def restore(self, snapshot: Snapshot) -> bool:
-        """Copy the post-start state back; False when that cannot make the instance clean."""
-        base, size = self._memory_view()
-        if size != len(snapshot.memory):
+        """Copy the post-start state back; False when that cannot make the instance clean (it grew)."""
+        size = len(snapshot.memory)
+        if self.memory_len() != size:
             return False
-        ctypes.memmove(base, snapshot.memory, size)
+        ctypes.memmove(self._base, snapshot.memory, size)
         for ref, value in zip(self._globals, snapshot.globals, strict=True):
             if ffi.wasmtime_global_set(self._ctx, ref, ctypes.byref(value)):
                 return False

@@ -112,21 +112,17 @@ class TuplePool:
 
     def reset(self, instance: WarmInstance) -> None:
         """Return a used instance to the warm set clean, or terminate it and refill."""
-        if instance.grew:
-            self.stats.terminated["memory_grew"] += 1
-        elif self.snapshot is not None and self._claim(lent=instance.from_pool):
+        if self.snapshot is not None and self._claim(lent=instance.from_pool):
             # The slot stays claimed while the memory is copied back, so no refill races for it.
             if instance.restore(self.snapshot):
                 self._settle(instance)
                 return
             self._settle(None)
-            del instance
-            if self.missing() > 0 and not self.refill_once():
-                self._refiller.request(self)
-            return
-        if instance.from_pool:
+        elif instance.from_pool:
             with self._lock:
                 self._lent -= 1
+        if instance.grew:
+            self.stats.terminated["memory_grew"] += 1
         del instance  # dropping the Store frees its slot for reuse
         if self.missing() > 0 and not self.refill_once():
             self._refiller.request(self)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import re
 from collections import deque
 from collections.abc import Callable
 from typing import Any
@@ -17,7 +18,7 @@ import httptools
 from prometheus_client import CollectorRegistry, generate_latest
 
 from warmpool_runtime.errors import BadArguments, PayloadTooLarge, RuntimeFault
-from warmpool_runtime.service import Runtime
+from warmpool_runtime.service import Runtime, Target
 
 log = logging.getLogger(__name__)
 
@@ -26,6 +27,10 @@ _REASONS = {200: b"OK", 400: b"Bad Request", 404: b"Not Found", 405: b"Method No
             500: b"Internal Server Error", 502: b"Bad Gateway", 503: b"Service Unavailable"}
 JSON = b"application/json"
 OCTETS = b"application/octet-stream"
+ROUTE_CACHE_SIZE = 1024
+"""Resolved invoke paths kept; bounded so that requests for ever-new paths cannot grow it."""
+_INT_ARGS = re.compile(rb'\{"args":\[((?:-?(?:0|[1-9][0-9]{0,19}),)*-?(?:0|[1-9][0-9]{0,19}))?\]\}')
+"""The common body, compact integer args, parsed without the json module; anything else goes through it."""
 
 
 def response(status: int, body: bytes, content_type: bytes = JSON, close: bool = False) -> bytes:
@@ -56,8 +61,15 @@ class Handler:
     def __init__(self, runtime: Runtime, registry: CollectorRegistry) -> None:
         self.runtime = runtime
         self.registry = registry
+        self._routes: dict[bytes, Target] = {}
 
     def handle(self, req: Request) -> Any:
+        target = self._routes.get(req.url)
+        if target is not None and req.method == b"POST":
+            try:
+                return self._call(target, req)
+            except RuntimeFault as fault:
+                return error_response(fault)
         path = req.url.split(b"?", 1)[0]
         try:
             if path.startswith(b"/v1/"):
@@ -81,10 +93,23 @@ class Handler:
         if len(parts) != 5 or not all(parts[2:]):
             raise BadArguments("expected POST /v1/{tenant}/{module_sha256}/{export}")
         _, _, tenant, sha256, export = parts
-        body = b"".join(req.body)
+        target = self.runtime.target(tenant, sha256, export)
+        if len(self._routes) >= ROUTE_CACHE_SIZE:
+            self._routes.clear()
+        self._routes[req.url] = target
+        return self._call(target, req)
+
+    def _call(self, target: Target, req: Request) -> Any:
+        body = req.body[0] if len(req.body) == 1 else b"".join(req.body)
         args: list[Any] | bytes
-        args = body if req.content_type.startswith(OCTETS) else _json_args(body)
-        result = self.runtime.invoke_now(tenant, sha256, export, args)
+        if req.content_type.startswith(OCTETS):
+            args = body
+        elif (match := _INT_ARGS.fullmatch(body)) is not None:
+            ints = match.group(1)
+            args = [int(v) for v in ints.split(b",")] if ints else []
+        else:
+            args = _json_args(body)
+        result = self.runtime.call(target, args)
         if isinstance(result, asyncio.Future):
             out: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
             result.add_done_callback(lambda f: out.set_result(_encode_outcome(f)))
@@ -116,6 +141,8 @@ def _json_args(body: bytes) -> list[Any]:
 def _encode(result: Any) -> tuple[int, bytes, bytes]:
     if isinstance(result, bytes):
         return 200, result, OCTETS
+    if len(result) == 1 and result[0].__class__ is int:
+        return 200, b'{"results":[%d]}' % result[0], JSON
     return 200, b'{"results":%s}' % json.dumps(result).encode(), JSON
 
 

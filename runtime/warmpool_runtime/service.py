@@ -33,9 +33,21 @@ log = logging.getLogger(__name__)
 
 SLOW_EXPORT_SECONDS = 10.0
 """How long an export that overran the inline budget goes straight to a worker."""
+SLOW_STRIKES = 3
+"""Inline calls in a row over the budget before an export counts as slow: one overrun can be the
+thread losing its core (a shared machine, a GC pause), and the worker lane costs every call ~50 µs."""
 BLOCKING_WASI = frozenset({"poll_oneoff", "fd_read", "fd_pread", "sock_accept", "sock_recv", "sched_yield"})
 """WASI calls that can wait: a guest importing one never runs on the server thread."""
 _NUMERIC = frozenset({"i32", "i64", "f32", "f64"})
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    """A resolved invocation target: looked up once per route, then reused by every call to it."""
+
+    pool: TuplePool
+    export: str
+    key: tuple[str, str, str]
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,6 +87,7 @@ class Runtime:
             ticks_for(config.inline_budget_ms, self.engine_settings.epoch_tick_ms) if config.inline_budget_ms else 0
         )
         self._slow: dict[tuple[str, str, str], float] = {}
+        self._strikes: dict[tuple[str, str, str], int] = {}
         self._inline_seconds = config.inline_budget_ms / 1000.0
         self._loop: asyncio.AbstractEventLoop | None = None
 
@@ -165,20 +178,28 @@ class Runtime:
             raise NotReady(f"module {sha256[:12]} of tenant {tenant} is still loading")
         raise UnknownModule(f"tenant {tenant} has no module {sha256}", tenant=tenant, sha256=sha256)
 
+    def target(self, tenant: str, sha256: str, export: str) -> Target:
+        """Resolve a call's target; raises the fault a caller should see for an unknown one."""
+        pool = self.pool_for(tenant, sha256)
+        abi.lookup(pool.template.signatures, export)  # an unknown export is not a draw
+        return Target(pool, export, (tenant, sha256, export))
+
     def invoke_now(self, tenant: str, sha256: str, export: str, args: Sequence[Any] | bytes) -> Any:
         """The result when the call completed inline, else an asyncio Future of it.
 
         Numeric args (a list) give a list of results; a bytes payload gives bytes (the bytes ABI).
         """
-        pool = self.pool_for(tenant, sha256)
-        abi.lookup(pool.template.signatures, export)  # an unknown export is not a draw
+        return self.call(self.target(tenant, sha256, export), args)
+
+    def call(self, target: Target, args: Sequence[Any] | bytes) -> Any:
+        """`invoke_now` on a resolved target."""
         if self._loop is None:
             self._serve_on(asyncio.get_running_loop())
-        stats = pool.stats
+        stats = target.pool.stats
         stats.in_flight += 1
         start = time.perf_counter()
         try:
-            result = self._start(pool, export, args)
+            result = self._start(target, args, start)
         except BaseException as exc:
             _finish(stats, start, exc)
             raise
@@ -197,20 +218,20 @@ class Runtime:
         result = self.invoke_now(tenant, sha256, export, args)
         return await result if isinstance(result, asyncio.Future) else result
 
-    def _start(self, pool: TuplePool, export: str, args: Sequence[Any] | bytes) -> Any:
+    def _start(self, target: Target, args: Sequence[Any] | bytes, started: float) -> Any:
+        pool, export = target.pool, target.export
         full_ticks = pool.template.deadline_ticks
-        slow_key = (pool.template.tenant, pool.template.sha256, export)
         instance = pool.acquire()
-        loop = asyncio.get_running_loop()
         if (instance is None or self._inline_ticks == 0 or not pool.template.inline_ok
-                or self._slow.get(slow_key, 0.0) > time.monotonic()):
-            return loop.run_in_executor(self._workers, _call_fresh, pool, instance, export, args, full_ticks)
+                or (self._slow and self._slow.get(target.key, 0.0) > time.monotonic())):
+            return self._worker(pool, instance, export, args, full_ticks)
         budget = min(self._inline_ticks, full_ticks)
-        started = time.perf_counter()
         try:
             result = _call(instance, export, args, budget)
             if time.perf_counter() - started > self._inline_seconds:
-                self._slow[slow_key] = time.monotonic() + SLOW_EXPORT_SECONDS  # slow but not interrupted
+                self._strike(target.key)  # slow but not interrupted
+            elif self._strikes:
+                self._strikes.pop(target.key, None)
             return result
         except DeadlineExceeded:
             if budget >= full_ticks:
@@ -218,9 +239,21 @@ class Runtime:
         finally:
             pool.release(instance)
         # Over the inline budget: every call starts from a clean instance, so re-running it whole on
-        # a worker (with the full deadline) is safe; the export skips the inline lane for a while.
-        self._slow[slow_key] = time.monotonic() + SLOW_EXPORT_SECONDS
-        return loop.run_in_executor(self._workers, _call_fresh, pool, pool.take_uncounted(), export, args, full_ticks)
+        # a worker (with the full deadline) is safe.
+        self._strike(target.key)
+        return self._worker(pool, pool.take_uncounted(), export, args, full_ticks)
+
+    def _strike(self, key: tuple[str, str, str]) -> None:
+        """Count an inline overrun; enough in a row send the export to the workers for a while."""
+        strikes = self._strikes[key] = self._strikes.get(key, 0) + 1
+        if strikes >= SLOW_STRIKES:
+            self._slow[key] = time.monotonic() + SLOW_EXPORT_SECONDS
+            del self._strikes[key]
+
+    def _worker(self, pool: TuplePool, instance: WarmInstance | None, export: str, args: Sequence[Any] | bytes,
+                ticks: int) -> asyncio.Future[Any]:
+        loop = self._loop or asyncio.get_running_loop()
+        return loop.run_in_executor(self._workers, _call_fresh, pool, instance, export, args, ticks)
 
 
 def _finish(stats: PoolStats, start: float, exc: BaseException | None) -> None:

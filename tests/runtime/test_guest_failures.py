@@ -6,7 +6,8 @@ import asyncio
 
 import pytest
 
-from warmpool_runtime import errors
+from tests.runtime.conftest import settle
+from warmpool_runtime import errors, service
 
 pytestmark = pytest.mark.component
 
@@ -42,6 +43,34 @@ async def test_runaway_guest_does_not_stop_others_from_being_served(make_runtime
     assert served == [[2 * i] for i in range(20)]
     with pytest.raises(errors.DeadlineExceeded):
         await spinning
+
+
+async def test_an_export_leaves_the_inline_lane_only_after_overrunning_it_repeatedly(
+        make_runtime, one_tuple, stateful) -> None:
+    # One overrun may be the server thread losing its core; only repeated ones move an export to the
+    # worker threads, where every call pays a thread handoff.
+    runtime = make_runtime(one_tuple(timeoutMs=5000))
+    _, sha = stateful
+    long_run = 50_000_000  # far past the 2 ms inline budget
+    pool = runtime.pool_for("acme", sha)
+
+    async def drawn_warm(export: str, args: list[int]) -> object:
+        await settle(lambda: pool.warm == pool.floor)  # a draw that missed would skip the inline lane
+        return runtime.invoke_now("acme", sha, export, args)
+
+    overran = await drawn_warm("work", [long_run])
+    assert isinstance(overran, asyncio.Future)  # interrupted inline, re-run whole on a worker
+    assert await overran == [long_run]
+    assert await drawn_warm("work", [1]) == [1]  # still inline
+
+    for _ in range(service.SLOW_STRIKES):
+        overran = await drawn_warm("work", [long_run])
+        assert isinstance(overran, asyncio.Future)
+        assert await overran == [long_run]
+    on_worker = await drawn_warm("work", [1])
+    assert isinstance(on_worker, asyncio.Future)
+    assert await on_worker == [1]
+    assert await drawn_warm("add", [1, 2]) == [3]  # other exports stay inline
 
 
 async def test_fuel_limit_stops_a_loop(make_runtime, one_tuple, stateful) -> None:
