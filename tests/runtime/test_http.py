@@ -75,6 +75,36 @@ async def test_errors_carry_a_stable_code(base_url, path: str, body: Any, status
     assert got["error"]["message"]
 
 
+@pytest.mark.parametrize(("body", "status", "expected"), [
+    (b'{"args":[40,2]}', 200, {"results": [42]}),  # compact integers: the parser's fast path
+    (b'{"args": [40, 2]}', 200, {"results": [42]}),
+    (b'{"args":[-1,-2]}', 200, {"results": [-3]}),
+    (b'{"args":[0,0]}', 200, {"results": [0]}),
+    (b'{"args":[4294967295,1]}', 200, {"results": [0]}),  # unsigned i32 input wraps
+    (b'{"args":[4294967296,1]}', 400, "bad_arguments"),  # out of i32 range
+    (b'{"args":[012,1]}', 400, "bad_arguments"),  # not JSON: leading zero
+    (b'{"args":[1.0,1]}', 400, "bad_arguments"),  # a float for an i32
+    (b'{"args":[1]}', 400, "bad_arguments"),
+    (b'{"args":[1,2],"x":1}', 200, {"results": [3]}),
+    (b"", 400, "bad_arguments"),  # add takes two arguments; no body means none
+])
+async def test_argument_bodies_parse_alike_on_every_path(base_url, body: bytes, status: int, expected: Any) -> None:
+    base, sha, _ = base_url
+    for _ in range(2):  # the first request resolves the route, the second finds it cached
+        got_status, got = await post(f"{base}/v1/acme/{sha}/add", body)
+        assert got_status == status
+        assert got == expected if status == 200 else got["error"]["code"] == expected
+
+
+async def test_a_cached_route_still_checks_the_method(base_url) -> None:
+    base, sha, _ = base_url
+    assert await post(f"{base}/v1/acme/{sha}/add", {"args": [1, 2]}) == (200, {"results": [3]})
+    async with aiohttp.ClientSession() as session, session.get(f"{base}/v1/acme/{sha}/add") as resp:
+        assert resp.status == 405
+        assert (await resp.json())["error"]["code"] == "method_not_allowed"
+    assert await post(f"{base}/v1/acme/{sha}/add?trace=1", {"args": [2, 2]}) == (200, {"results": [4]})
+
+
 async def test_probes_and_metrics(base_url) -> None:
     base, sha, _ = base_url
     await post(f"{base}/v1/acme/{sha}/add", {"args": [1, 2]})
