@@ -51,6 +51,7 @@ class TuplePool:
         self._warm: deque[WarmInstance] = deque()
         self._lent = 0
         self._pending = 0  # slots being filled: an instance resetting or instantiating for the warm set
+        self._returning = 0  # of those, slots whose instance came back from a call (still capacity)
         # The warm set and the counts move on the serving thread and the refill thread; every
         # check-then-add happens under this lock, so the pool never holds more than its floor.
         self._lock = threading.Lock()
@@ -69,7 +70,8 @@ class TuplePool:
 
     @property
     def ready(self) -> bool:
-        return len(self._warm) + self._lent >= self.floor and self.last_error is None
+        """Every slot of the floor holds an instance, idle, lent to a call, or being reset after one."""
+        return len(self._warm) + self._lent + self._returning >= self.floor and self.last_error is None
 
     def missing(self) -> int:
         """Slots below the floor that nobody is filling yet."""
@@ -111,20 +113,18 @@ class TuplePool:
             loop.call_soon_threadsafe(self.reset, instance)
 
     def reset(self, instance: WarmInstance) -> None:
-        """Return a used instance to the warm set clean, or terminate it and refill."""
-        if self.snapshot is not None and self._claim(lent=instance.from_pool):
-            # The slot stays claimed while the memory is copied back, so no refill races for it.
-            if instance.restore(self.snapshot):
-                self._settle(instance)
-                return
-            self._settle(None)
-        elif instance.from_pool:
-            with self._lock:
-                self._lent -= 1
+        """Return a used instance to the warm set clean, or terminate it and instantiate a fresh one."""
+        returned = instance.from_pool
+        # The slot stays claimed while it is reset, so no refill races for it.
+        if not self._claim(returned=returned):
+            return
+        if self.snapshot is not None and instance.restore(self.snapshot):
+            self._settle(instance, returned)
+            return
         if instance.grew:
             self.stats.terminated["memory_grew"] += 1
         del instance  # dropping the Store frees its slot for reuse
-        if self.missing() > 0 and not self.refill_once():
+        if not self._fill(returned):
             self._refiller.request(self)
 
     def instantiate(self) -> WarmInstance:
@@ -135,48 +135,53 @@ class TuplePool:
         self.instantiate_avg = elapsed if not self.instantiate_avg else 0.9 * self.instantiate_avg + 0.1 * elapsed
         return instance
 
-    def _claim(self, lent: bool = False) -> bool:
+    def _claim(self, returned: bool = False) -> bool:
         """Reserve one slot of the floor for an instance about to join the warm set.
 
-        With `lent`, the slot is the one a returning instance held: it moves from lent to pending.
+        With `returned`, the slot is the one an instance held during its call: lent becomes pending.
         """
         with self._lock:
-            if lent:
+            if returned:
                 self._lent -= 1
+                self._returning += 1
             elif self.missing() <= 0:
                 return False
             self._pending += 1
             return True
 
-    def _settle(self, instance: WarmInstance | None) -> None:
+    def _settle(self, instance: WarmInstance | None, returned: bool = False) -> None:
         """Fill a claimed slot with `instance`, or give the claim up (None)."""
         with self._lock:
             self._pending -= 1
+            if returned:
+                self._returning -= 1
             if instance is not None:
                 instance.from_pool = True
                 self._warm.append(instance)
 
     def refill_once(self) -> bool:
         """Add one instance if below the floor; False when full or when instantiation failed."""
-        if not self._claim():
-            return False
+        return self._claim() and self._fill(returned=False)
+
+    def _fill(self, returned: bool) -> bool:
+        """Instantiate into a claimed slot; on failure the claim is given up and False returned."""
         try:
             instance = self.instantiate()
             if self.template.in_place_globals is not None and self.snapshot is None and self.in_place:
                 self._choose_reset(instance)
         except RuntimeFault as exc:
-            self._settle(None)
+            self._settle(None, returned)
             self.stats.reset_failed += 1
             self.last_error = exc
             log.warning("refill of %s/%s failed: %s", self.template.tenant, self.template.sha256[:12], exc)
             return False
         except Exception as exc:
-            self._settle(None)
+            self._settle(None, returned)
             self.stats.reset_failed += 1
             log.exception("refill of %s/%s crashed: %s", self.template.tenant, self.template.sha256[:12], exc)
             return False
         self.last_error = None
-        self._settle(instance)
+        self._settle(instance, returned)
         return True
 
     def _choose_reset(self, instance: WarmInstance) -> None:

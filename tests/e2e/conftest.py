@@ -9,7 +9,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
 import secrets
 import subprocess
@@ -21,10 +20,11 @@ from typing import Any
 
 import pytest
 
+from tests.local_cluster import running_control_plane
 from warmpool.dev import controlplane, procs
 from warmpool.dev.agent.kubeapi import load_access
 from warmpool.dev.build import SOURCE_DIR as CLUSTER_SOURCE
-from warmpool.dev.build import BuildError, ensure_kcluster, kube_version_from_go_mod
+from warmpool.dev.build import kube_version_from_go_mod
 from warmpool.dev.commands import REPO_CRDS
 from warmpool.dev.controlplane import Cluster, ClusterError
 from warmpool.dev.layout import Layout
@@ -136,23 +136,8 @@ class LocalCluster:
 
 @pytest.fixture(scope="session")
 def cluster(tmp_path_factory: pytest.TempPathFactory, pytestconfig: pytest.Config) -> Iterator[LocalCluster]:
-    # A cold build takes many minutes: let its progress reach the terminal instead of the capture.
-    capture = pytestconfig.pluginmanager.getplugin("capturemanager")
-    try:
-        with capture.global_and_fixture_disabled() if capture else contextlib.nullcontext():
-            binary = ensure_kcluster(log=_say)
-    except BuildError as exc:
-        pytest.fail(f"cannot build the local control plane: {exc}")
-    root = tmp_path_factory.mktemp("cluster")
-    layout = Layout(state_dir=root / "state", kubeconfig=root / "kubeconfig")
-    try:
-        running = controlplane.start_control_plane(binary=binary, layout=layout, log=_say)
-    except ClusterError as exc:
-        pytest.fail(f"the local control plane did not start: {exc}")
-    try:
+    with running_control_plane(tmp_path_factory.mktemp("cluster"), _say, pytestconfig) as running:
         yield LocalCluster(running)
-    finally:
-        controlplane.stop_components(layout, log=_say)
 
 
 @pytest.fixture(scope="session")

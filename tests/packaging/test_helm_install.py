@@ -74,28 +74,13 @@ def wait_for(what: str, check: Callable[[], Any], timeout_s: float = 120) -> Any
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Kube]:
     """A fresh local control plane with its node agent and no CRDs (the chart brings them)."""
-    from warmpool.dev import controlplane
-    from warmpool.dev.build import BuildError, ensure_kcluster
-    from warmpool.dev.controlplane import ClusterError
-    from warmpool.dev.layout import Layout
+    from tests.local_cluster import running_control_plane
 
     def say(line: str) -> None:
         print(f"[helm e2e] {line}", file=sys.stderr, flush=True)
 
-    try:
-        binary = ensure_kcluster(log=say)
-    except BuildError as exc:
-        pytest.fail(f"cannot build the local control plane: {exc}")
-    root = tmp_path_factory.mktemp("helm-cluster")
-    layout = Layout(state_dir=root / "state", kubeconfig=root / "kubeconfig")
-    try:
-        running = controlplane.start_control_plane(binary=binary, layout=layout, log=say)
-    except ClusterError as exc:
-        pytest.fail(f"the local control plane did not start: {exc}")
-    try:
-        yield Kube(binary, running.kubeconfig)
-    finally:
-        controlplane.stop_components(layout, log=say)
+    with running_control_plane(tmp_path_factory.mktemp("helm-cluster"), say) as running:
+        yield Kube(running.binary, running.kubeconfig)
 
 
 @pytest.fixture(scope="module")

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -104,6 +106,33 @@ def test_a_failing_reset_never_poisons_the_pool(make_runtime, one_tuple, statefu
     fresh = pool.acquire()
     assert fresh is not None
     assert fresh.call_numeric("counter", [], pool.template.deadline_ticks) == [1]
+
+
+def test_readiness_holds_while_a_used_instance_is_recycled(make_runtime, one_tuple, stateful) -> None:
+    # A slow instantiation (the factory seam sleeps) stretches the recycle that follows each call:
+    # the slot still holds capacity, so a readiness probe then must not see the pod as unready.
+    gate = threading.Event()
+
+    def slow(template: Template) -> WarmInstance:
+        if gate.is_set():
+            time.sleep(0.05)
+        return WarmInstance(template)
+
+    runtime = make_runtime(one_tuple(warm=2), factory=slow)
+    _, sha = stateful
+    pool = runtime.pool_for("acme", sha)
+    gate.set()
+    seen = []
+    for _ in range(3):
+        used = pool.acquire()
+        assert used is not None
+        pool.release(used)  # recycled on the refill thread (no loop attached)
+        deadline = time.monotonic() + 0.2
+        while time.monotonic() < deadline:
+            seen.append(pool.ready)
+    wait_until(lambda: pool.warm == 2)
+    assert all(seen)
+    assert pool.ready
 
 
 def test_max_total_warm_caps_the_sum_across_tuples(make_runtime, tmp_path: Path) -> None:

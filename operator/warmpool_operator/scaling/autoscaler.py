@@ -56,7 +56,8 @@ class Autoscaler:
         self._history.keep_seconds = self._keep_seconds()
 
     def _keep_seconds(self) -> float:
-        windows = max(self.spec.stable_window_seconds, self.tuning.holding_window_seconds)
+        windows = max(self.spec.stable_window_seconds, self.tuning.holding_window_seconds,
+                      self.tuning.miss_budget_window_seconds)
         return windows + 2 * self.spec.tick_seconds
 
     @property

@@ -38,6 +38,23 @@ class Tuning:
     trend_sigmas: float = 2.0
     """A rise across the stable window is extrapolated over the start-up time only when its
     slope is this many standard errors above zero."""
+    miss_budget_window_seconds: float = 600.0
+    """The target is a miss ratio over time, not at every instant: over this window, misses well
+    below it are budget the steady sizing may spend (a fleet between N and N+1 pods spends part
+    of its time at N instead of sitting at N+1 far below the target)."""
+    max_budget_relaxation: float = 2.0
+    """The steady sizing's instantaneous target is at most this multiple of the spec's."""
+    budget_share: float = 0.7
+    """Only misses below this share of the target count as budget: relaxing and tightening lag
+    the window, so the ratio overshoots what the window shows."""
+    budget_sigmas: float = 2.0
+    """Misses are held against the target at this many Poisson deviations above their count."""
+    min_expected_misses_for_budget: float = 20.0
+    """Below this many misses expected in the window at the target, the ratio is too noisy to
+    spend: the steady sizing keeps the spec's target."""
+    min_budget_coverage: float = 0.9
+    """Share of the budget window that measurements must cover before any budget is spent: a
+    ratio over the last minutes says little about the next ten."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -202,14 +219,30 @@ def _stable_rate(
     return "stable", rate
 
 
+def steady_target(spec: AutoscalingSpec, samples: Sequence[TickSample], now: float, tuning: Tuning) -> float:
+    """The instantaneous miss target for steady load: the spec's, relaxed while the misses of the
+    budget window (counted with a margin for chance) stay below it."""
+    target = spec.target_miss_ratio
+    window = aggregate(samples, now, tuning.miss_budget_window_seconds)
+    if (window.arrivals * target < tuning.min_expected_misses_for_budget
+            or window.covered < tuning.min_budget_coverage * window.seconds):
+        return target
+    bound = (window.misses + tuning.budget_sigmas * math.sqrt(window.misses + 1.0)) / window.arrivals
+    return target * min(tuning.max_budget_relaxation, max(1.0, tuning.budget_share * target / bound))
+
+
 def _sizes(
-    load: _Load, plan: _Plan, stable: tuple[str, float | None], need: Callable[[float], int], tuning: Tuning
+    load: _Load, plan: _Plan, stable: tuple[str, float | None], need: Callable[[float], int], *,
+    need_steady: Callable[[float], int], tuning: Tuning,
 ) -> tuple[dict[str, int], float]:
-    """Pods each signal asks for, and the highest load measured (Erlangs)."""
+    """Pods each signal asks for, and the highest load measured (Erlangs).
+
+    Steady signals are sized by `need_steady` (the budgeted target), bursts and surges by `need`.
+    """
     label, stable_rate = stable
     stable_load = load.erlangs(stable_rate, load.stable.in_flight)
     panic_load = load.erlangs(_lower_rate(load.panic, tuning.panic_sigmas), load.panic.in_flight)
-    sized = {label: need(stable_load), "panic": need(panic_load)}
+    sized = {label: need_steady(stable_load), "panic": need_steady(panic_load)}
     peak = max(stable_load, panic_load)
     last, previous, interval = load.last_rate, load.previous_rate, load.last_interval
     if last is not None and load.stable.arrival_rate is not None:
@@ -252,6 +285,11 @@ def decide(
     def need(erlangs: float) -> int:
         return pods_needed(erlangs, w, target)
 
+    relaxed = steady_target(spec, observations.samples, now, tuning)
+
+    def need_steady(erlangs: float) -> int:
+        return pods_needed(erlangs, w, relaxed)
+
     def relevant(surge: Surge) -> bool:
         return need(load.erlangs(surge.peak_rate, None)) > need(load.erlangs(surge.baseline_rate, None))
 
@@ -259,7 +297,7 @@ def decide(
     fc = forecast(observations.surges, relevant=relevant, tick_seconds=spec.tick_seconds)
     plan = _plan(spec, observations, fc, now, startup)
     stable = _stable_rate(spec, observations, load, plan=plan, now=now, startup=startup, tuning=tuning)
-    sized, peak = _sizes(load, plan, stable, need, tuning)
+    sized, peak = _sizes(load, plan, stable, need, need_steady=need_steady, tuning=tuning)
     driver = max(sized, key=lambda k: sized[k])
     wanted = sized[driver]
 
@@ -283,10 +321,11 @@ def decide(
     limited = min(max(desired, down_limit), up_limit)
 
     holding = f"{load.holding:.2f} s each" if load.holding is not None else "from the in-flight gauge"
+    budget = f" (steady load for B <= {relaxed:.2g}: misses under budget)" if relaxed > target else ""
     parts = [
         f"load {peak:.1f} Erlangs ({holding}); "
         + ", ".join(f"{k} {v}" for k, v in sized.items())
-        + f" pods of {w} warm for B <= {target:g}"
+        + f" pods of {w} warm for B <= {target:g}{budget}"
     ]
     if driver == "prewarm" and fc is not None:
         if plan.in_surge:
