@@ -1,7 +1,8 @@
 """Pure comparison of desired child objects with what the API holds, and the writes that follow.
 
 Only the fields the operator renders are compared: fields the API server defaults, and labels or
-annotations that others add, are not drift. A desired `None` means "must be absent".
+annotations that others add, are not drift. A desired `None` means "must be absent"; an `Exact`
+map is owned whole (a key someone added is drift, and the patch removes it).
 """
 
 from __future__ import annotations
@@ -32,6 +33,11 @@ _SUFFIX = {
 }
 
 
+class Exact(dict[str, Any]):
+    """A rendered map the operator owns whole, such as a Service's selector: an extra key there
+    changes what the object does, so it is drift like a changed value."""
+
+
 def drift(desired: Any, actual: Any, path: str = "") -> list[str]:
     """Paths where `actual` does not hold what `desired` renders; empty when in sync."""
     if desired is None:
@@ -42,6 +48,8 @@ def drift(desired: Any, actual: Any, path: str = "") -> list[str]:
         found: list[str] = []
         for key, value in desired.items():
             found += drift(value, actual.get(key), f"{path}.{key}")
+        if isinstance(desired, Exact):
+            found += [f"{path}.{key}" for key in actual if key not in desired]
         return found
     if isinstance(desired, list):
         if not isinstance(actual, list) or len(actual) != len(desired):
@@ -62,16 +70,20 @@ def creation_body(desired: Any) -> Any:
     return desired
 
 
-def merge_patch(desired: Mapping[str, Any]) -> dict[str, Any]:
-    """A JSON merge patch (RFC 7386) applying `desired`.
+def merge_patch(desired: Mapping[str, Any], actual: Any = None) -> dict[str, Any]:
+    """A JSON merge patch (RFC 7386) applying `desired` to `actual`.
 
-    Maps merge, so labels and annotations others set survive; `None` deletes; lists replace
-    wholesale, so inside them the markers are dropped instead.
+    Maps merge, so labels and annotations others set survive, except in `Exact` maps, where keys
+    `actual` has beyond the rendered ones are deleted; `None` deletes; lists replace wholesale,
+    so inside them the markers are dropped instead.
     """
+    have = actual if isinstance(actual, Mapping) else {}
     out: dict[str, Any] = {}
+    if isinstance(desired, Exact):
+        out.update((key, None) for key in have if key not in desired)
     for key, value in desired.items():
         if isinstance(value, Mapping):
-            out[key] = merge_patch(value)
+            out[key] = merge_patch(value, have.get(key))
         elif isinstance(value, list):
             out[key] = creation_body(value)
         else:

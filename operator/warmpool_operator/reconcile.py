@@ -130,7 +130,7 @@ async def apply(
         changed = drift(desired, actual)
         if not changed:
             return dict(actual), None, None
-        patched = await store.merge_patch(kind, namespace, name, merge_patch(desired))
+        patched = await store.merge_patch(kind, namespace, name, merge_patch(desired, actual))
         return patched, Write("patch", desired["kind"], name, tuple(changed)), None
     except Invalid as exc:
         return None, None, Problem("Rejected", f"the API server refused {desired['kind']} {name}: {exc.message}", True)

@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from warmpool_operator.diff import Exact
 from warmpool_operator.runtime_config import (
     CONFIG_DIR,
     CONFIG_FILE,
@@ -146,7 +147,7 @@ def render_service(meta: PoolMeta, spec: WarmPoolSpec) -> dict[str, Any]:
         "metadata": _metadata(meta, spec, service_name(meta.name)),
         "spec": {
             "type": "ClusterIP",
-            "selector": selector_labels(meta.name),
+            "selector": Exact(selector_labels(meta.name)),
             "ports": [{"name": "http", "port": HTTP_PORT, "targetPort": "http", "protocol": "TCP"}],
         },
     }

@@ -202,6 +202,18 @@ async def scenario_drift_restored(cluster: Cluster) -> None:
 
         await wait_for(config_restored, what="the runtime ConfigMap restored")
 
+        # A key added to the Service's selector would send its traffic nowhere: the selector is
+        # owned whole, while a label added to the Service's metadata stays.
+        await cluster.api.merge_patch(SERVICES, ns, "drifty", {"metadata": {"labels": {"team": "payments"}},
+                                                               "spec": {"selector": {"canary": "true"}}})
+
+        async def selector_restored() -> dict[str, Any] | None:
+            found = await cluster.api.get(SERVICES, ns, "drifty")
+            return found if found and found["spec"]["selector"] == original["services"]["spec"]["selector"] else None
+
+        service = await wait_for(selector_restored, what="the Service's selector restored")
+        assert service["metadata"]["labels"]["team"] == "payments"
+
 
 async def scenario_noop_without_writes(cluster: Cluster) -> None:
     """An annotation-only change and periodic resyncs of a settled pool write no child at all."""

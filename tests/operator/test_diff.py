@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from warmpool_operator.diff import creation_body, drift, is_controlled_by, merge_patch, parse_quantity
+from warmpool_operator.diff import Exact, creation_body, drift, is_controlled_by, merge_patch, parse_quantity
 
 pytestmark = pytest.mark.unit
 
@@ -100,6 +100,16 @@ def test_creation_body_drops_absence_markers_everywhere() -> None:
 def test_merge_patch_deletes_owned_absent_fields_and_replaces_lists() -> None:
     patch = merge_patch({"a": None, "b": {"c": None, "d": 1}, "e": [{"f": None, "g": 2}]})
     assert patch == {"a": None, "b": {"c": None, "d": 1}, "e": [{"g": 2}]}
+
+
+def test_an_exact_map_counts_added_keys_as_drift_and_the_patch_removes_them() -> None:
+    desired = {"metadata": {"labels": {"app": "x"}}, "spec": {"selector": Exact({"app": "x"})}}
+    actual = {"metadata": {"labels": {"app": "x", "team": "y"}}, "spec": {"selector": {"app": "x", "canary": "1"}}}
+    assert drift(desired, actual) == [".spec.selector.canary"]
+    assert merge_patch(desired, actual) == {"metadata": {"labels": {"app": "x"}},
+                                            "spec": {"selector": {"canary": None, "app": "x"}}}
+    assert drift(desired, {"metadata": {"labels": {"app": "x"}}, "spec": {"selector": {"app": "x"}}}) == []
+    assert merge_patch(desired) == {"metadata": {"labels": {"app": "x"}}, "spec": {"selector": {"app": "x"}}}
 
 
 @pytest.mark.parametrize(
