@@ -22,7 +22,7 @@ from typing import Any, Protocol
 import kopf
 from prometheus_client import CollectorRegistry
 
-from warmpool_operator.app import run_operator
+from warmpool_operator.app import Registrar, run_operator
 from warmpool_operator.kube import CONFIGMAPS, DEPLOYMENTS, PODS, SERVICES, WARMPOOLS, Kind, KubeApi, Timeouts
 from warmpool_operator.render import config_map_name, deployment_name, selector_string, service_name
 from warmpool_operator.settings import OperatorConfig
@@ -305,8 +305,11 @@ class RunningOperator:
 
 @contextlib.asynccontextmanager
 async def operator_running(
-    cluster: Cluster, *, config: OperatorConfig = TEST_CONFIG, namespaces: Sequence[str] | None = None
+    cluster: Cluster, *, config: OperatorConfig = TEST_CONFIG, namespaces: Sequence[str] | None = None,
+    registrars: Sequence[Registrar] = (),
 ) -> AsyncIterator[RunningOperator]:
+    """The real operator against `cluster`, ready when yielded; reconciliation only, unless
+    `registrars` add handlers (as `app.extra_registrars` does in production)."""
     registry = CollectorRegistry()
     stop_flag = asyncio.Event()
     ready_flag = asyncio.Event()
@@ -322,7 +325,7 @@ async def operator_running(
             metrics_registry=registry,
             stop_flag=stop_flag,
             ready_flag=ready_flag,
-            registrars=(),
+            registrars=list(registrars),
         )
     )
     running = RunningOperator(metrics=registry, task=task, stop_flag=stop_flag)

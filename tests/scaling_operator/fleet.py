@@ -17,12 +17,9 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
-import kopf
-from prometheus_client import CollectorRegistry
 
-from tests.operator.harness import PATIENCE_SECONDS, TEST_CONFIG, Cluster, PodSpec, RunningOperator, wait_for
+from tests.operator.harness import Cluster, PodSpec, RunningOperator, operator_running, wait_for
 from tests.operator.runtime_pods import RuntimePod, runtime_pod
-from warmpool_operator.app import run_operator
 from warmpool_operator.kube import DEPLOYMENTS, PODS
 from warmpool_operator.render import deployment_name
 from warmpool_operator.scaling import handlers as scaling_handlers
@@ -44,42 +41,10 @@ SPIN_WAT = """
 """
 
 
-@contextlib.asynccontextmanager
-async def autoscaling_operator(cluster: Cluster) -> AsyncIterator[RunningOperator]:
+def autoscaling_operator(cluster: Cluster) -> contextlib.AbstractAsyncContextManager[RunningOperator]:
     """The real operator with the autoscaler's handlers registered, as `app.extra_registrars`
-    does in production (`tests.operator.harness.operator_running` runs reconciliation only)."""
-    registry = CollectorRegistry()
-    stop_flag = asyncio.Event()
-    ready_flag = asyncio.Event()
-
-    async def login() -> kopf.ConnectionInfo:
-        return cluster.connection()
-
-    task = asyncio.create_task(
-        run_operator(
-            TEST_CONFIG,
-            namespaces=[cluster.namespace],
-            login=login,
-            metrics_registry=registry,
-            stop_flag=stop_flag,
-            ready_flag=ready_flag,
-            registrars=[scaling_handlers.register],
-        )
-    )
-    try:
-        async with asyncio.timeout(PATIENCE_SECONDS):
-            done, _ = await asyncio.wait(
-                {task, asyncio.create_task(ready_flag.wait())}, return_when=asyncio.FIRST_COMPLETED
-            )
-        if task in done:
-            task.result()
-            raise AssertionError("the operator exited before it was ready")
-        yield RunningOperator(metrics=registry, task=task, stop_flag=stop_flag)
-    finally:
-        stop_flag.set()
-        with contextlib.suppress(asyncio.CancelledError):
-            async with asyncio.timeout(PATIENCE_SECONDS):
-                await task
+    does in production."""
+    return operator_running(cluster, registrars=[scaling_handlers.register])
 
 
 @contextlib.asynccontextmanager
