@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
+
+from tools.generated import generator_main
 
 ROOT = Path(__file__).resolve().parents[1]
 HEALTH = ROOT / "deploy" / "argocd" / "health.lua"
@@ -29,18 +30,7 @@ def render(lua: str) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=(__doc__ or "").strip())
-    parser.add_argument("--check", action="store_true", help="exit 1 when argocd-cm.yaml is stale")
-    args = parser.parse_args(argv)
-    text = render(HEALTH.read_text())
-    if args.check:
-        stale = not OUTPUT.exists() or OUTPUT.read_text() != text
-        if stale:
-            print(f"{OUTPUT.relative_to(ROOT)} is stale: run python tools/argocd_cm.py", file=sys.stderr)
-        return 1 if stale else 0
-    OUTPUT.write_text(text)
-    print(f"wrote {OUTPUT.relative_to(ROOT)}")
-    return 0
+    return generator_main(argv, doc=__doc__, output=OUTPUT, render=lambda: render(HEALTH.read_text()), tool="argocd_cm")
 
 
 if __name__ == "__main__":

@@ -1,17 +1,18 @@
 """Generates the Grafana dashboard the chart ships (charts/warmpool-operator/dashboards/warmpool.json)."""
 
-# Run `python tools/dashboard.py` after changing a panel; `--check` exits 1 when the file is stale.
+# Run `python -m tools.dashboard` after changing a panel; `--check` exits 1 when the file is stale.
 # Scrape jobs: `warmpool-runtime` (the chart's PodMonitor) and `warmpool-operator` (its ServiceMonitor);
 # replica counts come from kube-state-metrics (`kube_deployment_*`; the Deployment is named after the pool).
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from tools.generated import generator_main
 
 ROOT = Path(__file__).resolve().parents[1]
 OUTPUT = ROOT / "charts" / "warmpool-operator" / "dashboards" / "warmpool.json"
@@ -281,19 +282,7 @@ def render() -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--check", action="store_true", help="exit 1 when the file differs from what would be written")
-    args = parser.parse_args(argv)
-    text = render()
-    if args.check:
-        if not OUTPUT.exists() or OUTPUT.read_text() != text:
-            print(f"{OUTPUT.relative_to(ROOT)} is stale: run python tools/dashboard.py", file=sys.stderr)
-            return 1
-        return 0
-    OUTPUT.parent.mkdir(parents=True, exist_ok=True)
-    OUTPUT.write_text(text)
-    print(f"wrote {OUTPUT.relative_to(ROOT)}")
-    return 0
+    return generator_main(argv, doc=__doc__, output=OUTPUT, render=render, tool="dashboard")
 
 
 if __name__ == "__main__":

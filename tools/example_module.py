@@ -38,7 +38,7 @@ def main() -> int:
         else:
             manifest.write_text(wanted)
     for manifest in stale:
-        print(f"{manifest} is stale: run python tools/example_module.py", file=sys.stderr)
+        print(f"{manifest} is stale: run python -m tools.example_module", file=sys.stderr)
     return 1 if stale else 0
 
 

@@ -1,6 +1,6 @@
 """Draws the Grafana dashboard JSON as a PNG preview: its real layout, titles, units and legends, on synthetic data."""
 
-# Usage: python tools/render_dashboard.py [--dashboard FILE] [--out docs/dashboard.png]
+# Usage: python -m tools.render_dashboard [--dashboard FILE] [--out docs/dashboard.png]
 # The picture is a layout check (what sits where, what each panel plots), not a Grafana screenshot:
 # every series is a smooth synthetic curve whose legend is the panel's legendFormat filled in.
 

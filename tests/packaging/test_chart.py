@@ -414,9 +414,9 @@ def test_chart_crds_are_the_repositorys_crds_byte_for_byte() -> None:
     source = Path(CHART).parents[1] / "crds"
     ours = {p.name: p.read_bytes() for p in sorted((CHART / "crds").glob("*.yaml"))}
     theirs = {p.name: p.read_bytes() for p in sorted(source.glob("*.yaml"))}
-    assert ours.keys() == theirs.keys(), "run python tools/sync_chart_crds.py"
+    assert ours.keys() == theirs.keys(), "run python -m tools.sync_chart_crds"
     for name, data in theirs.items():
-        assert ours[name] == data, f"charts/warmpool-operator/crds/{name} differs: run python tools/sync_chart_crds.py"
+        assert ours[name] == data, f"charts/warmpool-operator/crds/{name} differs: run python -m tools.sync_chart_crds"
 
 
 def test_crd_sync_tool_reports_and_repairs_drift(tmp_path: Path) -> None:

@@ -24,7 +24,7 @@ TROUBLESHOOTING = (DOCS / "troubleshooting.md").read_text()
 def test_reference_is_generated_from_the_crd() -> None:
     from tools.crd_reference import main
 
-    assert main(["--check"]) == 0, "run python tools/crd_reference.py"
+    assert main(["--check"]) == 0, "run python -m tools.crd_reference"
 
 
 def crd_paths(schema: dict[str, Any], prefix: str) -> Iterator[str]:

@@ -39,7 +39,7 @@ def test_every_testdata_file_has_a_case() -> None:
 def test_argocd_configmap_patch_carries_the_same_lua() -> None:
     from tools.argocd_cm import KEY, main
 
-    assert main(["--check"]) == 0, "run python tools/argocd_cm.py"
+    assert main(["--check"]) == 0, "run python -m tools.argocd_cm"
     patch = yaml.safe_load((ARGOCD / "argocd-cm.yaml").read_text())
     assert patch["data"][KEY] == HEALTH_LUA
 

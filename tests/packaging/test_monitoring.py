@@ -84,7 +84,7 @@ def dashboard_queries(board: dict[str, Any]) -> Iterator[tuple[str, str]]:
 
 
 def test_dashboard_file_is_what_the_generator_writes() -> None:
-    assert dashboard_tool.main(["--check"]) == 0, "run python tools/dashboard.py"
+    assert dashboard_tool.main(["--check"]) == 0, "run python -m tools.dashboard"
     assert json.loads(DASHBOARD.read_text()) == dashboard_tool.build_dashboard()
 
 
