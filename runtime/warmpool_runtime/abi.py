@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import ctypes
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -132,6 +132,24 @@ def decode_results(signature: Signature, buf: Any) -> list[int | float]:
         else:
             out.append(float(slot.f64))
     return out
+
+
+def result_decoder(signature: Signature, buf: Any, words: Any) -> Callable[[], list[int | float]]:
+    """A reader of an export's results from its slots, specialised for the common shapes."""
+    results = signature.results
+    if not results:
+        return list
+    if results == ("i32",):
+        def one_i32() -> list[int | float]:
+            value: int = words[0] & 0xFFFF_FFFF
+            return [value - 0x1_0000_0000 if value >= 0x8000_0000 else value]
+        return one_i32
+    if results == ("i64",):
+        def one_i64() -> list[int | float]:
+            value: int = words[0]
+            return [value - 0x1_0000_0000_0000_0000 if value >= 0x8000_0000_0000_0000 else value]
+        return one_i64
+    return lambda: decode_results(signature, buf)
 
 
 def lookup(signatures: dict[str, Signature], export: str) -> Signature:

@@ -59,11 +59,22 @@ def build_engine(settings: EngineSettings) -> wasmtime.Engine:
     return wasmtime.Engine(config)
 
 
+class EpochClock:
+    """The engine's epoch as the host counts it: advanced just before the engine's own, so it
+    never reads ahead of it. Calls within one epoch share a deadline without re-arming it."""
+
+    __slots__ = ("epoch",)
+
+    def __init__(self) -> None:
+        self.epoch = 0
+
+
 class EpochTicker:
     """A daemon thread advancing the engine's epoch every tick, so deadlines are counted in ticks."""
 
-    def __init__(self, engine: wasmtime.Engine, tick_ms: float) -> None:
+    def __init__(self, engine: wasmtime.Engine, tick_ms: float, clock: EpochClock | None = None) -> None:
         self._engine = engine
+        self.clock = clock or EpochClock()
         self._interval = tick_ms / 1000.0
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="wasm-epoch", daemon=True)
@@ -76,7 +87,9 @@ class EpochTicker:
         self._thread.join(timeout=1.0)
 
     def _run(self) -> None:
+        clock = self.clock
         while not self._stop.wait(self._interval):
+            clock.epoch += 1
             self._engine.increment_epoch()
 
 

@@ -11,7 +11,7 @@ import wasmtime
 from wasmtime import _ffi as ffi
 
 from warmpool_runtime import abi
-from warmpool_runtime.engine import WASM_PAGE
+from warmpool_runtime.engine import WASM_PAGE, EpochClock
 from warmpool_runtime.errors import (
     BadArguments,
     BadGuestOutput,
@@ -56,6 +56,8 @@ class Template:
     inline_ok: bool = True
     """False when the module imports a host call that can block (a WASI clock sleep, a read):
     the epoch deadline cannot interrupt a host call, so such calls never run on the server thread."""
+    clock: EpochClock | None = None
+    """The ticker's count of the engine's epoch; without it every call re-arms its deadline."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,24 +70,26 @@ class Snapshot:
 
 
 class _Entry:
-    """A resolved export: its signature, function reference and argument buffer."""
+    """A resolved export: its signature, function reference, argument buffer and result decoder."""
 
-    __slots__ = ("buf", "func", "func_ref", "signature", "slots", "words")
+    __slots__ = ("all_int", "buf", "decode", "func", "func_ref", "signature", "slots", "words")
 
     def __init__(self, signature: abi.Signature, func: Any) -> None:
         self.signature = signature
+        self.all_int = signature.all_int
         self.func = func
         self.func_ref = ctypes.byref(func)
         self.buf = abi.new_slots(signature.slots)
         self.words = (ctypes.c_uint64 * (2 * signature.slots)).from_buffer(self.buf)
         self.slots = ctypes.c_size_t(signature.slots)
+        self.decode = abi.result_decoder(signature, self.buf, self.words)
 
 
 class WarmInstance:
     """An instantiated module in a Store no other instance shares; used by one caller at a time."""
 
-    __slots__ = ("_base", "_ctx", "_deadlines", "_entries", "_globals", "_instance", "_memory", "_trap", "_trap_ref",
-                 "from_pool", "initial_memory", "store", "template")
+    __slots__ = ("_armed", "_base", "_clock", "_ctx", "_deadlines", "_entries", "_globals", "_instance", "_memory",
+                 "_trap", "_trap_ref", "from_pool", "initial_memory", "store", "template")
 
     def __init__(self, template: Template) -> None:
         self.template = template
@@ -97,6 +101,8 @@ class WarmInstance:
         if template.wasi:
             store.set_wasi(wasmtime.WasiConfig())  # no preopens, env, args or stdio
         store.set_epoch_deadline(template.deadline_ticks)
+        self._clock = template.clock
+        self._armed: tuple[int, int] | None = None  # (epoch, ticks) of the deadline set last
         if limits.fuel is not None:
             store.set_fuel(limits.fuel)
         try:
@@ -166,10 +172,16 @@ class WarmInstance:
 
     # Calls ---------------------------------------------------------------------------------------
     def _arm(self, ticks: int) -> None:
-        deadline = self._deadlines.get(ticks)
-        if deadline is None:
-            deadline = self._deadlines[ticks] = ctypes.c_uint64(ticks)
-        abi.set_epoch_deadline(self._ctx, deadline)
+        # A deadline is the epoch it was set in plus `ticks`: within the same epoch, setting it
+        # again would set the very same deadline, so that call is skipped.
+        clock = self._clock
+        if clock is None or self._armed != (armed := (clock.epoch, ticks)):
+            deadline = self._deadlines.get(ticks)
+            if deadline is None:
+                deadline = self._deadlines[ticks] = ctypes.c_uint64(ticks)
+            abi.set_epoch_deadline(self._ctx, deadline)
+            if clock is not None:
+                self._armed = armed
         fuel = self.template.limits.fuel
         if fuel is not None:
             abi.set_fuel(self._ctx, ctypes.c_uint64(fuel))
@@ -210,14 +222,13 @@ class WarmInstance:
 
     def call_numeric(self, export: str, args: Sequence[Any], deadline_ticks: int) -> list[int | float]:
         entry = self._entry(export)
-        signature = entry.signature
-        if signature.all_int:
-            abi.encode_int_args(signature, args, entry.words, export)
+        if entry.all_int:
+            abi.encode_int_args(entry.signature, args, entry.words, export)
         else:
-            abi.encode_args(signature, args, entry.buf, export)
+            abi.encode_args(entry.signature, args, entry.buf, export)
         self._arm(deadline_ticks)
         self._call(entry)
-        return abi.decode_results(signature, entry.buf)
+        return entry.decode()
 
     def call_bytes(self, export: str, payload: bytes, deadline_ticks: int) -> bytes:
         entry = self._entry(export)

@@ -131,6 +131,7 @@ class Runtime:
             limits=t.limits,
             deadline_ticks=ticks_for(t.limits.timeout_ms, self.engine_settings.epoch_tick_ms),
             in_place_globals=in_place,
+            clock=self._ticker.clock,
             inline_ok=not any(i.module == WASI_P1 and i.name in BLOCKING_WASI for i in module.imports),
         )
         pool = TuplePool(template, self._floors[t.key], self._refiller, self._factory)
