@@ -119,8 +119,10 @@ class WarmInstance:
         if template.has_memory:
             self._memory = self._export(abi.MEMORY_EXPORT, abi.EXTERN_MEMORY)
         self.initial_memory = self.memory_len()
-        # Where the memory starts. Only growing can move a memory, and a grown instance is never reset.
-        self._base = self._memory_view()[0] if self._memory is not None else 0
+        # Where the memory starts, for in-place resets. Only growing can move a memory, and a grown
+        # instance is never reset in place.
+        in_place = self._memory is not None and template.in_place_globals is not None
+        self._base = self._memory_view()[0] if in_place else 0
         self._globals = [ctypes.byref(self._export(n, abi.EXTERN_GLOBAL)) for n in template.in_place_globals or ()]
         # Resolved here, on the reset side, so the request path does no export lookups.
         self._entries = {name: _Entry(sig, self._export(name, abi.EXTERN_FUNC))
