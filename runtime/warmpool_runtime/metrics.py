@@ -54,7 +54,7 @@ class PoolCollector(Collector):
             failed_by_tenant[tenant] = failed_by_tenant.get(tenant, 0) + s.reset_failed
             for reason, n in sorted(s.terminated.items()):
                 terminated.add_metric([tenant, module, reason], n)
-            for code, n in sorted(s.invocations.items()):
+            for code, n in sorted({"ok": s.ok, **s.invocations}.items()):
                 invocations.add_metric([tenant, module, code], n)
             for trap, n in sorted(s.traps.items()):
                 traps.add_metric([tenant, module, trap], n)

@@ -106,7 +106,7 @@ class Handler:
             args = body
         elif (match := _INT_ARGS.fullmatch(body)) is not None:
             ints = match.group(1)
-            args = [int(v) for v in ints.split(b",")] if ints else []
+            args = list(map(int, ints.split(b","))) if ints else []
         else:
             args = _json_args(body)
         result = self.runtime.call(target, args)
@@ -195,7 +195,7 @@ class HttpProtocol(asyncio.Protocol):
         self._req.url += url
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        if name.lower() == b"content-type":
+        if len(name) == 12 and name.lower() == b"content-type":
             self._req.content_type = value.lower()
 
     def on_body(self, body: bytes) -> None:

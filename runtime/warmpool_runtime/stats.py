@@ -43,10 +43,13 @@ class PoolStats:
 
     hits: int = 0
     misses: int = 0
+    ok: int = 0
+    """Invocations that returned; failures are counted by code in `invocations`."""
     in_flight: int = 0
     reset_failed: int = 0
     terminated: Counter[str] = field(default_factory=Counter)
     traps: Counter[str] = field(default_factory=Counter)
     invocations: Counter[str] = field(default_factory=Counter)
+    """Failed invocations by error code."""
     invoke_seconds: Histogram = field(default_factory=Histogram)
     instantiate_seconds: Histogram = field(default_factory=Histogram)
