@@ -11,7 +11,7 @@ import tempfile
 import threading
 import urllib.error
 import urllib.request
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import wasmtime
@@ -23,7 +23,7 @@ from warmpool_runtime.errors import (
     ModuleTooLarge,
     ModuleUnreachable,
 )
-from warmpool_runtime.layout import Layout, LayoutError, scan
+from warmpool_runtime.layout import Layout, LayoutError, export_hidden_globals, scan
 
 WASM_MAGIC = b"\0asm"
 WASI_P1 = "wasi_snapshot_preview1"
@@ -116,7 +116,12 @@ class ModuleStore:
             data = fetch_bytes(source, sha256, max_bytes)
             verify(data, sha256, source.describe())
             with contextlib.suppress(LayoutError):  # wasmtime's compile below names the defect
-                self.layouts[sha256] = scan(data)
+                layout = scan(data)
+                if layout.in_place_reset_ok and layout.hidden_globals:
+                    # Compile with the hidden globals exported, so an in-place reset can restore them.
+                    data = export_hidden_globals(data, layout)
+                    layout = replace(layout, exported_globals=layout.exported_globals | layout.hidden_globals)
+                self.layouts[sha256] = layout
             try:
                 module = wasmtime.Module(self._engine, data)
             except wasmtime.WasmtimeError as exc:

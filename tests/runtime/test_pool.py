@@ -135,6 +135,34 @@ def test_readiness_holds_while_a_used_instance_is_recycled(make_runtime, one_tup
     assert pool.ready
 
 
+HIDDEN_COUNTER = """(module
+  (type $unary (func (param i32) (result i32)))
+  (memory (export "memory") 1)
+  (table 1 funcref)
+  (global $calls (mut i32) (i32.const 0))
+  (elem (i32.const 0) $double)
+  (func $double (type $unary) (i32.mul (local.get 0) (i32.const 2)))
+  (func (export "count") (result i32)
+    (global.set $calls (i32.add (global.get $calls) (i32.const 1)))
+    (global.get $calls))
+  (func (export "apply") (param i32) (result i32)
+    (call_indirect (type $unary) (local.get 0) (i32.const 0))))"""
+
+
+async def test_a_guest_hiding_its_global_behind_a_read_only_table_is_reset_in_place(make_runtime, tmp_path) -> None:
+    # As a compiled guest keeps its `__stack_pointer` to itself and calls through a function table:
+    # the runtime exports the global under a reserved name, so the in-place reset restores it.
+    path, sha = write_module(tmp_path, HIDDEN_COUNTER)
+    runtime = make_runtime({"tuples": [tuple_entry("acme", path, sha, 1)]})
+    pool = runtime.pool_for("acme", sha)
+    assert pool.template.in_place_globals == ("__warmpool_global_0",)
+    assert set(pool.template.signatures) == {"count", "apply"}  # the reserved export is not callable
+    for _ in range(5):
+        assert await runtime.invoke("acme", sha, "count", []) == [1]
+        await settle(lambda: pool.warm == 1)
+    assert await runtime.invoke("acme", sha, "apply", [21]) == [42]
+
+
 def test_max_total_warm_caps_the_sum_across_tuples(make_runtime, tmp_path: Path) -> None:
     path, sha = write_module(tmp_path, STATEFUL)
     runtime = make_runtime({

@@ -17,14 +17,17 @@ OS_PAGE = 4096
 WASM_PAGE = 65536
 MIB = 1 << 20
 
-# `add` counts its calls in a mutable global. Exported, the host can restore it: reset in place.
-# Unexported (as a compiler's `__stack_pointer` is), only recycling the instance resets it.
+# `add` counts its calls in a mutable global it does not export (as a compiler's `__stack_pointer`
+# is): the runtime exports it under a reserved name and resets the instance in place. The other
+# variant also writes its table on every call, which no in-place restore covers: it is recycled.
 COUNTING_ADD_WAT = """(module
   (memory (export "memory") 1)
-  (global $calls {export}(mut i32) (i32.const 0))
+  (table 1 funcref)
+  (global $calls (mut i32) (i32.const 0))
   (data (i32.const 0) "warmpool")
   (func (export "add") (param i32 i32) (result i32)
     (global.set $calls (i32.add (global.get $calls) (i32.const 1)))
+    {table_write}
     (i32.add (local.get 0) (local.get 1))))"""
 
 # `touch(len)` writes one word per OS page of [0, len): dirties exactly `len` bytes of memory, and
@@ -65,8 +68,8 @@ class Module:
 def write_modules(directory: Path) -> dict[str, Module]:
     """The bench's guests, compiled from WAT and written as binary Wasm."""
     texts = {
-        IN_PLACE: COUNTING_ADD_WAT.format(export='(export "calls") '),
-        RECYCLED: COUNTING_ADD_WAT.format(export=""),
+        IN_PLACE: COUNTING_ADD_WAT.format(table_write=""),
+        RECYCLED: COUNTING_ADD_WAT.format(table_write="(table.set 0 (i32.const 0) (ref.null func))"),
         **{name: DIRTY_WAT.format(pages=max(1, size // WASM_PAGE), stride=OS_PAGE) for name, size, _ in DIRTY},
     }
     out = {}
