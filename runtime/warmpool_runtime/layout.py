@@ -37,7 +37,7 @@ class Layout:
     imported_globals: int = 0
     table_writes: bool | None = None
     """True when some function writes a table; None when a body used an instruction the scanner
-    does not decode (SIMD, atomics, exceptions, GC), so nothing can be promised."""
+    does not decode (atomics, exceptions, GC), so nothing can be promised."""
     export_names: frozenset[str] = frozenset()
 
     @property
@@ -261,6 +261,12 @@ _ONE_INDEX = frozenset({0x0C, 0x0D, 0x10, 0x12, 0x20, 0x21, 0x22, 0x23, 0x24, 0x
 _MEMARG = frozenset(range(0x28, 0x3F))
 
 
+_SIMD_MEMARG = frozenset({*range(0x00, 0x0C), 0x5C, 0x5D})  # loads, store, load-zero
+_SIMD_LANE = frozenset(range(0x15, 0x23))  # extract_lane / replace_lane: a lane byte
+_SIMD_MEMARG_LANE = frozenset(range(0x54, 0x5C))  # load_lane / store_lane
+_SIMD_LAST = 0x113  # the last relaxed-SIMD opcode; every opcode not listed above has no immediate
+
+
 class _Unknown(Exception):
     """An instruction the scanner does not decode."""
 
@@ -282,6 +288,27 @@ def _code_writes_tables(body: _Reader) -> bool | None:
     return False
 
 
+def _skip_memarg(r: _Reader) -> None:
+    if r.uleb() & 0x40:  # multi-memory: a memory index follows the alignment
+        r.uleb()
+    r.uleb()
+
+
+def _skip_simd_immediates(r: _Reader, sub: int) -> None:
+    """SIMD instructions read and write only values and memory: skip their immediates."""
+    if sub in _SIMD_MEMARG:
+        _skip_memarg(r)
+    elif sub in (0x0C, 0x0D):  # v128.const, i8x16.shuffle
+        r.skip(16)
+    elif sub in _SIMD_LANE:
+        r.skip(1)
+    elif sub in _SIMD_MEMARG_LANE:
+        _skip_memarg(r)
+        r.skip(1)
+    elif sub > _SIMD_LAST:
+        raise _Unknown
+
+
 def _function_writes_tables(r: _Reader) -> bool:
     for _ in range(r.uleb()):  # local declarations: count, value type
         r.uleb()
@@ -294,9 +321,7 @@ def _function_writes_tables(r: _Reader) -> bool:
         if op in _ONE_INDEX or op in (0x41, 0x42):  # indices, or i32/i64.const (signed LEB, skipped alike)
             r.uleb()
         elif op in _MEMARG:
-            if r.uleb() & 0x40:  # multi-memory: a memory index follows the alignment
-                r.uleb()
-            r.uleb()
+            _skip_memarg(r)
         elif op in (0x02, 0x03, 0x04):  # block, loop, if: a block type
             first = r.data[r.pos] if r.pos < r.end else 0
             if first == 0x40 or first in _VALTYPES:
@@ -322,6 +347,8 @@ def _function_writes_tables(r: _Reader) -> bool:
         elif op == 0xD0:  # ref.null
             if r.byte() not in _VALTYPES:
                 raise _Unknown
+        elif op == 0xFD:
+            _skip_simd_immediates(r, r.uleb())
         elif op == 0xFC:
             sub = r.uleb()
             if sub in _TABLE_WRITES_FC:

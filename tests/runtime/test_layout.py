@@ -65,7 +65,17 @@ COMPILED_LIKE = """(module
     ("(drop (table.grow 0 (ref.null func) (i32.const 1)))", "the module's code writes a table"),
     ("(table.fill 0 (i32.const 0) (ref.null func) (i32.const 1))", "the module's code writes a table"),
     ("(table.copy (i32.const 0) (i32.const 1) (i32.const 1))", "the module's code writes a table"),
-    ("(drop (v128.const i32x4 1 2 3 4))", "the module has a table and code the scanner cannot read"),
+    ("(drop (i32.atomic.load (i32.const 0)))", "the module has a table and code the scanner cannot read"),
+    # SIMD reads and writes values and memory only: every immediate shape is skipped exactly.
+    ("(drop (i8x16.shuffle 0 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 (v128.const i32x4 1 2 3 4)"
+     " (v128.load offset=16 (i32.const 0))))"
+     " (v128.store (i32.const 32) (i32x4.replace_lane 3 (v128.load32_zero (i32.const 0)) (i32.const 5)))"
+     " (drop (i32x4.extract_lane 1 (v128.load8_lane 2 (i32.const 0) (i32x4.splat (i32.const 1)))))"
+     " (v128.store64_lane 1 (i32.const 64) (f64x2.add (v128.const f64x2 1 2) (v128.const f64x2 3 4)))"
+     " (table.set 0 (i32.const 0) (ref.null func))", "the module's code writes a table"),
+    ("(drop (i8x16.shuffle 0 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 (v128.const i32x4 1 2 3 4)"
+     " (v128.load offset=16 (i32.const 0))))"
+     " (drop (i32x4.extract_lane 1 (v128.load8_lane 2 (i32.const 0) (i32x4.splat (i32.const 1)))))", None),
 ])
 def test_a_table_the_code_only_reads_allows_an_in_place_reset(body: str, reason: str | None) -> None:
     wat = COMPILED_LIKE.replace('(drop (f64.const 1.5))', f"{body} (drop (f64.const 1.5))")
