@@ -72,9 +72,9 @@ class EpochClock:
 class EpochTicker:
     """A daemon thread advancing the engine's epoch every tick, so deadlines are counted in ticks."""
 
-    def __init__(self, engine: wasmtime.Engine, tick_ms: float, clock: EpochClock | None = None) -> None:
+    def __init__(self, engine: wasmtime.Engine, tick_ms: float) -> None:
         self._engine = engine
-        self.clock = clock or EpochClock()
+        self.clock = EpochClock()
         self._interval = tick_ms / 1000.0
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="wasm-epoch", daemon=True)

@@ -51,13 +51,13 @@ class Template:
     wasi: bool
     limits: Limits
     deadline_ticks: int
+    clock: EpochClock
+    """The ticker's count of the engine's epoch."""
     in_place_globals: tuple[str, ...] | None = None
     """Exported mutable globals to restore on an in-place reset; None: reset by recycling."""
     inline_ok: bool = True
     """False when the module imports a host call that can block (a WASI clock sleep, a read):
     the epoch deadline cannot interrupt a host call, so such calls never run on the server thread."""
-    clock: EpochClock | None = None
-    """The ticker's count of the engine's epoch; without it every call re-arms its deadline."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -176,14 +176,13 @@ class WarmInstance:
     def _arm(self, ticks: int) -> None:
         # A deadline is the epoch it was set in plus `ticks`: within the same epoch, setting it
         # again would set the very same deadline, so that call is skipped.
-        clock = self._clock
-        if clock is None or self._armed != (armed := (clock.epoch, ticks)):
+        armed = (self._clock.epoch, ticks)
+        if self._armed != armed:
             deadline = self._deadlines.get(ticks)
             if deadline is None:
                 deadline = self._deadlines[ticks] = ctypes.c_uint64(ticks)
             abi.set_epoch_deadline(self._ctx, deadline)
-            if clock is not None:
-                self._armed = armed
+            self._armed = armed
         fuel = self.template.limits.fuel
         if fuel is not None:
             abi.set_fuel(self._ctx, ctypes.c_uint64(fuel))

@@ -12,6 +12,7 @@ is a `__stack_pointer` qualify too. Anything else is reset by recycling the inst
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 _CUSTOM, _IMPORT, _TABLE, _MEMORY, _GLOBAL, _EXPORT, _ELEMENT, _CODE, _DATA = 0, 2, 4, 5, 6, 7, 9, 10, 11
@@ -126,20 +127,27 @@ class _Reader:
             self.uleb()
 
 
-def scan(data: bytes) -> Layout:
-    """Read the import, table, memory, global, export, element and data sections."""
+def _sections(data: bytes) -> Iterator[tuple[int, int, _Reader]]:
+    """Each section as (id, offset of its first byte, reader over its body)."""
     if data[:4] != b"\0asm":
         raise LayoutError("not binary WebAssembly")
     r = _Reader(data, 8)
+    while r.pos < len(data):
+        start = r.pos
+        section, size = r.byte(), r.uleb()
+        body = _Reader(data, r.pos, r.pos + size)
+        r.skip(size)
+        yield section, start, body
+
+
+def scan(data: bytes) -> Layout:
+    """Read the import, table, memory, global, export, element, code and data sections."""
     imported_globals = tables = memories = exported_memories = passive = 0
     mutable: set[int] = set()
     exported: set[int] = set()
     names: set[str] = set()
     table_writes: bool | None = False
-    while r.pos < len(data):
-        section, size = r.byte(), r.uleb()
-        body = _Reader(data, r.pos, r.pos + size)
-        r.skip(size)
+    for section, _, body in _sections(data):
         if section == _IMPORT:
             for _ in range(body.uleb()):
                 body.name()
@@ -205,24 +213,18 @@ def export_hidden_globals(data: bytes, layout: Layout) -> bytes:
     extra = b"".join(_name(f"{HIDDEN_GLOBAL_PREFIX}{index}") + bytes([_KIND_GLOBAL]) + _uleb(index)
                      for index in sorted(layout.hidden_globals))
     count = len(layout.hidden_globals)
-    out, r = bytearray(data[:8]), _Reader(data, 8)
+    out = bytearray(data[:8])
     inserted = False
-    while r.pos < len(data):
-        start = r.pos
-        section, size = r.byte(), r.uleb()
-        body_start = r.pos
-        r.skip(size)
+    for section, start, body in _sections(data):
         if section == _EXPORT:
-            body = _Reader(data, body_start, body_start + size)
             existing = body.uleb()
-            entries = data[body.pos:body_start + size]
-            out += _section(_EXPORT, _uleb(existing + count) + entries + extra)
+            out += _section(_EXPORT, _uleb(existing + count) + data[body.pos:body.end] + extra)
             inserted = True
             continue
         if not inserted and section != _CUSTOM and _ORDER.get(section, 99) > _ORDER[_EXPORT]:
             out += _section(_EXPORT, _uleb(count) + extra)
             inserted = True
-        out += data[start:body_start + size]
+        out += data[start:body.end]
     if not inserted:
         out += _section(_EXPORT, _uleb(count) + extra)
     return bytes(out)

@@ -64,14 +64,11 @@ class Handler:
         self._routes: dict[bytes, Target] = {}
 
     def handle(self, req: Request) -> Any:
-        target = self._routes.get(req.url)
-        if target is not None and req.method == b"POST":
-            try:
-                return self._call(target, req)
-            except RuntimeFault as fault:
-                return error_response(fault)
-        path = req.url.split(b"?", 1)[0]
         try:
+            target = self._routes.get(req.url)
+            if target is not None and req.method == b"POST":
+                return self._call(target, req)
+            path = req.url.split(b"?", 1)[0]
             if path.startswith(b"/v1/"):
                 if req.method != b"POST":
                     return 405, b'{"error":{"code":"method_not_allowed","message":"use POST"}}', JSON

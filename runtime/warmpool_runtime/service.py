@@ -207,10 +207,7 @@ class Runtime:
         if isinstance(result, asyncio.Future):
             result.add_done_callback(lambda f: _finish(stats, start, None if f.cancelled() else f.exception()))
             return result
-        # _finish's success path, inline: this runs once per request.
-        stats.in_flight -= 1
-        stats.invoke_seconds.observe(time.perf_counter() - start)
-        stats.ok += 1
+        _finish(stats, start, None)
         return result
 
     def _serve_on(self, loop: asyncio.AbstractEventLoop) -> None:
