@@ -1,10 +1,13 @@
-"""Starting and stopping a local control plane for a test fixture: built on first use, stopped by PID."""
+"""Starting and stopping a local control plane for a test fixture (built on first use, stopped by PID),
+and waiting on it."""
 
 from __future__ import annotations
 
 import contextlib
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -36,3 +39,19 @@ def running_control_plane(root: Path, log: Callable[[str], None],
         yield running
     finally:
         controlplane.stop_components(layout, log=log)
+
+
+def wait_for(what: str, check: Callable[[], Any], timeout_s: float = 120, interval_s: float = 0.5,
+             detail: Callable[[], str] | None = None) -> Any:
+    """Poll until check() is truthy and return it; fail naming `what` (and `detail()`, if given).
+
+    The timeout is a cap against hanging, not a speed claim.
+    """
+    deadline = time.monotonic() + timeout_s
+    while True:
+        value = check()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            pytest.fail(f"gave up waiting for {what}" + (f"\n{detail()}" if detail else ""))
+        time.sleep(interval_s)

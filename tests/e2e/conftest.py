@@ -13,14 +13,13 @@ import json
 import secrets
 import subprocess
 import sys
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.local_cluster import running_control_plane
+from tests.local_cluster import running_control_plane, wait_for
 from warmpool.dev import controlplane, procs
 from warmpool.dev.agent.kubeapi import load_access
 from warmpool.dev.build import SOURCE_DIR as CLUSTER_SOURCE
@@ -79,15 +78,9 @@ class LocalCluster:
 
     def wait_for(self, what: str, check: Callable[[], Any], timeout_s: float = 120,
                  interval_s: float = 0.5) -> Any:
-        """Poll check until it returns something truthy; fail naming `what` (a cap, not a speed claim)."""
-        deadline = time.monotonic() + timeout_s
-        while True:
-            value = check()
-            if value:
-                return value
-            if time.monotonic() > deadline:
-                pytest.fail(f"gave up waiting for {what}\n--- node agent log ---\n{self.log_tail('node-agent')}")
-            time.sleep(interval_s)
+        """Poll check until it returns something truthy; a failure shows the node agent's log."""
+        return wait_for(what, check, timeout_s, interval_s,
+                        detail=lambda: f"--- node agent log ---\n{self.log_tail('node-agent')}")
 
     def log_tail(self, component: str, lines: int = 40) -> str:
         """Last lines of a component's log (etcd, kube-apiserver, ..., node-agent, operator)."""

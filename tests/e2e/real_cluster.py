@@ -104,6 +104,12 @@ class RealCluster:
             await self._stop_crashing(name)
         await self.api.close()
 
+    async def __aenter__(self) -> RealCluster:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
     async def collect_garbage(self) -> None:
         """Nothing to play: the real garbage collector deletes dependents; scenarios wait for it."""
 

@@ -75,11 +75,8 @@ class Watch:
 
 @pytest.fixture
 async def view(operator: LocalCluster, namespace: str) -> AsyncIterator[RealCluster]:
-    found = RealCluster(operator, namespace)
-    try:
+    async with RealCluster(operator, namespace) as found:
         yield found
-    finally:
-        await found.close()
 
 
 def autoscaled_example() -> str:

@@ -21,11 +21,8 @@ CRD = "warmpools.tensorwasm.dev"
 
 @pytest.fixture
 async def api(crds: LocalCluster, namespace: str) -> AsyncIterator[RealCluster]:
-    view = RealCluster(crds, namespace)
-    try:
+    async with RealCluster(crds, namespace) as view:
         yield view
-    finally:
-        await view.close()
 
 
 def test_the_crd_is_established_with_a_structural_schema_and_its_names(crds: LocalCluster) -> None:

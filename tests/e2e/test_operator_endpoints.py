@@ -45,11 +45,8 @@ DISCOVERY_RULES: list[dict[str, Any]] = [
 @pytest.fixture
 async def real(crds: LocalCluster, namespace: str) -> AsyncIterator[RealCluster]:
     crds.stop_operator()  # these tests run their own operator for this namespace
-    view = RealCluster(crds, namespace)
-    try:
+    async with RealCluster(crds, namespace) as view:
         yield view
-    finally:
-        await view.close()
 
 
 async def fetch(url: str) -> tuple[int, str]:
@@ -104,9 +101,8 @@ async def test_liveness_fails_once_the_operator_loses_its_rbac(
     real: RealCluster, service_account: str
 ) -> None:
     port = free_port("127.0.0.1")
-    own = RealCluster(real.local, real.namespace, token=service_account)
     config = with_config(health_host="127.0.0.1", health_port=port)
-    try:
+    async with RealCluster(real.local, real.namespace, token=service_account) as own:
         await provide_modules(real)
         await real.api.create(WARMPOOLS, real.namespace, warmpool_manifest("guarded", module=echo_module()))
         async with operator_running(own, config=config):
@@ -131,8 +127,6 @@ async def test_liveness_fails_once_the_operator_loses_its_rbac(
 
             # kopf caches probe results for 10 seconds, so this takes a while by design.
             await wait_for(failing, what="liveness failing once listing WarmPools is forbidden")
-    finally:
-        await own.close()
 
 
 async def test_the_peering_object_is_created_and_the_replica_acts(real: RealCluster) -> None:

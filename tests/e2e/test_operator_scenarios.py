@@ -42,11 +42,8 @@ async def real(crds: LocalCluster, namespace: str) -> AsyncIterator[RealCluster]
     # The scenarios run their own operator for this namespace; the session's cluster-wide one
     # would act on the same pools (it comes back for tests that ask for it).
     crds.stop_operator()
-    view = RealCluster(crds, namespace)
-    try:
+    async with RealCluster(crds, namespace) as view:
         yield view
-    finally:
-        await view.close()
 
 
 def test_every_scenario_is_collected() -> None:

@@ -33,35 +33,26 @@ class Helm:
     home: Path
     """Scratch HOME for helm's config, cache and data: the tests never touch the user's."""
 
-    def run(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    def run(self, *args: str, check: bool = True, kubeconfig: Path | None = None,
+            timeout_s: float | None = None) -> subprocess.CompletedProcess[str]:
+        """A helm command; without `kubeconfig` it can reach no cluster."""
         env = {
             "PATH": os.environ.get("PATH", ""),
             "HOME": str(self.home),
             "HELM_CONFIG_HOME": str(self.home / "config"),
             "HELM_CACHE_HOME": str(self.home / "cache"),
             "HELM_DATA_HOME": str(self.home / "data"),
-            "KUBECONFIG": str(self.home / "no-kubeconfig"),
+            "KUBECONFIG": str(kubeconfig or self.home / "no-kubeconfig"),
         }
-        result = subprocess.run([str(self.binary), *args], env=env, capture_output=True, text=True, check=False)
+        result = subprocess.run([str(self.binary), *args], env=env, capture_output=True, text=True, check=False,
+                                timeout=timeout_s)
         if check and result.returncode != 0:
             raise AssertionError(f"helm {' '.join(args)} failed:\n{result.stdout}\n{result.stderr}")
         return result
 
     def run_with_kubeconfig(self, kubeconfig: Path, *args: str) -> subprocess.CompletedProcess[str]:
         """A helm command against a real cluster; failing fails the test with helm's output."""
-        env = {
-            "PATH": os.environ.get("PATH", ""),
-            "HOME": str(self.home),
-            "HELM_CONFIG_HOME": str(self.home / "config"),
-            "HELM_CACHE_HOME": str(self.home / "cache"),
-            "HELM_DATA_HOME": str(self.home / "data"),
-            "KUBECONFIG": str(kubeconfig),
-        }
-        result = subprocess.run([str(self.binary), *args], env=env, capture_output=True, text=True, check=False,
-                                timeout=300)
-        if result.returncode != 0:
-            raise AssertionError(f"helm {' '.join(args)} failed:\n{result.stdout}\n{result.stderr}")
-        return result
+        return self.run(*args, kubeconfig=kubeconfig, timeout_s=300)
 
     def values_file(self, values: dict[str, Any] | None, name: str) -> list[str]:
         if not values:

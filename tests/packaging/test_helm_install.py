@@ -18,14 +18,14 @@ import socket
 import subprocess
 import sys
 import threading
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 
+from tests.local_cluster import running_control_plane, wait_for
 from tests.packaging.gitops_checks import argo_health, kstatus
 from tests.packaging.helm import CHART, Helm
 
@@ -59,23 +59,9 @@ class Kube:
         return answer == "yes"
 
 
-def wait_for(what: str, check: Callable[[], Any], timeout_s: float = 120) -> Any:
-    """Poll until check() is truthy; the timeout is a cap against hanging, not a speed claim."""
-    deadline = time.monotonic() + timeout_s
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            pytest.fail(f"gave up waiting for {what}")
-        time.sleep(0.5)
-
-
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Kube]:
     """A fresh local control plane with its node agent and no CRDs (the chart brings them)."""
-    from tests.local_cluster import running_control_plane
-
     def say(line: str) -> None:
         print(f"[helm e2e] {line}", file=sys.stderr, flush=True)
 

@@ -17,18 +17,21 @@ def fixed_in_flight(fleet: SyntheticFleet, pods: int, in_flight: float) -> list[
     return fleet.scrapes(pods, Load(rate=in_flight, in_flight=in_flight), 2.0)
 
 
-def run_kpa(concurrency: dict[float, float], until: float, replicas: int) -> dict[float, int]:
-    """Knative sizing with in-flight concurrency given per tick; pods are Ready when asked."""
-    policy = KpaPolicy()
+def run(policy: KpaPolicy | HpaPolicy, levels: dict[float, float], until: float, replicas: int) -> dict[float, int]:
+    """Drive a baseline with the in-flight level given per tick; pods are Ready when asked."""
     fleet = SyntheticFleet()
     out = {}
     for step in range(int(until / 2) + 1):
         now = 2.0 * step
-        level = concurrency[max(t for t in concurrency if t <= now)]
+        level = levels[max(t for t in levels if t <= now)]
         policy.observe(fixed_in_flight(fleet, replicas, level), now)
         replicas = policy.decide(replicas, now).desired_replicas
         out[now] = replicas
     return out
+
+
+def run_kpa(concurrency: dict[float, float], until: float, replicas: int) -> dict[float, int]:
+    return run(KpaPolicy(), concurrency, until, replicas)
 
 
 def test_kpa_targets_seventy_percent_of_the_warm_instances() -> None:
@@ -54,16 +57,7 @@ def test_kpa_panics_on_a_doubling_and_does_not_scale_down_while_panicking() -> N
 
 
 def run_hpa(levels: dict[float, float], until: float, replicas: int) -> dict[float, int]:
-    policy = HpaPolicy()
-    fleet = SyntheticFleet()
-    out = {}
-    for step in range(int(until / 2) + 1):
-        now = 2.0 * step
-        level = levels[max(t for t in levels if t <= now)]
-        policy.observe(fixed_in_flight(fleet, replicas, level), now)
-        replicas = policy.decide(replicas, now).desired_replicas
-        out[now] = replicas
-    return out
+    return run(HpaPolicy(), levels, until, replicas)
 
 
 def test_hpa_syncs_every_fifteen_seconds_and_tolerates_ten_percent() -> None:
