@@ -14,6 +14,7 @@ COPY pyproject.toml README.md ./
 COPY warmpool/ warmpool/
 COPY runtime/warmpool_runtime/ runtime/warmpool_runtime/
 COPY operator/warmpool_operator/ operator/warmpool_operator/
+COPY contract/warmpool_contract/ contract/warmpool_contract/
 # The project's wheel and the wheels of all its dependencies, pinned by what resolves now.
 RUN pip wheel --no-cache-dir --wheel-dir /wheels .
 

@@ -1,0 +1,51 @@
+"""The operator–runtime contract: names, patterns and defaults both sides share; imports neither side."""
+
+from __future__ import annotations
+
+import re
+from typing import Final
+
+# --- identities -------------------------------------------------------------------------------
+TENANT_PATTERN: Final = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
+"""A tenant is a DNS-1123 label (it becomes a label value and a URL path segment)."""
+SHA256_HEX: Final = re.compile(r"^[0-9a-f]{64}$")
+"""A module is named by the lowercase hex sha256 of its bytes."""
+SHORT_HASH: Final = 12
+"""The `module` label and Kubernetes labels carry this many hex characters of the sha256."""
+
+# --- the runtime config document (docs/runtime-config.md) --------------------------------------
+DEFAULT_WARM_INSTANCES: Final = 4
+DEFAULT_MAX_TOTAL_WARM: Final = 256
+DEFAULT_MEMORY_BYTES: Final = 64 << 20
+MIN_MEMORY_BYTES: Final = 65536
+"""One Wasm page: a smaller memory limit cannot hold any memory at all."""
+DEFAULT_TIMEOUT_MS: Final = 1000
+DEFAULT_TABLE_ELEMENTS: Final = 10_000
+DEFAULT_MAX_MODULE_BYTES: Final = 50 << 20
+LIMIT_FIELDS: Final = {
+    "memoryBytes": "memory_bytes",
+    "timeoutMs": "timeout_ms",
+    "fuel": "fuel",
+    "tableElements": "table_elements",
+    "maxModuleBytes": "max_module_bytes",
+}
+"""Config-document key -> attribute name of a limits dataclass, on both sides."""
+
+# --- the runtime's HTTP surface ------------------------------------------------------------------
+HTTP_PORT: Final = 8080
+HEALTHZ_PATH: Final = "/healthz"
+READYZ_PATH: Final = "/readyz"
+METRICS_PATH: Final = "/metrics"
+INVOKE_PREFIX: Final = "/v1/"
+
+# --- the runtime's metric names (families, without the `_total` a counter gains in exposition) ---
+POOL_DRAWS: Final = "tensor_wasm_pool_draws"
+POOL_WARM: Final = "tensor_wasm_pool_warm_instances"
+POOL_CAPACITY: Final = "tensor_wasm_pool_capacity_instances"
+POOL_IN_FLIGHT: Final = "tensor_wasm_pool_in_flight"
+POOL_RESET_FAILED: Final = "tensor_wasm_pool_reset_failed"
+POOL_TERMINATED: Final = "tensor_wasm_pool_terminated"
+INVOCATIONS: Final = "tensor_wasm_invocations"
+TRAPS: Final = "tensor_wasm_traps"
+INVOCATION_DURATION: Final = "tensor_wasm_invocation_duration_seconds"
+INSTANTIATION_DURATION: Final = "tensor_wasm_instantiation_duration_seconds"
