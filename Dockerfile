@@ -15,7 +15,9 @@ COPY warmpool/ warmpool/
 COPY runtime/warmpool_runtime/ runtime/warmpool_runtime/
 COPY operator/warmpool_operator/ operator/warmpool_operator/
 COPY contract/warmpool_contract/ contract/warmpool_contract/
-# The project's wheel and the wheels of all its dependencies, pinned by what resolves now.
+# The lab's modules are small; their dependencies are the `lab` extra, which the image leaves out.
+COPY lab/warmpool_lab/ lab/warmpool_lab/
+# The project's wheel and the wheels of its dependencies (no extras), pinned by what resolves now.
 RUN pip wheel --no-cache-dir --wheel-dir /wheels .
 
 FROM ${PYTHON_IMAGE}
@@ -29,8 +31,7 @@ ENV PIP_NO_CACHE_DIR=1 \
     PIP_ROOT_USER_ACTION=ignore \
     PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
-    HOME=/tmp \
-    MPLCONFIGDIR=/tmp/matplotlib
+    HOME=/tmp
 # The wheels are bind-mounted from the builder, so no layer of this image holds them.
 RUN --mount=type=bind,from=builder,source=/wheels,target=/wheels \
     pip install --no-cache-dir --no-index --no-deps /wheels/*.whl \

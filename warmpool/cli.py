@@ -7,8 +7,9 @@ import sys
 from collections.abc import Sequence
 
 from warmpool.dev import cli as dev_cli
+from warmpool_lab import cli as lab_cli
+from warmpool_lab.runtime_bench import cli as runtime_bench_cli
 from warmpool_operator import cli as operator_cli
-from warmpool_operator.scaling import cli as scaling_cli
 from warmpool_runtime import cli as runtime_cli
 
 
@@ -26,12 +27,12 @@ def build_parser() -> argparse.ArgumentParser:
     operator = top.add_parser("operator", help="the Kubernetes operator")
     operator_cli.add_operator_commands(operator.add_subparsers(dest="operator_command", required=True))
 
-    scaling_cli.add_simulate_command(top)
+    lab_cli.add_simulate_command(top)
 
     bench = top.add_parser("bench", help="benchmarks (ratios against baselines measured in the same run)")
     bench_sub = bench.add_subparsers(dest="bench_command", required=True)
-    runtime_cli.add_bench_commands(bench_sub)
-    scaling_cli.add_bench_commands(bench_sub)
+    runtime_bench_cli.add_bench_commands(bench_sub)
+    lab_cli.add_bench_commands(bench_sub)
 
     dev = top.add_parser("dev", help="a local Kubernetes control plane for development and tests")
     dev_cli.add_dev_commands(dev.add_subparsers(dest="dev_command", required=True))

@@ -3,13 +3,13 @@
 import pytest
 from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
 
+from warmpool_lab.pod_exposition import render_pool_metrics
 from warmpool_operator.scaling.collector import scrape_from_text
 from warmpool_operator.scaling.exposition import (
     ExpositionError,
     PodMetrics,
     parse_samples,
     pool_metrics,
-    render_pool_metrics,
 )
 
 pytestmark = pytest.mark.unit

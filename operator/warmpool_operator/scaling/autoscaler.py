@@ -1,6 +1,6 @@
 """Autoscaler: one WarmPool's collector, windows, surge model and decision history in one object.
 
-The operator (and the simulator) calls `observe(scrapes, now)` after each scrape and
+The operator (and the lab's simulator) calls `observe(scrapes, now)` after each scrape and
 `decide(current_replicas, now)` for each decision; both are pure apart from the object's state.
 """
 
@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Sequence
-from typing import Protocol
 
 from warmpool_operator.scaling.collector import Scrape, TickSample
 from warmpool_operator.scaling.decider import DeciderState, Decision, Observations, Tuning, decide
@@ -19,27 +18,8 @@ from warmpool_operator.scaling.spec import AutoscalingSpec
 KEPT_STARTUP_LAGS = 5
 
 
-class Policy(Protocol):
-    """What drives a fleet: fed scrapes, asked for a replica count."""
-
-    @property
-    def name(self) -> str: ...
-
-    @property
-    def wants_scrapes(self) -> bool:
-        """False for policies that never look at metrics (a fixed fleet, a known schedule)."""
-        ...
-
-    def observe(self, scrapes: Sequence[Scrape], now: float) -> None: ...
-
-    def decide(self, current_replicas: int, now: float) -> Decision: ...
-
-
 class Autoscaler:
     """The warmpool policy for one WarmPool."""
-
-    name = "warmpool"
-    wants_scrapes = True
 
     def __init__(self, spec: AutoscalingSpec, *, tuning: Tuning | None = None) -> None:
         self.spec = spec

@@ -1,10 +1,13 @@
-"""`warmpool simulate` and `warmpool bench scaling`."""
+"""`warmpool simulate` and `warmpool bench scaling`: argparse only, the lab's heavy imports wait for a run."""
 
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 from typing import Any
+
+LAB_EXTRA = "pip install 'warmpool[lab]'"
 
 
 def _fleet_options(parser: argparse.ArgumentParser) -> None:
@@ -55,12 +58,24 @@ def add_bench_commands(bench_sub: Any) -> None:
 
 
 def _simulate(args: argparse.Namespace) -> int:
-    from warmpool_operator.scaling.commands import simulate_command
-
+    try:
+        from warmpool_lab.commands import simulate_command
+    except ModuleNotFoundError as exc:
+        return _missing_extra("simulate", exc)
     return simulate_command(args)
 
 
 def _bench(args: argparse.Namespace) -> int:
-    from warmpool_operator.scaling.commands import bench_command
-
+    try:
+        from warmpool_lab.commands import bench_command
+    except ModuleNotFoundError as exc:
+        return _missing_extra("bench scaling", exc)
     return bench_command(args)
+
+
+def _missing_extra(command: str, exc: ModuleNotFoundError) -> int:
+    """The product installs without the lab's dependencies (numpy, matplotlib); say how to add them."""
+    if exc.name is None or exc.name.startswith(("warmpool", "prometheus_client")):
+        raise exc
+    print(f"warmpool {command}: needs {exc.name}, a dependency of the lab: {LAB_EXTRA}", file=sys.stderr)
+    return 2

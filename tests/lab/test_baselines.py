@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from tests.scaling.synthetic import SyntheticFleet
-from warmpool_operator.scaling.baselines import HpaPolicy, KpaPolicy
+from warmpool_lab.baselines import HpaPolicy, KpaPolicy
 from warmpool_operator.scaling.collector import Scrape
 
 pytestmark = pytest.mark.unit

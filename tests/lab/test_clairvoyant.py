@@ -3,10 +3,10 @@
 import numpy as np
 import pytest
 
-from warmpool_operator.scaling.clairvoyant import bucket_load, clairvoyant_cost, clairvoyant_timeline
-from warmpool_operator.scaling.runs import RunSettings, run_clairvoyant
-from warmpool_operator.scaling.simulator import FleetConfig
-from warmpool_operator.scaling.trace import Trace
+from warmpool_lab.clairvoyant import bucket_load, clairvoyant_cost, clairvoyant_timeline
+from warmpool_lab.runs import RunSettings, run_clairvoyant
+from warmpool_lab.simulator import FleetConfig
+from warmpool_lab.trace import Trace
 
 pytestmark = pytest.mark.unit
 

@@ -5,8 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
-from warmpool_operator.scaling.autoscaler import Autoscaler, Policy
-from warmpool_operator.scaling.baselines import (
+from warmpool_lab.baselines import (
     HpaPolicy,
     HpaSettings,
     KpaPolicy,
@@ -14,10 +13,12 @@ from warmpool_operator.scaling.baselines import (
     SchedulePolicy,
     StaticPolicy,
 )
-from warmpool_operator.scaling.clairvoyant import WINDOW_SECONDS, clairvoyant_timeline
-from warmpool_operator.scaling.simulator import FleetConfig, SimResult, simulate
+from warmpool_lab.clairvoyant import WINDOW_SECONDS, clairvoyant_timeline
+from warmpool_lab.policy import OursPolicy, Policy
+from warmpool_lab.simulator import FleetConfig, SimResult, simulate
+from warmpool_lab.trace import Trace
+from warmpool_operator.scaling.autoscaler import Autoscaler
 from warmpool_operator.scaling.spec import AutoscalingSpec
-from warmpool_operator.scaling.trace import Trace
 
 POLICIES = ("warmpool", "kpa", "hpa", "kpa-tuned", "hpa-tuned", "static")
 TUNED_BASELINES = {"kpa-tuned": "kpa", "hpa-tuned": "hpa"}
@@ -51,7 +52,7 @@ class RunSettings:
 def make_policy(name: str, settings: RunSettings) -> Policy:
     """A fresh policy by name (static and the tuned baselines are not: they are found by search)."""
     if name == "warmpool":
-        return Autoscaler(settings.autoscaling_spec())
+        return OursPolicy(Autoscaler(settings.autoscaling_spec()))
     if name == "kpa":
         return KpaPolicy(KpaSettings(max_replicas=MAX_REPLICAS))
     if name == "hpa":

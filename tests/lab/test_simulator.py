@@ -7,13 +7,13 @@ from collections.abc import Sequence
 import numpy as np
 import pytest
 
-from warmpool_operator.scaling.baselines import SchedulePolicy, StaticPolicy
+from warmpool_lab.baselines import SchedulePolicy, StaticPolicy
+from warmpool_lab.runs import RunSettings, cheapest_static, make_policy
+from warmpool_lab.simulator import FleetConfig, simulate
+from warmpool_lab.trace import Trace
 from warmpool_operator.scaling.collector import Scrape
 from warmpool_operator.scaling.decider import Decision
 from warmpool_operator.scaling.erlang import erlang_b
-from warmpool_operator.scaling.runs import RunSettings, cheapest_static, make_policy
-from warmpool_operator.scaling.simulator import FleetConfig, simulate
-from warmpool_operator.scaling.trace import Trace
 
 pytestmark = pytest.mark.unit
 

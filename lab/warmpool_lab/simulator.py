@@ -18,10 +18,11 @@ from typing import Any
 
 import numpy as np
 
-from warmpool_operator.scaling.autoscaler import Policy
+from warmpool_lab.pod_exposition import render_pool_metrics
+from warmpool_lab.policy import Policy
+from warmpool_lab.trace import Trace
 from warmpool_operator.scaling.collector import Scrape, scrape_from_text
-from warmpool_operator.scaling.exposition import PodMetrics, render_pool_metrics
-from warmpool_operator.scaling.trace import Trace
+from warmpool_operator.scaling.exposition import PodMetrics
 
 TENANT = "sim"
 MODULE = "5e1f00000000"

@@ -10,12 +10,12 @@ import pytest
 
 from tests.scaling.synthetic import Load, SyntheticFleet
 from warmpool.cli import main
-from warmpool_operator.scaling.bench import BenchRow, compare_tuned, format_table
+from warmpool_lab.bench import BenchRow, compare_tuned, format_table
+from warmpool_lab.runs import RunSettings, baseline_at, run_policy, run_tuned, tune_utilisation
+from warmpool_lab.simulator import FleetConfig
+from warmpool_lab.trace import Trace
 from warmpool_operator.scaling.collector import Scrape
 from warmpool_operator.scaling.decider import Decision
-from warmpool_operator.scaling.runs import RunSettings, baseline_at, run_policy, run_tuned, tune_utilisation
-from warmpool_operator.scaling.simulator import FleetConfig
-from warmpool_operator.scaling.trace import Trace
 
 pytestmark = pytest.mark.unit
 

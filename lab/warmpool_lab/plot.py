@@ -6,9 +6,9 @@ from pathlib import Path
 
 import numpy as np
 
-from warmpool_operator.scaling.clairvoyant import bucket_load
-from warmpool_operator.scaling.simulator import SimResult
-from warmpool_operator.scaling.trace import Trace
+from warmpool_lab.clairvoyant import bucket_load
+from warmpool_lab.simulator import SimResult
+from warmpool_lab.trace import Trace
 
 MISS_BUCKET_SECONDS = 10.0
 

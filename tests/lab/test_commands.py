@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from warmpool.cli import main
-from warmpool_operator.scaling.commands import default_traces_dir
+from warmpool_lab.commands import default_traces_dir
 
 pytestmark = pytest.mark.unit
 

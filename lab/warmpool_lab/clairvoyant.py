@@ -12,8 +12,8 @@ import math
 import numpy as np
 import numpy.typing as npt
 
+from warmpool_lab.trace import Trace
 from warmpool_operator.scaling.erlang import pods_needed
-from warmpool_operator.scaling.trace import Trace
 
 WINDOW_SECONDS = 10.0
 BUCKET_SECONDS = 1.0

@@ -7,11 +7,11 @@ import json
 import sys
 from pathlib import Path
 
-from warmpool_operator.scaling.bench import BenchRow, compare_tuned, evaluate_goals, format_table, run_bench
-from warmpool_operator.scaling.clairvoyant import clairvoyant_cost, clairvoyant_timeline
-from warmpool_operator.scaling.runs import TUNED_BASELINES, RunSettings, run_policy, run_tuned
-from warmpool_operator.scaling.simulator import FleetConfig
-from warmpool_operator.scaling.trace import TraceError, load_trace, trace_files
+from warmpool_lab.bench import BenchRow, compare_tuned, evaluate_goals, format_table, run_bench
+from warmpool_lab.clairvoyant import clairvoyant_cost, clairvoyant_timeline
+from warmpool_lab.runs import TUNED_BASELINES, RunSettings, run_policy, run_tuned
+from warmpool_lab.simulator import FleetConfig
+from warmpool_lab.trace import TraceError, load_trace, trace_files
 
 
 class UsageError(ValueError):
@@ -67,7 +67,7 @@ def simulate_command(args: argparse.Namespace) -> int:
         rows = "".join(f"{t:g},{replicas}\n" for t, replicas in result.timeline)
         args.timeline.write_text("t,replicas\n" + rows)
     if args.plot is not None:
-        from warmpool_operator.scaling.plot import plot_run
+        from warmpool_lab.plot import plot_run
 
         plot_run(trace, result, warm_per_pod=settings.fleet.warm_per_pod, path=args.plot)
     if args.json:
@@ -81,7 +81,7 @@ def simulate_command(args: argparse.Namespace) -> int:
 
 def default_traces_dir() -> Path:
     """`shared/traces` beside the repository checkout this package runs from."""
-    repo = Path(__file__).resolve().parents[3]
+    repo = Path(__file__).resolve().parents[2]
     return repo.parent / "shared" / "traces"
 
 

@@ -7,9 +7,9 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from warmpool_operator.scaling.runs import TUNED_BASELINES, RunSettings, TunedRun, run_policy, run_tuned
-from warmpool_operator.scaling.simulator import SimResult
-from warmpool_operator.scaling.trace import load_trace
+from warmpool_lab.runs import TUNED_BASELINES, RunSettings, TunedRun, run_policy, run_tuned
+from warmpool_lab.simulator import SimResult
+from warmpool_lab.trace import load_trace
 
 BENCH_POLICIES = ("warmpool", "kpa", "hpa", "kpa-tuned", "hpa-tuned", "static", "clairvoyant")
 TUNED_POLICIES = tuple(TUNED_BASELINES)
