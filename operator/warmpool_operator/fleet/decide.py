@@ -161,22 +161,26 @@ def _size_rate(
     if last is not None and last > best:
         best, why = last, WarmReason.PEAK
     dt = spec.tick_seconds
+    climb = 0.0
     if last is not None and previous is not None:
         count, before = last * dt, previous * dt
         if count > before + tuning.burst_sigmas * math.sqrt(before + 1.0):
             climb = last + tuning.climb_factor * (last - previous)
-            if climb > best:
-                best, why = climb, WarmReason.CLIMB
     model = s.surges
     surge = latest_surge(model)
     if surge is None:
-        return best, why
+        return (climb, WarmReason.CLIMB) if climb > best else (best, why)
+
+    floor, cap = spec.warm_floor, spec.warm_cap_per_tuple
+    ordinary = warm_for_load(max(s.rate, s.peak) * per_pod, target, floor, cap)
+    biggest = max((x.peak_rate for x in model.surges), default=surge.peak_rate)
 
     def relevant(candidate: Surge) -> bool:
-        floor, cap = spec.warm_floor, spec.warm_cap_per_tuple
-        return warm_for_load(candidate.peak_rate * per_pod, target, floor, cap) > warm_for_load(
-            candidate.baseline_rate * per_pod, target, floor, cap
-        )
+        # A surge counts when it needs more than the tuple's ordinary peaks and is of the size of
+        # its biggest: small chance spikes between a timer's bursts must not break its period.
+        return candidate.peak_rate >= tuning.surge_share * biggest and warm_for_load(
+            candidate.peak_rate * per_pod, target, floor, cap
+        ) > ordinary + 1
 
     predicted = forecast(model, relevant=relevant, tick_seconds=dt) if model.surges else None
     credible = predicted is not None and (
@@ -185,6 +189,9 @@ def _size_rate(
     if model.current is not None:
         if model.current.peak_rate > best:
             best, why = model.current.peak_rate, WarmReason.SURGE
+        # A predicted surge was prewarmed for its known peak: no hedge for it climbing on.
+        if not credible and climb > best:
+            best, why = climb, WarmReason.CLIMB
     elif not credible and now <= surge.last + tuning.surge_hold_seconds and surge.peak_rate > best:
         # No period yet: the surge may be a timer's, so its level is held until it would be back.
         best, why = surge.peak_rate, WarmReason.SURGE
@@ -192,8 +199,9 @@ def _size_rate(
         lead = spec.resize_seconds + dt + predicted.jitter
         late = max(predicted.jitter, dt)
         due = predicted.next_onset - lead <= now <= predicted.next_onset + predicted.duration + late
-        if due and predicted.peak_rate > best:
-            best, why = predicted.peak_rate, WarmReason.PREWARM
+        expected = predicted.peak_rate * tuning.surge_margin
+        if due and expected > best:
+            best, why = expected, WarmReason.PREWARM
     return best, why
 
 

@@ -73,9 +73,14 @@ class FleetTuning:
     """A tuple's holding time leans on the fleet's until it has seen about this many arrivals."""
     peak_seconds: float = 120.0
     """A tuple's peak tick load decays with this time constant: bursts keep their warm counts a while."""
-    surge_hold_seconds: float = 420.0
-    """After a surge, with no credible period yet, its peak is held this long (timers of up to 5 min
-    come back within it, so the second burst of a timer is met while the period is learned)."""
+    surge_hold_seconds: float = 660.0
+    """After a surge, with no credible period yet, its peak is held this long (timers of up to
+    10 min come back within it, so the second burst of a timer is met while the period is learned)."""
+    surge_share: float = 0.25
+    """Surges below this share of a tuple's biggest recent one do not count towards its period."""
+    surge_margin: float = 1.25
+    """A predicted surge is prewarmed for this multiple of its measured peak rate (the rate of a
+    tick averages over two seconds; bursts vary from one to the next)."""
     climb_factor: float = 1.0
     """A tick that climbs steeply over the one before is hedged by this share of the climb again."""
     burst_sigmas: float = 3.0

@@ -63,12 +63,17 @@ def observe_tuple(
     )
     # Ticks of a surge stay out of the peak: the surge is held (or predicted) on its own terms.
     peak = state.peak * decay.peak
+    long_rate, busy = state.long_rate, state.busy
     if surges.current is None:
         peak = max(peak, rate)
+        # The in-flight gauge is read at the tick's end: during a burst shorter than a tick it
+        # misses most of the burst's holding, so Little's law only takes ticks outside surges.
+        long_rate += decay.holding * (rate - long_rate)
+        busy += decay.holding * (in_flight - busy)
     return TupleState(
         rate=state.rate + decay.rate * (rate - state.rate),
-        long_rate=state.long_rate + decay.holding * (rate - state.long_rate),
-        busy=state.busy + decay.holding * (in_flight - state.busy),
+        long_rate=long_rate,
+        busy=busy,
         peak=peak,
         last_rate=rate,
         previous_rate=state.last_rate,
