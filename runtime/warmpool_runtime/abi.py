@@ -1,4 +1,4 @@
-"""Invocation ABI: export signatures resolved once per module, and the unchecked fast call path.
+"""Invocation ABI: export signatures resolved once per module, arguments into raw slots, results out.
 
 Numeric ABI: JSON numbers in, JSON numbers out, one per Wasm param/result (i32, i64, f32, f64).
 
@@ -16,7 +16,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import wasmtime
-from wasmtime import _ffi as ffi
 
 from warmpool_runtime.errors import BadArguments, BadGuestOutput, UnknownExport
 
@@ -25,18 +24,6 @@ MEMORY_EXPORT = "memory"
 
 _I32_RANGE = (-(2**31), 2**32)
 _I64_RANGE = (-(2**63), 2**64)
-
-# The raw entry points, without ctypes argtypes conversion (1-2 µs a call): callers pass
-# ready-made ctypes arguments only.
-call_unchecked = ffi.dll["wasmtime_func_call_unchecked"]
-call_unchecked.restype = ctypes.c_void_p
-set_epoch_deadline = ffi.dll["wasmtime_context_set_epoch_deadline"]
-set_epoch_deadline.restype = None
-set_fuel = ffi.dll["wasmtime_context_set_fuel"]
-set_fuel.restype = ctypes.c_void_p
-EXTERN_FUNC = int(ffi.WASMTIME_EXTERN_FUNC.value)
-EXTERN_MEMORY = int(ffi.WASMTIME_EXTERN_MEMORY.value)
-EXTERN_GLOBAL = int(ffi.WASMTIME_EXTERN_GLOBAL.value)
 
 
 @dataclass(frozen=True, slots=True)
@@ -166,7 +153,3 @@ def unpack_output(packed: int, memory_len: int) -> tuple[int, int]:
     if ptr + length > memory_len:
         raise BadGuestOutput(f"guest returned output [{ptr}, {ptr + length}) outside its {memory_len}-byte memory")
     return ptr, length
-
-
-def new_slots(n: int) -> Any:
-    return (ffi.wasmtime_val_raw_t * n)()

@@ -7,6 +7,7 @@ import contextlib
 import logging
 import signal
 
+from warmpool_contract import SHORT_HASH
 from warmpool_runtime.config import RuntimeConfig
 from warmpool_runtime.metrics import build_registry
 from warmpool_runtime.server import serve
@@ -27,18 +28,18 @@ def run_server(config: RuntimeConfig, host: str, port: int, log_level: str = "IN
 async def _main(config: RuntimeConfig, host: str, port: int) -> int:
     runtime = Runtime(config)
     runtime.start()
-    registry = build_registry(lambda: list(runtime.pools.values()))
+    metrics = build_registry(lambda: list(runtime.registry.pools.values()))
     loop = asyncio.get_running_loop()
-    server_task = asyncio.create_task(serve(runtime, registry, host, port,
+    server_task = asyncio.create_task(serve(runtime, metrics, host, port,
                                             lambda s: log.info("listening on http://%s:%d", host, port)))
     stop = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     # Modules load off the loop so /healthz answers at once; /readyz turns 200 once pools are warm.
     await loop.run_in_executor(None, runtime.load_all)
-    for status in runtime.statuses():
+    for status in runtime.registry.statuses():
         if status.error is not None:
-            log.error("tenant %s module %s: %s (%s)", status.tenant, status.sha256[:12], status.error.message,
+            log.error("tenant %s module %s: %s (%s)", status.tenant, status.sha256[:SHORT_HASH], status.error.message,
                       status.error.code)
     stop_wait = asyncio.create_task(stop.wait())
     done, _ = await asyncio.wait({server_task, stop_wait}, return_when=asyncio.FIRST_COMPLETED)

@@ -1,10 +1,12 @@
-"""`warmpool runtime serve` and `warmpool bench runtime`."""
+"""`warmpool runtime serve`: the command line of the data plane."""
 
 from __future__ import annotations
 
 import argparse
 import sys
 from typing import Any
+
+from warmpool_contract import DEFAULT_WARM_INSTANCES, HTTP_PORT
 
 
 def add_runtime_commands(sub: Any) -> None:
@@ -17,20 +19,12 @@ def add_runtime_commands(sub: Any) -> None:
     serve.add_argument("--tenant", help="one-tuple mode: the tenant (DNS-1123 label)")
     serve.add_argument("--module", help="one-tuple mode: module file path or http(s) URL")
     serve.add_argument("--sha256", help="one-tuple mode: the module's sha256 (64 lowercase hex)")
-    serve.add_argument("--warm", type=int, default=4, help="one-tuple mode: warm instances (default 4, 0 = off)")
+    serve.add_argument("--warm", type=int, default=DEFAULT_WARM_INSTANCES,
+                       help=f"one-tuple mode: warm instances (default {DEFAULT_WARM_INSTANCES}, 0 = off)")
     serve.add_argument("--host", default="0.0.0.0", help="address to listen on (default 0.0.0.0; last one wins)")
-    serve.add_argument("--port", type=int, default=8080, help="port to listen on (default 8080)")
+    serve.add_argument("--port", type=int, default=HTTP_PORT, help=f"port to listen on (default {HTTP_PORT})")
     serve.add_argument("--log-level", default="INFO", help="logging level (default INFO)")
     serve.set_defaults(func=_serve)
-
-
-def add_bench_commands(bench_sub: Any) -> None:
-    """Register `warmpool bench runtime`."""
-    bench = bench_sub.add_parser("runtime", help="runtime micro- and HTTP benchmarks, as ratios to baselines")
-    bench.add_argument("--json", action="store_true", help="print the results as JSON")
-    bench.add_argument("--repeats", type=int, default=5, help="repeats per measurement (median reported)")
-    bench.add_argument("--http-seconds", type=float, default=3.0, help="duration of each HTTP load run")
-    bench.set_defaults(func=_bench)
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -51,9 +45,3 @@ def _serve(args: argparse.Namespace) -> int:
         print(f"warmpool runtime: invalid configuration: {exc}", file=sys.stderr)
         return 2
     return run_server(config, args.host, args.port, args.log_level)
-
-
-def _bench(args: argparse.Namespace) -> int:
-    from warmpool_runtime.bench import run_bench
-
-    return run_bench(repeats=args.repeats, http_seconds=args.http_seconds, as_json=args.json)

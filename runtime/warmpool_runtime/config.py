@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -11,11 +10,10 @@ from typing import Any
 
 import yaml
 
+from warmpool_contract import DEFAULT_MAX_TOTAL_WARM, DEFAULT_WARM_INSTANCES, LIMIT_FIELDS, SHA256_HEX, TENANT_PATTERN
 from warmpool_runtime.instance import Limits
 from warmpool_runtime.modules import ModuleSource
-
-DNS1123_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
-SHA256_HEX = re.compile(r"^[0-9a-f]{64}$")
+from warmpool_runtime.settings import SETTINGS_KEYS, RuntimeSettings, SettingsError, parse_settings
 
 
 class ConfigError(ValueError):
@@ -29,7 +27,7 @@ class TupleConfig:
     tenant: str
     sha256: str
     source: ModuleSource
-    warm: int = 4
+    warm: int = DEFAULT_WARM_INSTANCES
     limits: Limits = field(default_factory=Limits)
 
     @property
@@ -42,15 +40,18 @@ class RuntimeConfig:
     """Everything `warmpool runtime serve` needs besides where to listen."""
 
     tuples: tuple[TupleConfig, ...]
-    max_total_warm: int = 256
-    workers: int = 4
-    """Threads that run guest calls that leave the inline lane (long calls, misses)."""
-    inline_budget_ms: float = 2.0
-    """Calls first run on the server thread with this deadline; slower ones move to a worker."""
+    max_total_warm: int = DEFAULT_MAX_TOTAL_WARM
     wasi: bool = True
     """Offer WASI preview 1 (no preopens, env, args or stdio) to modules that import it."""
     compiled_cache_dir: str | None = None
-    max_body_bytes: int = 16 << 20
+    """Where precompiled modules are kept between runs (a directory only this user can write)."""
+    settings: RuntimeSettings = field(default_factory=RuntimeSettings)
+    """Tuning: call lanes, pools, HTTP, engine."""
+
+    @property
+    def needs_fuel(self) -> bool:
+        """Some tuple sets a fuel budget, so fuel metering must be compiled in."""
+        return any(t.limits.fuel is not None for t in self.tuples)
 
     def floors(self) -> dict[tuple[str, str], int]:
         """Warm floor per tuple: `warm`, cut so the sum never exceeds `max_total_warm` (config order)."""
@@ -59,15 +60,6 @@ class RuntimeConfig:
             out[t.key] = min(t.warm, remaining)
             remaining -= out[t.key]
         return out
-
-
-_LIMIT_FIELDS = {
-    "memoryBytes": "memory_bytes",
-    "timeoutMs": "timeout_ms",
-    "fuel": "fuel",
-    "tableElements": "table_elements",
-    "maxModuleBytes": "max_module_bytes",
-}
 
 
 def _int(value: Any, where: str, minimum: int) -> int:
@@ -81,11 +73,11 @@ def parse_limits(raw: Any, base: Limits, where: str) -> Limits:
         return base
     if not isinstance(raw, Mapping):
         raise ConfigError(f"{where} must be a mapping")
-    unknown = sorted(set(raw) - set(_LIMIT_FIELDS))
+    unknown = sorted(set(raw) - set(LIMIT_FIELDS))
     if unknown:
         raise ConfigError(f"{where}: unknown field(s) {', '.join(unknown)}")
     values: dict[str, Any] = {}
-    for key, attr in _LIMIT_FIELDS.items():
+    for key, attr in LIMIT_FIELDS.items():
         if key in raw:
             if attr == "fuel" and raw[key] is None:
                 values[attr] = None
@@ -116,7 +108,7 @@ def parse_tuple(raw: Any, limits: Limits, where: str) -> TupleConfig:
     if not isinstance(raw, Mapping):
         raise ConfigError(f"{where} must be a mapping")
     tenant = raw.get("tenant")
-    if not isinstance(tenant, str) or not DNS1123_LABEL.match(tenant):
+    if not isinstance(tenant, str) or not TENANT_PATTERN.match(tenant):
         raise ConfigError(f"{where}.tenant must be a DNS-1123 label (a-z, 0-9, '-', at most 63), got {tenant!r}")
     module = raw.get("module")
     if not isinstance(module, Mapping):
@@ -128,21 +120,25 @@ def parse_tuple(raw: Any, limits: Limits, where: str) -> TupleConfig:
         tenant=tenant,
         sha256=sha,
         source=parse_source(module.get("source"), f"{where}.module.source"),
-        warm=_int(raw.get("warmInstancesPerTuple", 4), f"{where}.warmInstancesPerTuple", 0),
+        warm=_int(raw.get("warmInstancesPerTuple", DEFAULT_WARM_INSTANCES), f"{where}.warmInstancesPerTuple", 0),
         limits=parse_limits(raw.get("limits"), limits, f"{where}.limits"),
     )
 
 
-_TOP_FIELDS = {"maxTotalWarm", "limits", "tuples", "workers", "inlineBudgetMs", "wasi", "compiledCacheDir",
-               "maxBodyBytes"}
+_TOP_FIELDS = {"maxTotalWarm", "limits", "tuples", "wasi", "compiledCacheDir", "settings"}
 
 
 def parse_config(raw: Any) -> RuntimeConfig:
     if not isinstance(raw, Mapping):
         raise ConfigError("config must be a mapping")
-    unknown = sorted(set(raw) - _TOP_FIELDS)
+    unknown = sorted(str(key) for key in set(raw) - _TOP_FIELDS)
     if unknown:
-        raise ConfigError(f"config: unknown field(s) {', '.join(unknown)}")
+        hints = [f"{key} (a setting: give it as settings.{key})" if key in SETTINGS_KEYS else key for key in unknown]
+        raise ConfigError(f"config: unknown field(s) {', '.join(hints)}")
+    try:
+        settings = parse_settings(raw.get("settings"))
+    except SettingsError as exc:
+        raise ConfigError(str(exc)) from exc
     limits = parse_limits(raw.get("limits"), Limits(), "limits")
     raw_tuples = raw.get("tuples")
     if not isinstance(raw_tuples, list) or not raw_tuples:
@@ -153,9 +149,6 @@ def parse_config(raw: Any) -> RuntimeConfig:
         if t.key in seen:
             raise ConfigError(f"tuples[{i}] repeats tenant {t.tenant} with module {t.sha256[:12]}")
         seen.add(t.key)
-    budget = raw.get("inlineBudgetMs", 2.0)
-    if isinstance(budget, bool) or not isinstance(budget, int | float) or budget < 0:
-        raise ConfigError(f"inlineBudgetMs must be a number >= 0, got {budget!r}")
     wasi = raw.get("wasi", True)
     if not isinstance(wasi, bool):
         raise ConfigError(f"wasi must be a boolean, got {wasi!r}")
@@ -164,12 +157,10 @@ def parse_config(raw: Any) -> RuntimeConfig:
         raise ConfigError("compiledCacheDir must be a path")
     return RuntimeConfig(
         tuples=tuples,
-        max_total_warm=_int(raw.get("maxTotalWarm", 256), "maxTotalWarm", 0),
-        workers=_int(raw.get("workers", 4), "workers", 1),
-        inline_budget_ms=float(budget),
+        max_total_warm=_int(raw.get("maxTotalWarm", DEFAULT_MAX_TOTAL_WARM), "maxTotalWarm", 0),
         wasi=wasi,
         compiled_cache_dir=cache_dir,
-        max_body_bytes=_int(raw.get("maxBodyBytes", 16 << 20), "maxBodyBytes", 1),
+        settings=settings,
     )
 
 

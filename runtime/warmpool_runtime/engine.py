@@ -3,59 +3,32 @@
 from __future__ import annotations
 
 import threading
-from dataclasses import dataclass
 
 import wasmtime
-from wasmtime import _ffi as ffi
+
+from warmpool_runtime.settings import RuntimeSettings
+from warmpool_runtime.wasmtime_adapter import enable_pooling_allocator
 
 WASM_PAGE = 65536
 
 
-@dataclass(frozen=True, slots=True)
-class EngineSettings:
-    """Process-wide engine knobs; per-tuple limits live in the runtime config."""
+def build_engine(settings: RuntimeSettings, *, fuel: bool = False) -> wasmtime.Engine:
+    """The process's engine: epoch interruption, copy-on-write memory images, the pooling allocator.
 
-    pool_slots: int = 1000
-    """Instance slots (and memories, tables) the pooling allocator reserves up front."""
-    max_memory_bytes: int = 256 << 20
-    """Largest linear memory any slot can hold; per-tuple limits are at most this."""
-    max_wasm_stack_bytes: int = 512 << 10
-    """Guest stack limit; deeper recursion traps with `stack_overflow`."""
-    epoch_tick_ms: float = 1.0
-    """Granularity of per-call wall-clock deadlines."""
-    consume_fuel: bool = False
-    """Compile fuel metering in (costs ~10-30 % of guest speed); needed for `limits.fuel`."""
-    pooling: bool = True
-    """Use the pooling instance allocator (off only to measure what it buys)."""
-    max_unused_warm_slots: int = 100
-    """Freed slots kept hot (resident and already mapped) for the next instantiation."""
-
-
-def _pooling_strategy(config: wasmtime.Config, settings: EngineSettings) -> None:
-    """Enable wasmtime's pooling allocator; wasmtime-py exposes it only through its C bindings."""
-    pool = ffi.wasmtime_pooling_allocation_config_new()
-    try:
-        ffi.wasmtime_pooling_allocation_config_total_core_instances_set(pool, settings.pool_slots)
-        ffi.wasmtime_pooling_allocation_config_total_memories_set(pool, settings.pool_slots)
-        ffi.wasmtime_pooling_allocation_config_total_tables_set(pool, settings.pool_slots)
-        ffi.wasmtime_pooling_allocation_config_max_memory_size_set(pool, settings.max_memory_bytes)
-        ffi.wasmtime_pooling_allocation_config_max_unused_warm_slots_set(pool, settings.max_unused_warm_slots)
-        # Reset small dirty memories with memset rather than madvise: cheaper below ~1 MiB.
-        ffi.wasmtime_pooling_allocation_config_linear_memory_keep_resident_set(pool, 1 << 20)
-        ffi.wasmtime_pooling_allocation_config_table_keep_resident_set(pool, 64 << 10)
-        ffi.wasmtime_pooling_allocation_strategy_set(config.ptr(), pool)
-    finally:
-        ffi.wasmtime_pooling_allocation_config_delete(pool)
-
-
-def build_engine(settings: EngineSettings) -> wasmtime.Engine:
+    Fuel metering is compiled in when `fuel` (some tuple sets a fuel budget) or `settings.consume_fuel`.
+    """
     config = wasmtime.Config()
     config.epoch_interruption = True
-    config.consume_fuel = settings.consume_fuel
+    config.consume_fuel = settings.consume_fuel or fuel
     config.max_wasm_stack = settings.max_wasm_stack_bytes
     config.memory_init_cow = True
     if settings.pooling:
-        _pooling_strategy(config, settings)
+        enable_pooling_allocator(
+            config, slots=settings.pool_slots, max_memory_bytes=settings.max_memory_bytes,
+            max_unused_warm_slots=settings.max_unused_warm_slots,
+            memory_keep_resident_bytes=settings.memory_keep_resident_bytes,
+            table_keep_resident_bytes=settings.table_keep_resident_bytes,
+        )
     return wasmtime.Engine(config)
 
 

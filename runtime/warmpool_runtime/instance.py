@@ -3,13 +3,19 @@
 from __future__ import annotations
 
 import ctypes
+import enum
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import wasmtime
-from wasmtime import _ffi as ffi
 
+from warmpool_contract import (
+    DEFAULT_MAX_MODULE_BYTES,
+    DEFAULT_MEMORY_BYTES,
+    DEFAULT_TABLE_ELEMENTS,
+    DEFAULT_TIMEOUT_MS,
+)
 from warmpool_runtime import abi
 from warmpool_runtime.engine import WASM_PAGE, EpochClock
 from warmpool_runtime.errors import (
@@ -22,6 +28,24 @@ from warmpool_runtime.errors import (
     MemoryLimitExceeded,
     RuntimeFault,
 )
+from warmpool_runtime.wasmtime_adapter import (
+    EXTERN_FUNC,
+    EXTERN_GLOBAL,
+    EXTERN_MEMORY,
+    call_unchecked,
+    error_from_address,
+    export_of,
+    global_get,
+    global_set,
+    memory_address,
+    memory_size,
+    new_trap_out,
+    new_value_slots,
+    set_epoch_deadline,
+    set_fuel,
+    store_context,
+    take_trap,
+)
 
 _MASK32 = 0xFFFF_FFFF
 _MASK64 = 0xFFFF_FFFF_FFFF_FFFF
@@ -31,11 +55,23 @@ _MASK64 = 0xFFFF_FFFF_FFFF_FFFF
 class Limits:
     """Per-instance resource limits."""
 
-    memory_bytes: int = 64 << 20
-    timeout_ms: int = 1000
+    memory_bytes: int = DEFAULT_MEMORY_BYTES
+    timeout_ms: int = DEFAULT_TIMEOUT_MS
     fuel: int | None = None
-    table_elements: int = 10_000
-    max_module_bytes: int = 50 << 20
+    table_elements: int = DEFAULT_TABLE_ELEMENTS
+    max_module_bytes: int = DEFAULT_MAX_MODULE_BYTES
+
+
+class ResetMode(enum.Enum):
+    """How a pool makes a used instance clean again."""
+
+    RECYCLE = "recycle"
+    """Drop the Store (the pooling allocator resets its slot) and stamp a fresh instance."""
+    TRY_IN_PLACE = "try in place"
+    """The module's whole mutable state is reachable from the host: the pool's first fill measures
+    whether restoring it beats recycling, and settles on IN_PLACE or RECYCLE."""
+    IN_PLACE = "in place"
+    """Copy the post-start memory image back and rewrite the mutable globals."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,8 +89,10 @@ class Template:
     deadline_ticks: int
     clock: EpochClock
     """The ticker's count of the engine's epoch."""
-    in_place_globals: tuple[str, ...] | None = None
-    """Exported mutable globals to restore on an in-place reset; None: reset by recycling."""
+    reset_mode: ResetMode = ResetMode.RECYCLE
+    """What the module's binary allows: RECYCLE, or TRY_IN_PLACE (the pool decides)."""
+    in_place_globals: tuple[str, ...] = ()
+    """Exported mutable globals an in-place reset restores (empty when recycling)."""
     inline_ok: bool = True
     """False when the module imports a host call that can block (a WASI clock sleep, a read):
     the epoch deadline cannot interrupt a host call, so such calls never run on the server thread."""
@@ -66,7 +104,7 @@ class Snapshot:
 
     memory: bytes
     globals: tuple[Any, ...]
-    """Raw numeric values (`wasmtime_val_t`), in `Template.in_place_globals` order."""
+    """Raw values (from `wasmtime_adapter.global_get`), in `Template.in_place_globals` order."""
 
 
 class _Entry:
@@ -79,7 +117,7 @@ class _Entry:
         self.all_int = signature.all_int
         self.func = func
         self.func_ref = ctypes.byref(func)
-        self.buf = abi.new_slots(signature.slots)
+        self.buf = new_value_slots(signature.slots)
         self.words = (ctypes.c_uint64 * (2 * signature.slots)).from_buffer(self.buf)
         self.slots = ctypes.c_size_t(signature.slots)
         self.decode = abi.result_decoder(signature, self.buf, self.words)
@@ -88,8 +126,9 @@ class _Entry:
 class WarmInstance:
     """An instantiated module in a Store no other instance shares; used by one caller at a time."""
 
-    __slots__ = ("_armed", "_base", "_clock", "_ctx", "_deadlines", "_entries", "_globals", "_instance", "_memory",
-                 "_trap", "_trap_ref", "from_pool", "initial_memory", "store", "template")
+    __slots__ = ("_armed", "_base", "_clock", "_ctx", "_deadlines", "_entries", "_globals", "_memory",
+                 "_memory_ref", "_trap", "_trap_ref", "_wasm_instance", "from_pool", "initial_memory", "store",
+                 "template")
 
     def __init__(self, template: Template) -> None:
         self.template = template
@@ -106,46 +145,40 @@ class WarmInstance:
         if limits.fuel is not None:
             store.set_fuel(limits.fuel)
         try:
-            self._instance = template.pre.instantiate(store)
+            self._wasm_instance = template.pre.instantiate(store)
         except (wasmtime.Trap, wasmtime.WasmtimeError) as exc:
             raise InstantiateFailed(f"instantiating {template.sha256[:12]} failed: {exc}") from exc
         self.store = store
         self.from_pool = False
-        self._ctx = store._context()
-        self._trap = ctypes.POINTER(ffi.wasm_trap_t)()
+        self._ctx = store_context(store)
+        self._trap = new_trap_out()
         self._trap_ref = ctypes.byref(self._trap)
         self._deadlines: dict[int, ctypes.c_uint64] = {}
         self._memory: Any = None
+        self._memory_ref: Any = None
         if template.has_memory:
-            self._memory = self._export(abi.MEMORY_EXPORT, abi.EXTERN_MEMORY)
+            self._memory = self._export(abi.MEMORY_EXPORT, EXTERN_MEMORY)
+            self._memory_ref = ctypes.byref(self._memory)
         self.initial_memory = self.memory_len()
         # Where the memory starts, for in-place resets. Only growing can move a memory, and a grown
         # instance is never reset in place.
-        in_place = self._memory is not None and template.in_place_globals is not None
-        self._base = self._memory_view()[0] if in_place else 0
-        self._globals = [ctypes.byref(self._export(n, abi.EXTERN_GLOBAL)) for n in template.in_place_globals or ()]
+        in_place = self._memory is not None and template.reset_mode is not ResetMode.RECYCLE
+        self._base = memory_address(self._ctx, self._memory_ref) if in_place else 0
+        self._globals = [ctypes.byref(self._export(n, EXTERN_GLOBAL)) for n in template.in_place_globals]
         # Resolved here, on the reset side, so the request path does no export lookups.
-        self._entries = {name: _Entry(sig, self._export(name, abi.EXTERN_FUNC))
+        self._entries = {name: _Entry(sig, self._export(name, EXTERN_FUNC))
                          for name, sig in template.signatures.items()}
 
     def _export(self, name: str, kind: int) -> Any:
-        item = ffi.wasmtime_extern_t()
-        raw = name.encode()
-        found = ffi.wasmtime_instance_export_get(
-            self._ctx, ctypes.byref(self._instance._instance), raw, len(raw), ctypes.byref(item)
-        )
-        if not found or int(item.kind) != kind:
+        item = export_of(self._ctx, self._wasm_instance, name, kind)
+        if item is None:
             raise InstantiateFailed(f"export {name!r} is missing from the instance")
-        if kind == abi.EXTERN_MEMORY:
-            return item.of.memory
-        if kind == abi.EXTERN_FUNC:
-            return item.of.func
-        return item.of.global_
+        return item
 
     def memory_len(self) -> int:
         if self._memory is None:
             return 0
-        return int(ffi.wasmtime_memory_data_size(self._ctx, ctypes.byref(self._memory)))
+        return memory_size(self._ctx, self._memory_ref)
 
     @property
     def grew(self) -> bool:
@@ -154,12 +187,7 @@ class WarmInstance:
     # Reset in place ----------------------------------------------------------------------------
     def snapshot(self) -> Snapshot:
         base, size = self._memory_view()
-        values = []
-        for ref in self._globals:
-            value = ffi.wasmtime_val_t()
-            ffi.wasmtime_global_get(self._ctx, ref, ctypes.byref(value))
-            values.append(value)
-        return Snapshot(ctypes.string_at(base, size), tuple(values))
+        return Snapshot(ctypes.string_at(base, size), tuple(global_get(self._ctx, ref) for ref in self._globals))
 
     def restore(self, snapshot: Snapshot) -> bool:
         """Copy the post-start state back; False when that cannot make the instance clean (it grew)."""
@@ -168,7 +196,7 @@ class WarmInstance:
             return False
         ctypes.memmove(self._base, snapshot.memory, size)
         for ref, value in zip(self._globals, snapshot.globals, strict=True):
-            if ffi.wasmtime_global_set(self._ctx, ref, ctypes.byref(value)):
+            if not global_set(self._ctx, ref, value):
                 return False
         return True
 
@@ -181,20 +209,19 @@ class WarmInstance:
             deadline = self._deadlines.get(ticks)
             if deadline is None:
                 deadline = self._deadlines[ticks] = ctypes.c_uint64(ticks)
-            abi.set_epoch_deadline(self._ctx, deadline)
+            set_epoch_deadline(self._ctx, deadline)
             self._armed = armed
         fuel = self.template.limits.fuel
         if fuel is not None:
-            abi.set_fuel(self._ctx, ctypes.c_uint64(fuel))
+            set_fuel(self._ctx, ctypes.c_uint64(fuel))
 
     def _call(self, entry: _Entry) -> None:
-        error = abi.call_unchecked(self._ctx, entry.func_ref, entry.buf, entry.slots, self._trap_ref)
+        error = call_unchecked(self._ctx, entry.func_ref, entry.buf, entry.slots, self._trap_ref)
         if error:
-            failure = wasmtime.WasmtimeError._from_ptr(ctypes.cast(error, ctypes.POINTER(ffi.wasmtime_error_t)))
-            raise GuestTrap(f"guest failed: {failure}")
+            raise GuestTrap(f"guest failed: {error_from_address(error)}")
         if self._trap:
-            trap = wasmtime.Trap._from_ptr(self._trap)
-            self._trap = ctypes.POINTER(ffi.wasm_trap_t)()
+            trap = take_trap(self._trap)
+            self._trap = new_trap_out()
             self._trap_ref = ctypes.byref(self._trap)
             raise self._classify(trap)
 
@@ -255,5 +282,4 @@ class WarmInstance:
         return ctypes.string_at(base + out_ptr, out_len)
 
     def _memory_view(self) -> tuple[int, int]:
-        data = ffi.wasmtime_memory_data(self._ctx, ctypes.byref(self._memory))
-        return int(ctypes.cast(data, ctypes.c_void_p).value or 0), self.memory_len()
+        return memory_address(self._ctx, self._memory_ref), self.memory_len()

@@ -7,11 +7,21 @@ from collections.abc import Callable, Iterable, Iterator
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 from prometheus_client.registry import Collector, CollectorRegistry
 
+from warmpool_contract import (
+    INSTANTIATION_DURATION,
+    INVOCATION_DURATION,
+    INVOCATIONS,
+    POOL_CAPACITY,
+    POOL_DRAWS,
+    POOL_IN_FLIGHT,
+    POOL_RESET_FAILED,
+    POOL_TERMINATED,
+    POOL_WARM,
+    SHORT_HASH,
+    TRAPS,
+)
 from warmpool_runtime.pool import TuplePool
 from warmpool_runtime.stats import Histogram
-
-SHORT_HASH = 12
-"""The `module` label is the sha256 prefix: bounded cardinality, still unique in practice."""
 
 
 class PoolCollector(Collector):
@@ -22,25 +32,25 @@ class PoolCollector(Collector):
 
     def collect(self) -> Iterator[CounterMetricFamily | GaugeMetricFamily | HistogramMetricFamily]:
         labels = ["tenant", "module"]
-        draws = CounterMetricFamily("tensor_wasm_pool_draws", "Acquisitions from the warm pool, by result.",
+        draws = CounterMetricFamily(POOL_DRAWS, "Acquisitions from the warm pool, by result.",
                                     labels=[*labels, "result"])
-        warm = GaugeMetricFamily("tensor_wasm_pool_warm_instances", "Idle warm instances ready to serve.",
+        warm = GaugeMetricFamily(POOL_WARM, "Idle warm instances ready to serve.",
                                  labels=labels)
-        capacity = GaugeMetricFamily("tensor_wasm_pool_capacity_instances",
+        capacity = GaugeMetricFamily(POOL_CAPACITY,
                                      "Configured warm floor (after the maxTotalWarm cap).", labels=labels)
-        in_flight = GaugeMetricFamily("tensor_wasm_pool_in_flight", "Invocations running now.", labels=labels)
-        reset_failed = CounterMetricFamily("tensor_wasm_pool_reset_failed",
+        in_flight = GaugeMetricFamily(POOL_IN_FLIGHT, "Invocations running now.", labels=labels)
+        reset_failed = CounterMetricFamily(POOL_RESET_FAILED,
                                            "Used instances that could not be restored to a warm one.",
                                            labels=["tenant"])
-        terminated = CounterMetricFamily("tensor_wasm_pool_terminated",
+        terminated = CounterMetricFamily(POOL_TERMINATED,
                                          "Used instances terminated instead of returned, by reason.",
                                          labels=[*labels, "reason"])
-        invocations = CounterMetricFamily("tensor_wasm_invocations", "Invocations by outcome code.",
+        invocations = CounterMetricFamily(INVOCATIONS, "Invocations by outcome code.",
                                           labels=[*labels, "code"])
-        traps = CounterMetricFamily("tensor_wasm_traps", "Guest traps by trap code.", labels=[*labels, "trap"])
-        invoke = HistogramMetricFamily("tensor_wasm_invocation_duration_seconds",
+        traps = CounterMetricFamily(TRAPS, "Guest traps by trap code.", labels=[*labels, "trap"])
+        invoke = HistogramMetricFamily(INVOCATION_DURATION,
                                        "Invocation latency inside the runtime.", labels=labels)
-        instantiate = HistogramMetricFamily("tensor_wasm_instantiation_duration_seconds",
+        instantiate = HistogramMetricFamily(INSTANTIATION_DURATION,
                                             "Time to instantiate one instance.", labels=labels)
         failed_by_tenant: dict[str, int] = {}
         for pool in self._pools():
@@ -76,7 +86,7 @@ def _bound(value: float) -> str:
 
 
 def build_registry(pools: Callable[[], Iterable[TuplePool]]) -> CollectorRegistry:
-    """A registry of the runtime's own metrics; tests build their own the same way."""
+    """A registry of the runtime's own metrics."""
     registry = CollectorRegistry(auto_describe=False)
     registry.register(PoolCollector(pools))
     return registry

@@ -24,9 +24,11 @@ from warmpool_runtime.errors import (
     ModuleUnreachable,
 )
 from warmpool_runtime.layout import Layout, LayoutError, export_hidden_globals, scan
+from warmpool_runtime.settings import RuntimeSettings
 
 WASM_MAGIC = b"\0asm"
 WASI_P1 = "wasi_snapshot_preview1"
+_DEFAULTS = RuntimeSettings()
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,7 +47,8 @@ def sha256_hex(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def fetch_bytes(source: ModuleSource, sha256: str, max_bytes: int, timeout_s: float = 10.0) -> bytes:
+def fetch_bytes(source: ModuleSource, sha256: str, max_bytes: int,
+                timeout_s: float = _DEFAULTS.fetch_timeout_seconds) -> bytes:
     """Read the module's bytes, refusing anything over `max_bytes` before reading it all."""
     if source.url is not None:
         return _fetch_url(source.url, max_bytes, timeout_s)
@@ -98,8 +101,10 @@ def check_imports(module: wasmtime.Module, wasi_enabled: bool) -> None:
 class ModuleStore:
     """Compiled modules by sha256; an optional precompiled cache lives only in a runtime-owned dir."""
 
-    def __init__(self, engine: wasmtime.Engine, cache_dir: str | None = None) -> None:
+    def __init__(self, engine: wasmtime.Engine, cache_dir: str | None = None,
+                 fetch_timeout_seconds: float = _DEFAULTS.fetch_timeout_seconds) -> None:
         self._engine = engine
+        self._fetch_timeout_seconds = fetch_timeout_seconds
         self._compiled: dict[str, wasmtime.Module] = {}
         self.layouts: dict[str, Layout] = {}
         """What each freshly read module's binary says about its mutable state."""
@@ -113,7 +118,7 @@ class ModuleStore:
             return cached
         module = self._from_disk_cache(sha256)
         if module is None:
-            data = fetch_bytes(source, sha256, max_bytes)
+            data = fetch_bytes(source, sha256, max_bytes, self._fetch_timeout_seconds)
             verify(data, sha256, source.describe())
             with contextlib.suppress(LayoutError):  # wasmtime's compile below names the defect
                 layout = scan(data)

@@ -25,29 +25,30 @@ from collections import deque
 from collections.abc import Callable
 
 from warmpool_runtime.errors import RuntimeFault
-from warmpool_runtime.instance import Snapshot, Template, WarmInstance
+from warmpool_runtime.instance import ResetMode, Snapshot, Template, WarmInstance
+from warmpool_runtime.settings import RuntimeSettings
 from warmpool_runtime.stats import PoolStats
 
 log = logging.getLogger(__name__)
 
 InstanceFactory = Callable[[Template], WarmInstance]
-
-LOOP_RECYCLE_MAX_SECONDS = 250e-6
-"""Recycle on the event loop only while instantiation stays this cheap (moving average)."""
+_DEFAULTS = RuntimeSettings()
 
 
 class TuplePool:
     """The warm set of one tuple. `acquire` runs on the serving thread; `release` from any thread."""
 
-    def __init__(self, template: Template, floor: int, refiller: Refiller,
-                 factory: InstanceFactory = WarmInstance) -> None:
+    def __init__(self, template: Template, floor: int, refiller: Refiller, factory: InstanceFactory = WarmInstance,
+                 loop_recycle_max_seconds: float = _DEFAULTS.loop_recycle_max_seconds) -> None:
         self.template = template
         self.floor = floor
         self.stats = PoolStats()
         self.last_error: RuntimeFault | None = None
+        self.reset_mode = template.reset_mode
         self.snapshot: Snapshot | None = None
-        self.in_place = template.in_place_globals is not None
+        """The post-start state an in-place reset restores; set when `reset_mode` becomes IN_PLACE."""
         self.instantiate_avg = 0.0
+        self._loop_recycle_max_seconds = loop_recycle_max_seconds
         self._warm: deque[WarmInstance] = deque()
         self._lent = 0
         self._pending = 0  # slots being filled: an instance resetting or instantiating for the warm set
@@ -105,7 +106,8 @@ class TuplePool:
                 self._refiller.request(self)
             return
         loop = self._loop
-        if loop is None or (self.snapshot is None and self.instantiate_avg > LOOP_RECYCLE_MAX_SECONDS):
+        if loop is None or (self.reset_mode is not ResetMode.IN_PLACE
+                            and self.instantiate_avg > self._loop_recycle_max_seconds):
             self._refiller.retire(self, instance)
         elif threading.get_ident() == self._loop_thread:
             loop.call_soon(self.reset, instance)
@@ -118,7 +120,8 @@ class TuplePool:
         # The slot stays claimed while it is reset, so no refill races for it.
         if not self._claim(returned=returned):
             return
-        if self.snapshot is not None and instance.restore(self.snapshot):
+        snapshot = self.snapshot  # set exactly when reset_mode is IN_PLACE
+        if snapshot is not None and instance.restore(snapshot):
             self._settle(instance, returned)
             return
         if instance.grew:
@@ -167,7 +170,7 @@ class TuplePool:
         """Instantiate into a claimed slot; on failure the claim is given up and False returned."""
         try:
             instance = self.instantiate()
-            if self.template.in_place_globals is not None and self.snapshot is None and self.in_place:
+            if self.reset_mode is ResetMode.TRY_IN_PLACE:
                 self._choose_reset(instance)
         except RuntimeFault as exc:
             self._settle(None, returned)
@@ -192,8 +195,9 @@ class TuplePool:
         instantiate = min(_timed(self.instantiate) for _ in range(3))
         if restore < instantiate:
             self.snapshot = snapshot
+            self.reset_mode = ResetMode.IN_PLACE
         else:
-            self.in_place = False
+            self.reset_mode = ResetMode.RECYCLE
             log.info("%s/%s: recycling (%.0f µs) is cheaper than an in-place reset (%.0f µs)",
                      self.template.tenant, self.template.sha256[:12], instantiate * 1e6, restore * 1e6)
 

@@ -1,4 +1,4 @@
-"""HTTP/1.1 surface: an asyncio protocol over httptools' parser, a thin adapter over the Runtime.
+"""HTTP surface: an HTTP/1.1 asyncio protocol over httptools' parser, routing to the registry and the call lanes.
 
 Chosen by measurement (`warmpool bench runtime`): a protocol-level server adds far less per
 request than a framework, and completed-inline calls answer without creating a task.
@@ -17,8 +17,11 @@ from typing import Any
 import httptools
 from prometheus_client import CollectorRegistry, generate_latest
 
+from warmpool_contract import HEALTHZ_PATH, INVOKE_PREFIX, METRICS_PATH, READYZ_PATH
 from warmpool_runtime.errors import BadArguments, PayloadTooLarge, RuntimeFault
-from warmpool_runtime.service import Runtime, Target
+from warmpool_runtime.lanes import CallArgs, CallResult, PendingCall
+from warmpool_runtime.registry import Target
+from warmpool_runtime.service import Runtime
 
 log = logging.getLogger(__name__)
 
@@ -27,8 +30,8 @@ _REASONS = {200: b"OK", 400: b"Bad Request", 404: b"Not Found", 405: b"Method No
             500: b"Internal Server Error", 502: b"Bad Gateway", 503: b"Service Unavailable"}
 JSON = b"application/json"
 OCTETS = b"application/octet-stream"
-ROUTE_CACHE_SIZE = 1024
-"""Resolved invoke paths kept; bounded so that requests for ever-new paths cannot grow it."""
+_INVOKE = INVOKE_PREFIX.encode()
+_HEALTHZ, _READYZ, _METRICS = HEALTHZ_PATH.encode(), READYZ_PATH.encode(), METRICS_PATH.encode()
 _INT_ARGS = re.compile(rb'\{"args":\[((?:-?(?:0|[1-9][0-9]{0,19}),)*-?(?:0|[1-9][0-9]{0,19}))?\]\}')
 """The common body, compact integer args, parsed without the json module; anything else goes through it."""
 
@@ -40,7 +43,13 @@ def response(status: int, body: bytes, content_type: bytes = JSON, close: bool =
     return head + body
 
 
-def error_response(fault: RuntimeFault) -> tuple[int, bytes, bytes]:
+Reply = tuple[int, bytes, bytes]
+"""(status, body, content type)."""
+PendingReply = asyncio.Future[Reply]
+INTERNAL_ERROR: Reply = (500, b'{"error":{"code":"internal","message":"the runtime failed; see its log"}}', JSON)
+
+
+def error_response(fault: RuntimeFault) -> Reply:
     return fault.status, json.dumps(fault.to_json()).encode(), JSON
 
 
@@ -56,49 +65,52 @@ class Request:
 
 
 class Handler:
-    """Routes a parsed request; returns (status, body, content type) or a Future of it."""
+    """Routes a parsed request to a reply, or a Future of one when the call went to a worker."""
 
-    def __init__(self, runtime: Runtime, registry: CollectorRegistry) -> None:
+    def __init__(self, runtime: Runtime, metrics: CollectorRegistry) -> None:
         self.runtime = runtime
-        self.registry = registry
+        self.metrics = metrics
         self._routes: dict[bytes, Target] = {}
+        self._route_cache_size = runtime.config.settings.route_cache_size
+        self._resolve = runtime.registry.target
+        self._run = runtime.lanes.call
 
-    def handle(self, req: Request) -> Any:
+    def handle(self, req: Request) -> Reply | PendingReply:
         try:
             target = self._routes.get(req.url)
             if target is not None and req.method == b"POST":
                 return self._call(target, req)
             path = req.url.split(b"?", 1)[0]
-            if path.startswith(b"/v1/"):
+            if path.startswith(_INVOKE):
                 if req.method != b"POST":
                     return 405, b'{"error":{"code":"method_not_allowed","message":"use POST"}}', JSON
                 return self._invoke(path, req)
             if req.method != b"GET":
                 return 405, b'{"error":{"code":"method_not_allowed","message":"use GET"}}', JSON
-            if path == b"/healthz":
+            if path == _HEALTHZ:
                 return 200, b'{"status":"ok"}', JSON
-            if path == b"/readyz":
+            if path == _READYZ:
                 return self._readyz()
-            if path == b"/metrics":
-                return 200, generate_latest(self.registry), b"text/plain; version=0.0.4; charset=utf-8"
+            if path == _METRICS:
+                return 200, generate_latest(self.metrics), b"text/plain; version=0.0.4; charset=utf-8"
             return 404, b'{"error":{"code":"not_found","message":"no such route"}}', JSON
         except RuntimeFault as fault:
             return error_response(fault)
 
-    def _invoke(self, path: bytes, req: Request) -> Any:
+    def _invoke(self, path: bytes, req: Request) -> Reply | PendingReply:
         parts = path.decode("utf-8", "replace").split("/")
         if len(parts) != 5 or not all(parts[2:]):
-            raise BadArguments("expected POST /v1/{tenant}/{module_sha256}/{export}")
+            raise BadArguments(f"expected POST {INVOKE_PREFIX}{{tenant}}/{{module_sha256}}/{{export}}")
         _, _, tenant, sha256, export = parts
-        target = self.runtime.target(tenant, sha256, export)
-        if len(self._routes) >= ROUTE_CACHE_SIZE:
+        target = self._resolve(tenant, sha256, export)
+        if len(self._routes) >= self._route_cache_size:
             self._routes.clear()
         self._routes[req.url] = target
         return self._call(target, req)
 
-    def _call(self, target: Target, req: Request) -> Any:
+    def _call(self, target: Target, req: Request) -> Reply | PendingReply:
         body = req.body[0] if len(req.body) == 1 else b"".join(req.body)
-        args: list[Any] | bytes
+        args: CallArgs
         if req.content_type.startswith(OCTETS):
             args = body
         elif (match := _INT_ARGS.fullmatch(body)) is not None:
@@ -106,19 +118,20 @@ class Handler:
             args = list(map(int, ints.split(b","))) if ints else []
         else:
             args = _json_args(body)
-        result = self.runtime.call(target, args)
+        result = self._run(target, args)
         if isinstance(result, asyncio.Future):
-            out: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+            out: PendingReply = asyncio.get_running_loop().create_future()
             result.add_done_callback(lambda f: out.set_result(_encode_outcome(f)))
             return out
         return _encode(result)
 
-    def _readyz(self) -> tuple[int, bytes, bytes]:
+    def _readyz(self) -> Reply:
+        registry = self.runtime.registry
         tuples = [{
             "tenant": s.tenant, "sha256": s.sha256, "warm": s.warm, "target": s.target, "ready": s.ready,
             "error": None if s.error is None else {"code": s.error.code, "message": s.error.message},
-        } for s in self.runtime.statuses()]
-        ready = self.runtime.ready
+        } for s in registry.statuses()]
+        ready = registry.ready
         return (200 if ready else 503), json.dumps({"ready": ready, "tuples": tuples}).encode(), JSON
 
 
@@ -135,7 +148,7 @@ def _json_args(body: bytes) -> list[Any]:
     return args
 
 
-def _encode(result: Any) -> tuple[int, bytes, bytes]:
+def _encode(result: CallResult) -> Reply:
     if isinstance(result, bytes):
         return 200, result, OCTETS
     if len(result) == 1 and result[0].__class__ is int:
@@ -143,14 +156,14 @@ def _encode(result: Any) -> tuple[int, bytes, bytes]:
     return 200, b'{"results":%s}' % json.dumps(result).encode(), JSON
 
 
-def _encode_outcome(future: asyncio.Future[Any]) -> tuple[int, bytes, bytes]:
+def _encode_outcome(future: PendingCall) -> Reply:
     exc = future.exception()
     if exc is None:
         return _encode(future.result())
     if isinstance(exc, RuntimeFault):
         return error_response(exc)
     log.error("invocation failed inside the runtime", exc_info=exc)
-    return 500, b'{"error":{"code":"internal","message":"the runtime failed; see its log"}}', JSON
+    return INTERNAL_ERROR
 
 
 class HttpProtocol(asyncio.Protocol):
@@ -163,7 +176,7 @@ class HttpProtocol(asyncio.Protocol):
         self._transport: asyncio.Transport | None = None
         self._req = Request()
         self._body_size = 0
-        self._queue: deque[tuple[Request, Any]] = deque()
+        self._queue: deque[tuple[Request, Reply | PendingReply]] = deque()
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self._transport = transport  # type: ignore[assignment]  # uvloop's transports are not subclasses
@@ -209,7 +222,7 @@ class HttpProtocol(asyncio.Protocol):
             outcome = self._handler.handle(req)
         except Exception:
             log.exception("request handling failed")
-            outcome = (500, b'{"error":{"code":"internal","message":"the runtime failed; see its log"}}', JSON)
+            outcome = INTERNAL_ERROR
         if not self._queue and not isinstance(outcome, asyncio.Future):
             status, body, content_type = outcome
             self._reply(status, body, content_type, not req.keep_alive)
@@ -238,13 +251,15 @@ class HttpProtocol(asyncio.Protocol):
             self._transport = None
 
 
-async def serve(runtime: Runtime, registry: CollectorRegistry, host: str, port: int,
+async def serve(runtime: Runtime, metrics: CollectorRegistry, host: str, port: int,
                 started: Callable[[asyncio.Server], None] | None = None) -> None:
-    """Serve until cancelled."""
-    handler = Handler(runtime, registry)
+    """Serve until cancelled; `runtime`'s calls run on this loop from now on."""
     loop = asyncio.get_running_loop()
-    server = await loop.create_server(lambda: HttpProtocol(handler, runtime.config.max_body_bytes), host, port,
-                                      reuse_address=True, backlog=1024)
+    runtime.serve_on(loop)
+    handler = Handler(runtime, metrics)
+    settings = runtime.config.settings
+    server = await loop.create_server(lambda: HttpProtocol(handler, settings.max_body_bytes), host, port,
+                                      reuse_address=True, backlog=settings.listen_backlog)
     if started is not None:
         started(server)
     async with server:

@@ -7,6 +7,7 @@ from typing import Any
 import pytest
 
 from warmpool_runtime.config import ConfigError, load_config, parse_config, single_tuple_config
+from warmpool_runtime.settings import SETTINGS_KEYS, RuntimeSettings
 
 pytestmark = pytest.mark.unit
 
@@ -26,7 +27,8 @@ def test_defaults_and_overrides() -> None:
     assert t.limits.timeout_ms == 50
     assert t.limits.memory_bytes == 1 << 20
     assert config.max_total_warm == 256
-    assert config.workers == 4
+    assert config.settings == RuntimeSettings()
+    assert config.settings.workers == 4
 
 
 @pytest.mark.parametrize(("raw", "field"), [
@@ -41,6 +43,15 @@ def test_defaults_and_overrides() -> None:
     ({"tuples": [entry(), entry()]}, "repeats"),
     ({"maxTotalWarm": -1, "tuples": [entry()]}, "maxTotalWarm"),
     ({"tuples": [entry()], "extra": 1}, "extra"),
+    ({"tuples": [entry()], "settings": {"poolSlot": 1}}, "settings: unknown field(s) poolSlot"),
+    ({"tuples": [entry()], "settings": {"pool_slots": 1}}, "pool_slots (did you mean poolSlots"),
+    ({"tuples": [entry()], "settings": {"workers": 0}}, "settings.workers must be an integer >= 1"),
+    ({"tuples": [entry()], "settings": {"workers": 2.5}}, "settings.workers"),
+    ({"tuples": [entry()], "settings": {"inlineBudgetMs": -1}}, "settings.inlineBudgetMs"),
+    ({"tuples": [entry()], "settings": {"inlineBudgetMs": float("nan")}}, "settings.inlineBudgetMs"),
+    ({"tuples": [entry()], "settings": {"pooling": 1}}, "settings.pooling must be a boolean"),
+    ({"tuples": [entry()], "settings": []}, "settings must be a mapping"),
+    ({"tuples": [entry()], "workers": 2}, "workers (a setting: give it as settings.workers)"),
 ])
 def test_bad_values_name_their_field(raw: dict[str, Any], field: str) -> None:
     with pytest.raises(ConfigError, match=field.replace("[", r"\[").replace("]", r"\]").replace("(", r"\(")
@@ -77,3 +88,23 @@ def test_zero_table_elements_is_a_valid_limit() -> None:
     # The WarmPool CRD accepts 0 (a module without tables needs none); the runtime must too.
     config = parse_config({"tuples": [entry(limits={"tableElements": 0})]})
     assert config.tuples[0].limits.table_elements == 0
+
+
+def test_settings_are_read_by_their_camel_case_names() -> None:
+    config = parse_config({"tuples": [entry()], "settings": {
+        "workers": 8, "inlineBudgetMs": 0, "slowStrikes": 5, "epochTickMs": 2, "pooling": False,
+        "maxBodyBytes": 1024, "loopRecycleMaxSeconds": 0.001,
+    }})
+    assert config.settings == RuntimeSettings(workers=8, inline_budget_ms=0.0, slow_strikes=5, epoch_tick_ms=2.0,
+                                              pooling=False, max_body_bytes=1024, loop_recycle_max_seconds=0.001)
+    assert isinstance(config.settings.epoch_tick_ms, float)
+
+
+def test_every_setting_has_a_config_key_and_a_line_in_the_docs() -> None:
+    from dataclasses import fields
+    from pathlib import Path
+
+    assert sorted(SETTINGS_KEYS.values()) == sorted(f.name for f in fields(RuntimeSettings))
+    docs = (Path(__file__).parents[2] / "docs" / "runtime-config.md").read_text()
+    missing = [key for key in SETTINGS_KEYS if f"{key}:" not in docs]
+    assert not missing, f"settings keys not documented in docs/runtime-config.md: {missing}"

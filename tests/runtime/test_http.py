@@ -30,7 +30,7 @@ async def base_url(make_runtime, tmp_path: Path) -> AsyncIterator[tuple[str, str
     runtime = make_runtime({"tuples": [tuple_entry("acme", path, sha, 2, timeoutMs=100),
                                        tuple_entry("acme", bpath, bsha, 2)]})
     started: asyncio.Future[int] = asyncio.get_running_loop().create_future()
-    task = asyncio.create_task(serve(runtime, build_registry(runtime.pools.values), "127.0.0.1", 0,
+    task = asyncio.create_task(serve(runtime, build_registry(runtime.registry.pools.values), "127.0.0.1", 0,
                                      lambda s: started.set_result(s.sockets[0].getsockname()[1])))
     port = await started
     yield f"http://127.0.0.1:{port}", sha, bsha

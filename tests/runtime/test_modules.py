@@ -14,15 +14,16 @@ import wasmtime
 
 from tests.runtime.wasm import BYTES, MISSING_IMPORT, START_TRAPS, STATEFUL, WASI, compile_wat, write_module
 from warmpool_runtime import errors
-from warmpool_runtime.engine import EngineSettings, build_engine
+from warmpool_runtime.engine import build_engine
 from warmpool_runtime.modules import ModuleSource, ModuleStore
+from warmpool_runtime.settings import RuntimeSettings
 
 pytestmark = pytest.mark.component
 
 
 @pytest.fixture(scope="module")
 def engine() -> wasmtime.Engine:
-    return build_engine(EngineSettings(pool_slots=16, max_memory_bytes=16 << 20))
+    return build_engine(RuntimeSettings(pool_slots=16, max_memory_bytes=16 << 20))
 
 
 @pytest.fixture
@@ -114,8 +115,8 @@ def test_a_module_whose_start_traps_never_becomes_ready(make_runtime, tmp_path) 
     path, sha = write_module(tmp_path, START_TRAPS)
     runtime = make_runtime({"tuples": [{"tenant": "acme", "module": {"sha256": sha, "source": {"path": str(path)}}}]},
                            wait_ready=False)
-    assert not runtime.ready
-    (status,) = runtime.statuses()
+    assert not runtime.registry.ready
+    (status,) = runtime.registry.statuses()
     assert status.error is not None
     assert status.error.code == "instantiate_failed"
 

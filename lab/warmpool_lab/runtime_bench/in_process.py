@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 import wasmtime
 
-from warmpool_runtime.bench.guests import (
+from warmpool_lab.runtime_bench.guests import (
     DIRTY,
     IN_PLACE,
     READY_TIMEOUT_S,
@@ -20,12 +20,13 @@ from warmpool_runtime.bench.guests import (
     Module,
     raw_config,
 )
-from warmpool_runtime.bench.report import Line, median, verdict
-from warmpool_runtime.bench.support import free_pool, no_gc, run_loop, side_pool, wait_until
+from warmpool_lab.runtime_bench.report import Line, median, verdict
+from warmpool_lab.runtime_bench.support import free_pool, no_gc, run_loop, side_pool, wait_until
 from warmpool_runtime.config import parse_config
-from warmpool_runtime.instance import Snapshot, Template, WarmInstance
+from warmpool_runtime.instance import ResetMode, Snapshot, Template, WarmInstance
 from warmpool_runtime.pool import TuplePool
 from warmpool_runtime.service import Runtime
+from warmpool_runtime.wasmtime_adapter import value_bits
 
 
 # 1. Cold instantiate vs warm acquire + release ---------------------------------------------------
@@ -129,7 +130,7 @@ def restore_us(template: Template, dirty_bytes: int, n: int) -> float:
                 raise RuntimeError("in-place restore refused a same-sized memory")
     after = instance.snapshot()
     def values(snap: Snapshot) -> list[tuple[int, int]]:
-        return [(int(g.kind), int(g.of.i64)) for g in snap.globals]  # numeric globals: kind and 8 value bytes
+        return [value_bits(g) for g in snap.globals]
 
     if after.memory != snapshot.memory or values(after) != values(snapshot):
         raise RuntimeError("in-place restore did not bring memory and globals back to their post-start state")
@@ -159,7 +160,7 @@ def recycle_us(template: Template, dirty_bytes: int, n: int) -> float:
 def reset_line(template: Template, module: Module, dirty: int, label: str, repeats: int) -> Line:
     in_place, recycle, _ = paired(repeats, lambda: restore_us(template, dirty, 100),
                                   lambda: recycle_us(template, dirty, 100))
-    picks_in_place = template.in_place_globals is not None
+    picks_in_place = template.reset_mode is not ResetMode.RECYCLE
     pick, other = (in_place, recycle) if picks_in_place else (recycle, in_place)
     cheaper = "cheaper" if pick <= other else "dearer"
     return Line(
@@ -174,7 +175,8 @@ def reset_line(template: Template, module: Module, dirty: int, label: str, repea
 
 def measure_reset(runtime: Runtime, modules: dict[str, Module], repeats: int) -> list[Line]:
     """Each module's memory is exactly what its guest dirties: one page, and 1 MiB."""
-    return [reset_line(runtime.pools[(TENANT, modules[name].sha256)].template, modules[name], dirty, label, repeats)
+    return [reset_line(runtime.registry.pools[(TENANT, modules[name].sha256)].template, modules[name], dirty, label,
+                       repeats)
             for name, dirty, label in DIRTY]
 
 
@@ -281,12 +283,12 @@ def measure_request_path(runtime: Runtime, modules: dict[str, Module], repeats: 
     lines = []
     for name in SERVED:
         module = modules[name]
-        pool = runtime.pools[(TENANT, module.sha256)]
+        pool = runtime.registry.pools[(TENANT, module.sha256)]
         rounds = [request_path_round(pool, 400, THROUGHPUT_CONNECTIONS) for _ in range(repeats)]
         after, before = median([r.after for r in rounds]), median([r.before for r in rounds])
         loop_reset = median([r.loop_reset for r in rounds])
         on_loop = median([r.on_loop for r in rounds])
-        strategy = "in place" if pool.template.in_place_globals is not None else "recycle"
+        strategy = "in place" if pool.template.reset_mode is not ResetMode.RECYCLE else "recycle"
         where = "" if on_loop == 1.0 else f" ({100 * (1 - on_loop):.0f}% of bursts left some to the refill thread)"
         lines.append(Line(
             f"request path ({strategy}): reset after vs before response", "after < before",
@@ -303,12 +305,12 @@ def in_process_lines(modules: dict[str, Module], repeats: int) -> list[Line]:
     runtime.start()
     try:
         runtime.load_all()
-        wait_until(lambda: runtime.ready, READY_TIMEOUT_S, "the in-process pools")
+        wait_until(lambda: runtime.registry.ready, READY_TIMEOUT_S, "the in-process pools")
         for module in modules.values():
-            template = runtime.pools[(TENANT, module.sha256)].template
-            if (template.in_place_globals is not None) != (module.strategy == "in place"):
+            template = runtime.registry.pools[(TENANT, module.sha256)].template
+            if (template.reset_mode is not ResetMode.RECYCLE) != (module.strategy == "in place"):
                 raise RuntimeError(f"the runtime resets {module.name} otherwise than its layout says")
-        add = runtime.pools[(TENANT, modules[IN_PLACE].sha256)].template
+        add = runtime.registry.pools[(TENANT, modules[IN_PLACE].sha256)].template
         lines = measure_pool(add, repeats)
         lines += measure_reset(runtime, modules, repeats)
         lines += measure_calls(add, repeats)

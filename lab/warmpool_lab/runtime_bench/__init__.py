@@ -17,10 +17,10 @@ import time
 from dataclasses import asdict
 from pathlib import Path
 
-from warmpool_runtime.bench.guests import write_modules
-from warmpool_runtime.bench.http_load import http_lines
-from warmpool_runtime.bench.in_process import in_process_lines
-from warmpool_runtime.bench.report import Line, environment, table
+from warmpool_lab.runtime_bench.guests import write_modules
+from warmpool_lab.runtime_bench.http_load import http_lines
+from warmpool_lab.runtime_bench.in_process import in_process_lines
+from warmpool_lab.runtime_bench.report import Line, environment, table
 
 
 def measure_all(repeats: int, http_seconds: float) -> list[Line]:

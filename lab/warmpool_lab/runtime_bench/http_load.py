@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from warmpool_runtime.bench.guests import (
+from warmpool_lab.runtime_bench.guests import (
     HOST,
     IN_PLACE,
     READY_TIMEOUT_S,
@@ -27,8 +27,8 @@ from warmpool_runtime.bench.guests import (
     Module,
     raw_config,
 )
-from warmpool_runtime.bench.report import Line, median, percentile, verdict
-from warmpool_runtime.bench.support import cores, no_gc, run_loop, wait_until
+from warmpool_lab.runtime_bench.report import Line, median, percentile, verdict
+from warmpool_lab.runtime_bench.support import cores, no_gc, run_loop, wait_until
 
 FLOOR_BODY = b'{"results":[3]}'
 FLOOR_RESPONSE = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s" % (
@@ -57,7 +57,7 @@ async def _floor_main(port: int) -> None:
         await server.serve_forever()
 
 
-FLOOR_MAIN = "import sys; from warmpool_runtime.bench.http_load import serve_floor; serve_floor(int(sys.argv[1]))"
+FLOOR_MAIN = "import sys; from warmpool_lab.runtime_bench.http_load import serve_floor; serve_floor(int(sys.argv[1]))"
 """The floor subprocess's program."""
 
 

@@ -9,7 +9,7 @@ import statistics
 from dataclasses import dataclass, field
 from typing import Any
 
-from warmpool_runtime.bench.support import cores
+from warmpool_lab.runtime_bench.support import cores
 
 
 # Results ---------------------------------------------------------------------------------------
