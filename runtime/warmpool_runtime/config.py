@@ -10,7 +10,14 @@ from typing import Any
 
 import yaml
 
-from warmpool_contract import DEFAULT_MAX_TOTAL_WARM, DEFAULT_WARM_INSTANCES, LIMIT_FIELDS, SHA256_HEX, TENANT_PATTERN
+from warmpool_contract import (
+    DEFAULT_MAX_TOTAL_WARM,
+    DEFAULT_WARM_INSTANCES,
+    LIMIT_FIELDS,
+    SHA256_HEX,
+    SHORT_HASH,
+    TENANT_PATTERN,
+)
 from warmpool_runtime.instance import Limits
 from warmpool_runtime.modules import ModuleSource
 from warmpool_runtime.settings import SETTINGS_KEYS, RuntimeSettings, SettingsError, parse_settings
@@ -147,7 +154,7 @@ def parse_config(raw: Any) -> RuntimeConfig:
     seen: set[tuple[str, str]] = set()
     for i, t in enumerate(tuples):
         if t.key in seen:
-            raise ConfigError(f"tuples[{i}] repeats tenant {t.tenant} with module {t.sha256[:12]}")
+            raise ConfigError(f"tuples[{i}] repeats tenant {t.tenant} with module {t.sha256[:SHORT_HASH]}")
         seen.add(t.key)
     wasi = raw.get("wasi", True)
     if not isinstance(wasi, bool):

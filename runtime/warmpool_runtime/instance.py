@@ -15,6 +15,7 @@ from warmpool_contract import (
     DEFAULT_MEMORY_BYTES,
     DEFAULT_TABLE_ELEMENTS,
     DEFAULT_TIMEOUT_MS,
+    SHORT_HASH,
 )
 from warmpool_runtime import abi
 from warmpool_runtime.engine import WASM_PAGE, EpochClock
@@ -147,7 +148,7 @@ class WarmInstance:
         try:
             self._wasm_instance = template.pre.instantiate(store)
         except (wasmtime.Trap, wasmtime.WasmtimeError) as exc:
-            raise InstantiateFailed(f"instantiating {template.sha256[:12]} failed: {exc}") from exc
+            raise InstantiateFailed(f"instantiating {template.sha256[:SHORT_HASH]} failed: {exc}") from exc
         self.store = store
         self.from_pool = False
         self._ctx = store_context(store)

@@ -24,6 +24,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 
+from warmpool_contract import SHORT_HASH
 from warmpool_runtime.errors import RuntimeFault
 from warmpool_runtime.instance import ResetMode, Snapshot, Template, WarmInstance
 from warmpool_runtime.settings import RuntimeSettings
@@ -176,12 +177,12 @@ class TuplePool:
             self._settle(None, returned)
             self.stats.reset_failed += 1
             self.last_error = exc
-            log.warning("refill of %s/%s failed: %s", self.template.tenant, self.template.sha256[:12], exc)
+            log.warning("refill of %s/%s failed: %s", self.template.tenant, self.template.sha256[:SHORT_HASH], exc)
             return False
         except Exception as exc:
             self._settle(None, returned)
             self.stats.reset_failed += 1
-            log.exception("refill of %s/%s crashed: %s", self.template.tenant, self.template.sha256[:12], exc)
+            log.exception("refill of %s/%s crashed: %s", self.template.tenant, self.template.sha256[:SHORT_HASH], exc)
             return False
         self.last_error = None
         self._settle(instance, returned)
@@ -199,13 +200,7 @@ class TuplePool:
         else:
             self.reset_mode = ResetMode.RECYCLE
             log.info("%s/%s: recycling (%.0f µs) is cheaper than an in-place reset (%.0f µs)",
-                     self.template.tenant, self.template.sha256[:12], instantiate * 1e6, restore * 1e6)
-
-    def prewarm(self, n: int) -> int:
-        """Synchronously fill up to `n` (capped by the floor); returns the warm count."""
-        while len(self._warm) < min(n, self.floor) and self.refill_once():
-            pass
-        return len(self._warm)
+                     self.template.tenant, self.template.sha256[:SHORT_HASH], instantiate * 1e6, restore * 1e6)
 
     def drain(self) -> None:
         with self._lock:

@@ -21,7 +21,7 @@ from warmpool_lab.runtime_bench.guests import (
     raw_config,
 )
 from warmpool_lab.runtime_bench.report import Line, median, verdict
-from warmpool_lab.runtime_bench.support import free_pool, no_gc, run_loop, side_pool, wait_until
+from warmpool_lab.runtime_bench.support import free_pool, no_gc, prewarm, run_loop, side_pool, wait_until
 from warmpool_runtime.config import parse_config
 from warmpool_runtime.instance import ResetMode, Snapshot, Template, WarmInstance
 from warmpool_runtime.pool import TuplePool
@@ -62,7 +62,7 @@ def acquire_release_us(template: Template, n: int) -> float:
     running while timed, so the figure is the caller's cost alone. It then resets and frees them.
     """
     pool, refiller = side_pool(template, n)
-    pool.prewarm(n)
+    prewarm(pool, n)
     try:
         elapsed = timed_draws(pool, n)
     finally:
@@ -77,7 +77,7 @@ def acquire_release_loop_us(template: Template, n: int) -> float:
 
     async def main() -> float:
         pool, refiller = side_pool(template, n)
-        pool.prewarm(n)
+        prewarm(pool, n)
         pool.serve_on(asyncio.get_running_loop())
         try:
             elapsed = timed_draws(pool, n)

@@ -51,6 +51,12 @@ def side_pool(template: Template, floor: int) -> tuple[TuplePool, Refiller]:
     return TuplePool(template, floor, refiller), refiller
 
 
+def prewarm(pool: TuplePool, n: int) -> None:
+    """Fill a side pool on this thread (its refill thread is not running): `n` instances, at most its floor."""
+    while pool.warm < min(n, pool.floor) and pool.refill_once():
+        pass
+
+
 def free_pool(pool: TuplePool, refiller: Refiller) -> None:
     """Hand every instance back to the engine: let the refill thread reset what was retired, then drop all.
 
