@@ -14,7 +14,7 @@ def spec_for(model: FleetModel, *, target: float, floor: int = 1) -> FleetSpec:
     """The fleet spec a run uses: the model's cap, pods and timing, the run's target."""
     return FleetSpec(
         warm_floor=floor,
-        warm_cap_per_tuple=min(model.cap, 256),
+        warm_cap_per_tuple=model.cap,
         max_total_warm=model.cap,
         base_memory_mb=model.base_memory_mb,
         instance_memory_mb=model.instance_memory_mb,

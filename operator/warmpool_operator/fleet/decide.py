@@ -11,7 +11,7 @@ from __future__ import annotations
 import enum
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from warmpool_operator.fleet.observations import FleetObservations, TupleKey
 from warmpool_operator.fleet.placement import place_under_cap
@@ -97,6 +97,7 @@ class FleetDecision:
 class _Tick:
     arrivals: dict[TupleKey, float]
     misses: float
+    missed: dict[TupleKey, float]
     in_flight: dict[TupleKey, float]
     pods: dict[str, PodCounters]
 
@@ -115,6 +116,7 @@ def _read_counters(state: FleetState, observations: FleetObservations, now: floa
         name: counters for name, counters in state.pods.items() if counters.t > now - 60.0
     }
     misses = 0.0
+    missed_by: dict[TupleKey, float] = {}
     last = state.last_tick
     for scrape in observations.pods:
         before = pods.get(scrape.pod)
@@ -136,9 +138,11 @@ def _read_counters(state: FleetState, observations: FleetObservations, now: floa
                     drawn, missed = total - prior[0], max(0.0, c.misses - prior[1])
                 if drawn:
                     arrivals[key] = arrivals.get(key, 0.0) + drawn * share
-                    misses += missed * share
+                    if missed:
+                        missed_by[key] = missed_by.get(key, 0.0) + missed * share
+                        misses += missed * share
         pods[scrape.pod] = PodCounters(now, counts)
-    return _Tick(arrivals, misses, in_flight, pods)
+    return _Tick(arrivals, misses, missed_by, in_flight, pods)
 
 
 def _holding(tuples: Mapping[TupleKey, TupleState], prior: float) -> float:
@@ -187,19 +191,22 @@ def _size_rate(
         predicted.confirmations >= 2 or predicted.track_record is None or predicted.track_record >= 0.5
     )
     if model.current is not None:
-        if model.current.peak_rate > best:
-            best, why = model.current.peak_rate, WarmReason.SURGE
+        if model.current.peak_rate * s.surge_gain > best:
+            best, why = model.current.peak_rate * s.surge_gain, WarmReason.SURGE
         # A predicted surge was prewarmed for its known peak: no hedge for it climbing on.
         if not credible and climb > best:
             best, why = climb, WarmReason.CLIMB
-    elif not credible and now <= surge.last + tuning.surge_hold_seconds and surge.peak_rate > best:
+    elif not credible and now <= surge.last + tuning.surge_hold_seconds and surge.peak_rate * s.surge_gain > best:
         # No period yet: the surge may be a timer's, so its level is held until it would be back.
-        best, why = surge.peak_rate, WarmReason.SURGE
+        best, why = surge.peak_rate * s.surge_gain, WarmReason.SURGE
     if credible and predicted is not None:
         lead = spec.resize_seconds + dt + predicted.jitter
         late = max(predicted.jitter, dt)
         due = predicted.next_onset - lead <= now <= predicted.next_onset + predicted.duration + late
-        expected = predicted.peak_rate * tuning.surge_margin
+        expected = predicted.peak_rate * tuning.surge_margin * s.surge_gain
+        # Once the surge is under way the forecast already points at the next one: the prewarm is
+        # held through the surge seen now.
+        due = due or model.current is not None
         if due and expected > best:
             best, why = expected, WarmReason.PREWARM
     return best, why
@@ -238,25 +245,32 @@ def decide(
     tuples: dict[TupleKey, TupleState] = {}
     for key in wanted_tuples:
         tuples[key] = observe_tuple(
-            old.get(key, fresh), tick.arrivals.get(key, 0.0), tick.in_flight.get(key, 0.0),
-            now=now, dt=dt, decay=decay, pods=ready,
+            old.get(key, fresh), tick.arrivals.get(key, 0.0), tick.missed.get(key, 0.0), tick.in_flight.get(key, 0.0),
+            now=now, dt=dt, decay=decay, pods=ready, target=target, tuning=tuning,
         )
     holding = _holding(tuples, state.holding)
     sizing_target = target * tuning.sizing_share
     prior = tuning.holding_prior_arrivals
     span = tuning.holding_seconds
     loads: dict[TupleKey, float] = {}
+    needs: dict[TupleKey, float] = {}
+    """Loads without bursts held in case they come back: what pods are added for."""
     reasons: dict[TupleKey, WarmReason] = {}
-    for key, s in tuples.items():
+    for key, tracked in tuples.items():
+        s = tracked
         # Little's law over the holding window, leaning on the fleet's holding time while few arrived.
         own = (s.busy * span + prior * holding) / (s.long_rate * span + prior)
         rate, why = _size_rate(
             s, now=now, spec=spec, tuning=tuning, per_pod=own / ready, target=sizing_target
         )
+        if (why is WarmReason.PREWARM) != s.prewarmed:
+            s = tuples[key] = replace(s, prewarmed=why is WarmReason.PREWARM)
         loads[key] = rate * own
+        needs[key] = (max(s.rate, s.peak, s.last_rate or 0.0) if why is WarmReason.SURGE and s.surges.current is None
+                      else rate) * own
         reasons[key] = why
 
-    load_list = list(loads.values())
+    load_list = list(needs.values())
 
     def fewest(high: int, fill: float) -> int:
         return pods_for(
@@ -278,14 +292,16 @@ def decide(
         pods, reason = asked, FleetReason.FITS
 
     wanted: dict[TupleKey, int] = {}
+    essential: dict[TupleKey, int] = {}
     for key, load in loads.items():
         w = warm_for_load(load / ready, sizing_target, floor, cap)
         wanted[key] = w
+        essential[key] = w if needs[key] >= load else warm_for_load(needs[key] / ready, sizing_target, floor, cap)
         if w == floor and reasons[key] is WarmReason.STEADY:
             reasons[key] = WarmReason.FLOOR
         elif w == cap and cap > floor:
             reasons[key] = WarmReason.TUPLE_CAP
-    placed = place_under_cap(wanted, loads, capacity=spec.pod_capacity, floor=floor)
+    placed = place_under_cap(wanted, needs, capacity=spec.pod_capacity, floor=floor, needed=essential)
     for key in placed.evicted:
         reasons[key] = WarmReason.EVICTED
     if placed.evictions and needed >= spec.max_pods:

@@ -26,32 +26,43 @@ def _loss(load: float, warm: int) -> float:
     return load * (erlang_b(warm - 1, load) - erlang_b(warm, load))
 
 
+def _trim(warm: dict[TupleKey, int], loads: Mapping[TupleKey, float], excess: int, keep: Mapping[TupleKey, int]) -> int:
+    """Take up to `excess` instances above `keep`, coldest first; the excess left."""
+    heap = [(_loss(loads.get(key, 0.0), w), loads.get(key, 0.0), key) for key, w in warm.items() if w > keep[key]]
+    heapq.heapify(heap)
+    while excess > 0 and heap:
+        _, load, key = heapq.heappop(heap)
+        warm[key] -= 1
+        excess -= 1
+        if warm[key] > keep[key]:
+            heapq.heappush(heap, (_loss(load, warm[key]), load, key))
+    return excess
+
+
 def place_under_cap(
-    wanted: Mapping[TupleKey, int], loads: Mapping[TupleKey, float], *, capacity: int, floor: int
+    wanted: Mapping[TupleKey, int],
+    loads: Mapping[TupleKey, float],
+    *,
+    capacity: int,
+    floor: int,
+    needed: Mapping[TupleKey, int] | None = None,
 ) -> Placement:
     """Trim `wanted` until its sum fits `capacity`.
 
-    Instances above the floor go first, each time from the tuple whose misses grow least by losing
-    one (the coldest: with no load, an idle instance costs nothing; ties go to the lower load, then
-    the tuple's order). If the floors alone do not fit, the coldest tuples lose their floors too.
+    Instances a tuple wants beyond what it `needed` now (held for a burst that may come back) go
+    first, then instances above the floor; each time from the tuple whose misses grow least by
+    losing one (the coldest: with no load, an idle instance costs nothing; ties go to the lower
+    load, then the tuple's order). If the floors alone do not fit, the coldest lose theirs too.
     """
     total = sum(wanted.values())
     if total <= capacity:
         return Placement(dict(wanted), 0, frozenset())
     warm = dict(wanted)
     excess = total - capacity
-    heap = [
-        (_loss(loads.get(key, 0.0), w), loads.get(key, 0.0), key)
-        for key, w in warm.items()
-        if w > floor
-    ]
-    heapq.heapify(heap)
-    while excess > 0 and heap:
-        _, load, key = heapq.heappop(heap)
-        warm[key] -= 1
-        excess -= 1
-        if warm[key] > floor:
-            heapq.heappush(heap, (_loss(load, warm[key]), load, key))
+    floors = {key: min(floor, w) for key, w in warm.items()}
+    if needed is not None:
+        excess = _trim(warm, loads, excess, {key: max(needed.get(key, w), floors[key]) for key, w in warm.items()})
+    excess = _trim(warm, loads, excess, floors)
     if excess > 0:
         for key in sorted(warm, key=lambda k: (loads.get(k, 0.0), k)):
             take = min(warm[key], excess)

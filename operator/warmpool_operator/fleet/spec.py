@@ -88,5 +88,10 @@ class FleetTuning:
     sizing_share: float = 0.5
     """Tuples are sized for this share of the miss target: estimates from a few seconds of counts
     are noisy, and a miss above target in one tuple is not paid back by another."""
+    max_surge_gain: float = 4.0
+    """A tuple's surges are sized for at most this multiple of their measured peak rate: a burst
+    shorter than a tick shows only part of its rate in the tick's count, and its misses say so."""
+    gain_min_arrivals: float = 20.0
+    """A surge with fewer arrivals says too little about its sizing to change the gain."""
     down_fill: float = 0.85
     """A pod is removed only when the tuples fit in fewer pods within this share of their capacity."""

@@ -30,6 +30,15 @@ class TupleState:
     previous_rate: float | None = None
     """The tick's before it."""
     surges: SurgeModel = field(default_factory=SurgeModel)
+    surge_gain: float = 1.0
+    """Multiplier of this tuple's surge sizing, learned from the misses of its past surges."""
+    surge_arrivals: float = 0.0
+    """Arrivals counted in the surge under way."""
+    surge_misses: float = 0.0
+    prewarmed: bool = False
+    """The latest decision sized this tuple for a predicted surge."""
+    surge_predicted: bool = False
+    """The surge under way began while prewarmed: its misses judge the surge sizing."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,10 +58,23 @@ class Decay:
         )
 
 
+def _gain(gain: float, arrivals: float, misses: float, target: float, tuning: FleetTuning) -> float:
+    """The surge gain after a surge with these counts: up when it missed, slowly back when it did not."""
+    if arrivals < tuning.gain_min_arrivals:
+        return gain
+    ratio = misses / arrivals
+    if ratio > target:
+        return min(tuning.max_surge_gain, gain * 1.25)
+    if ratio < 0.25 * target:
+        return max(1.0, gain * 0.95)
+    return gain
+
+
 def observe_tuple(
-    state: TupleState, arrivals: float, in_flight: float, *, now: float, dt: float, decay: Decay, pods: int
+    state: TupleState, arrivals: float, misses: float, in_flight: float, *, now: float, dt: float, decay: Decay,
+    pods: int, target: float, tuning: FleetTuning,
 ) -> TupleState:
-    """Fold one tick (`arrivals` over `dt` seconds, `in_flight` now) into a tuple's state."""
+    """Fold one tick (`arrivals` and `misses` over `dt` seconds, `in_flight` now) into a tuple's state."""
     rate = arrivals / dt
     sample = TickSample(
         t=now, interval=dt, pods=pods, reporting=pods, arrival_rate=rate, miss_rate=None,
@@ -70,6 +92,19 @@ def observe_tuple(
         # misses most of the burst's holding, so Little's law only takes ticks outside surges.
         long_rate += decay.holding * (rate - long_rate)
         busy += decay.holding * (in_flight - busy)
+    gain, surge_arrivals, surge_misses = state.surge_gain, state.surge_arrivals, state.surge_misses
+    predicted = state.surge_predicted
+    if surges.current is not None:
+        if state.surges.current is None:
+            predicted = state.prewarmed
+        surge_arrivals += arrivals
+        surge_misses += misses
+    elif state.surges.current is not None:
+        # Only a surge that was prewarmed judges the sizing: an unforeseen one misses regardless.
+        if predicted:
+            gain = _gain(gain, surge_arrivals, surge_misses, target, tuning)
+        surge_arrivals = surge_misses = 0.0
+        predicted = False
     return TupleState(
         rate=state.rate + decay.rate * (rate - state.rate),
         long_rate=long_rate,
@@ -78,6 +113,11 @@ def observe_tuple(
         last_rate=rate,
         previous_rate=state.last_rate,
         surges=surges,
+        surge_gain=gain,
+        surge_arrivals=surge_arrivals,
+        surge_misses=surge_misses,
+        prewarmed=state.prewarmed,
+        surge_predicted=predicted,
     )
 
 
