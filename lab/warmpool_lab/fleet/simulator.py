@@ -23,7 +23,7 @@ from warmpool_operator.fleet.observations import PodScrape, TupleCounters, Tuple
 
 
 class _Pod:
-    __slots__ = ("busy", "dead", "hits", "misses", "name", "running", "touched")
+    __slots__ = ("busy", "dead", "dirty", "hits", "misses", "name", "running", "series")
 
     def __init__(self, name: str, tenants: int) -> None:
         self.name = name
@@ -33,20 +33,21 @@ class _Pod:
         """Invocations in flight (warm or cold), per tenant."""
         self.hits = [0] * tenants
         self.misses = [0] * tenants
-        self.touched: set[int] = set()
-        """Tenants this pod has served: only they have non-zero series."""
+        self.series: dict[TupleKey, TupleCounters] = {}
+        """The tuples' series as last scraped (only tenants this pod has served have any)."""
+        self.dirty: set[int] = set()
+        """Tenants whose series changed since the last scrape."""
         self.dead = False
 
 
 def _scrape(pod: _Pod, keys: Sequence[TupleKey], eff: list[int]) -> PodScrape:
-    busy, running, hits, misses = pod.busy, pod.running, pod.hits, pod.misses
-    return PodScrape(
-        pod.name,
-        {
-            keys[k]: TupleCounters(float(hits[k]), float(misses[k]), float(running[k]), float(max(0, eff[k] - busy[k])))
-            for k in pod.touched
-        },
-    )
+    busy, running, hits, misses, series = pod.busy, pod.running, pod.hits, pod.misses, pod.series
+    for k in pod.dirty:
+        series[keys[k]] = TupleCounters(
+            float(hits[k]), float(misses[k]), float(running[k]), float(max(0, eff[k] - busy[k]))
+        )
+    pod.dirty.clear()
+    return PodScrape(pod.name, dict(series))
 
 
 def simulate_fleet(trace: TenantTrace, policy: FleetPolicy, model: FleetModel | None = None) -> FleetResult:
@@ -102,6 +103,7 @@ def simulate_fleet(trace: TenantTrace, policy: FleetPolicy, model: FleetModel | 
         while releases and releases[0][0] <= t:
             _, _, pod, k, hit = heapq.heappop(releases)
             if not pod.dead:
+                pod.dirty.add(k)
                 pod.running[k] -= 1
                 if hit:
                     pod.busy[k] -= 1
@@ -130,6 +132,9 @@ def simulate_fleet(trace: TenantTrace, policy: FleetPolicy, model: FleetModel | 
         for k, w in enumerate(warm):
             if w == asked[k]:
                 continue
+            for pod in ready:
+                if pod.series:
+                    pod.dirty.add(k)
             timeline.append((now, trace.tenants[k], w))
             asked[k] = w
             if w < eff[k]:
@@ -162,6 +167,9 @@ def simulate_fleet(trace: TenantTrace, policy: FleetPolicy, model: FleetModel | 
                 _, k, w = heapq.heappop(raises)
                 v = min(w, asked[k])
                 if v > eff[k]:
+                    for pod in ready:
+                        if pod.series:
+                            pod.dirty.add(k)
                     account(first)
                     sum_eff += v - eff[k]
                     eff[k] = v
@@ -195,7 +203,7 @@ def simulate_fleet(trace: TenantTrace, policy: FleetPolicy, model: FleetModel | 
             continue
         pod = ready[int(routing[i] * count)]
         pod.running[k] += 1
-        pod.touched.add(k)
+        pod.dirty.add(k)
         hit = pod.busy[k] < eff[k]
         if hit:
             pod.busy[k] += 1

@@ -17,7 +17,7 @@ from warmpool_operator.fleet.observations import FleetObservations, TupleKey
 from warmpool_operator.fleet.placement import place_under_cap
 from warmpool_operator.fleet.sizing import pods_for, warm_for_load
 from warmpool_operator.fleet.spec import FleetSpec, FleetTuning
-from warmpool_operator.fleet.tracker import Decay, TupleState, latest_surge, observe_tuple
+from warmpool_operator.fleet.tracker import Decay, TupleState, latest_surge, observe_tuple, surge_mark
 from warmpool_operator.scaling.periodic import Surge, forecast
 
 HOLDING_PRIOR_SECONDS = 1.0
@@ -153,8 +153,9 @@ def _holding(tuples: Mapping[TupleKey, TupleState], prior: float) -> float:
 
 def _size_rate(
     s: TupleState, *, now: float, spec: FleetSpec, tuning: FleetTuning, per_pod: float, target: float,
-) -> tuple[float, WarmReason]:
-    """The arrival rate to size a tuple for, and which signal gave it.
+) -> tuple[float, WarmReason, TupleState]:
+    """The arrival rate to size a tuple for, which signal gave it, and the tuple's state with the
+    forecast it used (recomputed only when a surge began or ended).
 
     `per_pod` turns a rate into a load on one pod (holding time / Ready pods).
     """
@@ -173,10 +174,10 @@ def _size_rate(
     model = s.surges
     surge = latest_surge(model)
     if surge is None:
-        return (climb, WarmReason.CLIMB) if climb > best else (best, why)
+        return (climb, WarmReason.CLIMB, s) if climb > best else (best, why, s)
 
     floor, cap = spec.warm_floor, spec.warm_cap_per_tuple
-    ordinary = warm_for_load(max(s.rate, s.peak) * per_pod, target, floor, cap)
+    ordinary = warm_for_load(max(model.baseline_rate, s.peak) * per_pod, target, floor, cap)
     biggest = max((x.peak_rate for x in model.surges), default=surge.peak_rate)
 
     def relevant(candidate: Surge) -> bool:
@@ -184,9 +185,14 @@ def _size_rate(
         # its biggest: small chance spikes between a timer's bursts must not break its period.
         return candidate.peak_rate >= tuning.surge_share * biggest and warm_for_load(
             candidate.peak_rate * per_pod, target, floor, cap
-        ) > ordinary + 1
+        ) > ordinary
 
-    predicted = forecast(model, relevant=relevant, tick_seconds=dt) if model.surges else None
+    mark = surge_mark(model)
+    if mark == s.prediction_mark:
+        predicted = s.prediction
+    else:
+        predicted = forecast(model, relevant=relevant, tick_seconds=dt) if model.surges else None
+        s = replace(s, prediction=predicted, prediction_mark=mark)
     credible = predicted is not None and (
         predicted.confirmations >= 2 or predicted.track_record is None or predicted.track_record >= 0.5
     )
@@ -209,7 +215,7 @@ def _size_rate(
         due = due or model.current is not None
         if due and expected > best:
             best, why = expected, WarmReason.PREWARM
-    return best, why
+    return best, why, s
 
 
 def decide(
@@ -260,11 +266,13 @@ def decide(
         s = tracked
         # Little's law over the holding window, leaning on the fleet's holding time while few arrived.
         own = (s.busy * span + prior * holding) / (s.long_rate * span + prior)
-        rate, why = _size_rate(
+        rate, why, s = _size_rate(
             s, now=now, spec=spec, tuning=tuning, per_pod=own / ready, target=sizing_target
         )
         if (why is WarmReason.PREWARM) != s.prewarmed:
-            s = tuples[key] = replace(s, prewarmed=why is WarmReason.PREWARM)
+            s = replace(s, prewarmed=why is WarmReason.PREWARM)
+        if s is not tracked:
+            tuples[key] = s
         loads[key] = rate * own
         needs[key] = (max(s.rate, s.peak, s.last_rate or 0.0) if why is WarmReason.SURGE and s.surges.current is None
                       else rate) * own

@@ -7,10 +7,12 @@ from dataclasses import dataclass, field
 
 from warmpool_operator.fleet.spec import FleetTuning
 from warmpool_operator.scaling.collector import TickSample
-from warmpool_operator.scaling.periodic import Surge, SurgeModel, observe_surges
+from warmpool_operator.scaling.periodic import Forecast, Surge, SurgeModel, observe_surges
 
 MAX_SURGE_SECONDS = 60.0
 """A surge longer than this is a new level of traffic, not a burst."""
+QUIET_RATE = 1e-3
+"""Below this baseline (per second) a tick without arrivals leaves the surge model as it is."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,6 +41,9 @@ class TupleState:
     """The latest decision sized this tuple for a predicted surge."""
     surge_predicted: bool = False
     """The surge under way began while prewarmed: its misses judge the surge sizing."""
+    prediction: Forecast | None = None
+    """The forecast of the next surge, recomputed only when the surges change (see `surge_mark`)."""
+    prediction_mark: tuple[float | None, float | None] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,13 +81,14 @@ def observe_tuple(
 ) -> TupleState:
     """Fold one tick (`arrivals` and `misses` over `dt` seconds, `in_flight` now) into a tuple's state."""
     rate = arrivals / dt
-    sample = TickSample(
-        t=now, interval=dt, pods=pods, reporting=pods, arrival_rate=rate, miss_rate=None,
-        in_flight=in_flight, idle_warm=None, capacity_per_pod=None,
-    )
-    surges = observe_surges(
-        state.surges, sample, baseline_seconds=MAX_SURGE_SECONDS, max_surge_seconds=MAX_SURGE_SECONDS
-    )
+    surges = state.surges
+    # A quiet tuple's model would only move its near-zero baseline: most tuples are quiet most ticks.
+    if arrivals or surges.current is not None or surges.baseline_rate > QUIET_RATE:
+        sample = TickSample(
+            t=now, interval=dt, pods=pods, reporting=pods, arrival_rate=rate, miss_rate=None,
+            in_flight=in_flight, idle_warm=None, capacity_per_pod=None,
+        )
+        surges = observe_surges(surges, sample, baseline_seconds=MAX_SURGE_SECONDS, max_surge_seconds=MAX_SURGE_SECONDS)
     # Ticks of a surge stay out of the peak: the surge is held (or predicted) on its own terms.
     peak = state.peak * decay.peak
     long_rate, busy = state.long_rate, state.busy
@@ -118,6 +124,8 @@ def observe_tuple(
         surge_misses=surge_misses,
         prewarmed=state.prewarmed,
         surge_predicted=predicted,
+        prediction=state.prediction,
+        prediction_mark=state.prediction_mark,
     )
 
 
@@ -126,3 +134,11 @@ def latest_surge(model: SurgeModel) -> Surge | None:
     if model.current is not None:
         return model.current
     return model.surges[-1] if model.surges else None
+
+
+def surge_mark(model: SurgeModel) -> tuple[float | None, float | None]:
+    """Changes when a surge begins or ends: the onsets of the last completed and the current surge."""
+    return (
+        model.surges[-1].onset if model.surges else None,
+        model.current.onset if model.current is not None else None,
+    )
