@@ -18,7 +18,7 @@ from typing import Any
 
 from warmpool_operator.diff import drift
 from warmpool_operator.health import Problem, pod_is_ready
-from warmpool_operator.kube import (
+from warmpool_operator.kinds import (
     CLUSTER_PEERINGS,
     DEPLOYMENTS,
     NAMESPACES,
@@ -28,11 +28,11 @@ from warmpool_operator.kube import (
     Conflict,
     Forbidden,
     Kind,
-    KubeApi,
     NotFound,
 )
+from warmpool_operator.kube import KubeApi
 from warmpool_operator.metrics import OperatorMetrics
-from warmpool_operator.probe import Prober, probe_target
+from warmpool_operator.probing import Prober, probe_target
 from warmpool_operator.reconcile import Outcome, reconcile
 from warmpool_operator.render import RenderOptions, deployment_name, selector_string
 from warmpool_operator.settings import OperatorConfig

@@ -5,16 +5,14 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any, cast
 
-import aiohttp
 import kopf
 
 from warmpool_operator.controller import Controller, Result
-from warmpool_operator.kube import ApiError
+from warmpool_operator.kube import TRANSIENT
 from warmpool_operator.render import LABEL_INSTANCE, LABEL_MANAGED_BY, MANAGED_BY
 from warmpool_operator.settings import backoff_delay
 from warmpool_operator.spec import GROUP, PLURAL, VERSION
 
-TRANSIENT = (ApiError, aiohttp.ClientError, TimeoutError)
 CHILD_RESOURCES = (("apps", "v1", "deployments"), ("", "v1", "services"), ("", "v1", "configmaps"))
 CHILD_LABELS = {LABEL_MANAGED_BY: MANAGED_BY}
 

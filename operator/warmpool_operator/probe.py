@@ -6,35 +6,16 @@ import asyncio
 import json
 import logging
 from collections.abc import Mapping, Sequence
-from typing import Any, Protocol
+from typing import Any
 
 import aiohttp
 
+from warmpool_contract import READYZ_PATH
 from warmpool_operator.health import pod_is_ready
+from warmpool_operator.probing import probe_target
 from warmpool_operator.readyz import ReadyzReport, parse_readyz
-from warmpool_operator.render import CONTAINER_NAME, HTTP_PORT
 
 log = logging.getLogger(__name__)
-
-
-class Prober(Protocol):
-    """What reconciliation needs: the /readyz reports of the pods that are not Ready."""
-
-    async def read_pods(self, pods: Sequence[Mapping[str, Any]]) -> dict[str, ReadyzReport]: ...
-
-
-def probe_target(pod: Mapping[str, Any]) -> tuple[str, int] | None:
-    """The pod's IP and its runtime container's `http` port, or None before it has an IP."""
-    ip = (pod.get("status") or {}).get("podIP")
-    if not ip:
-        return None
-    containers = (pod.get("spec") or {}).get("containers") or []
-    ordered = sorted(containers, key=lambda c: c.get("name") != CONTAINER_NAME)
-    for container in ordered:
-        for port in container.get("ports") or []:
-            if port.get("name") == "http" and isinstance(port.get("containerPort"), int):
-                return str(ip), int(port["containerPort"])
-    return str(ip), HTTP_PORT
 
 
 class HttpProber:
@@ -56,7 +37,7 @@ class HttpProber:
             self._session = aiohttp.ClientSession(timeout=self._timeout, trust_env=False)
         host = f"[{ip}]" if ":" in ip else ip
         try:
-            async with self._session.get(f"http://{host}:{port}/readyz") as resp:
+            async with self._session.get(f"http://{host}:{port}{READYZ_PATH}") as resp:
                 if resp.status not in (200, 503):
                     return None
                 return parse_readyz(json.loads(await resp.text()))

@@ -13,8 +13,8 @@ from typing import Any, Protocol
 
 from warmpool_operator.diff import creation_body, drift, is_controlled_by, merge_patch
 from warmpool_operator.health import Problem, current_pods, diagnose, progress_of
-from warmpool_operator.kube import CONFIGMAPS, DEPLOYMENTS, KINDS_BY_NAME, PODS, WARMPOOLS, Conflict, Invalid, Kind
-from warmpool_operator.probe import Prober
+from warmpool_operator.kinds import CONFIGMAPS, DEPLOYMENTS, KINDS_BY_NAME, PODS, WARMPOOLS, Conflict, Invalid, Kind
+from warmpool_operator.probing import Prober
 from warmpool_operator.render import (
     ANNOTATION_CONFIG_HASH,
     LABEL_INSTANCE,

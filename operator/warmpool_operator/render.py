@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from warmpool_contract import HEALTHZ_PATH, HTTP_PORT, READYZ_PATH
 from warmpool_operator.diff import Exact
 from warmpool_operator.runtime_config import (
     CONFIG_DIR,
@@ -22,7 +23,6 @@ from warmpool_operator.runtime_config import (
 )
 from warmpool_operator.spec import API_VERSION, GROUP, KIND, PoolMeta, WarmPoolSpec
 
-HTTP_PORT = 8080
 CONTAINER_NAME = "runtime"
 RUN_AS_USER = 65532
 
@@ -232,13 +232,13 @@ def _pod_spec(meta: PoolMeta, spec: WarmPoolSpec, options: RenderOptions) -> dic
         "ports": [{"name": "http", "containerPort": HTTP_PORT, "protocol": "TCP"}],
         # /readyz answers 200 only once every tuple is prewarmed: a pod is Ready only when warm.
         "readinessProbe": {
-            "httpGet": {"path": "/readyz", "port": "http"},
+            "httpGet": {"path": READYZ_PATH, "port": "http"},
             "periodSeconds": 2,
             "timeoutSeconds": 1,
             "failureThreshold": 2,
         },
         "livenessProbe": {
-            "httpGet": {"path": "/healthz", "port": "http"},
+            "httpGet": {"path": HEALTHZ_PATH, "port": "http"},
             "periodSeconds": 10,
             "timeoutSeconds": 2,
             "failureThreshold": 3,

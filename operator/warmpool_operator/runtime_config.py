@@ -7,6 +7,7 @@ from typing import Any
 
 import yaml
 
+from warmpool_contract import LIMIT_FIELDS
 from warmpool_operator.spec import Limits, ModuleSource, WarmPoolSpec
 
 CONFIG_DIR = "/etc/warmpool"
@@ -52,11 +53,5 @@ def config_hash(text: str) -> str:
 
 
 def _limits(limits: Limits) -> dict[str, int]:
-    out = {"memoryBytes": limits.memory_bytes, "timeoutMs": limits.timeout_ms}
-    optional = {
-        "fuel": limits.fuel,
-        "tableElements": limits.table_elements,
-        "maxModuleBytes": limits.max_module_bytes,
-    }
-    out.update({key: value for key, value in optional.items() if value is not None})
-    return out
+    values = {key: getattr(limits, attr) for key, attr in LIMIT_FIELDS.items()}
+    return {key: value for key, value in values.items() if value is not None}

@@ -1,15 +1,9 @@
-"""Operator settings: one documented frozen dataclass, read from the environment in one place,
-and the kopf settings derived from it."""
+"""Operator settings: one documented frozen dataclass, read from the environment in one place."""
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
-
-import kopf
-
-from warmpool_operator.spec import GROUP
 
 ENV_PREFIX = "WARMPOOL_OPERATOR_"
 
@@ -128,40 +122,3 @@ def backoff_delay(config: OperatorConfig, retry: int) -> float:
     """Delay before retry number `retry` (0-based); the last step repeats."""
     steps = config.retry_backoff_seconds
     return steps[min(max(retry, 0), len(steps) - 1)]
-
-
-def kopf_settings(config: OperatorConfig) -> kopf.OperatorSettings:
-    """kopf's knobs, each set on purpose."""
-    settings = kopf.OperatorSettings()
-    # Everything kopf stores on WarmPools lives under our own API group, not kopf's.
-    settings.persistence.finalizer = f"{GROUP}/finalizer"
-    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=GROUP)
-    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
-        prefix=GROUP, key="last-handled-configuration"
-    )
-    # Bounded API calls: a hung API server must surface as a retryable error, not a stuck handler.
-    settings.networking.request_timeout = config.request_timeout_seconds
-    settings.networking.connect_timeout = config.connect_timeout_seconds
-    settings.watching.connect_timeout = config.connect_timeout_seconds
-    # Watches are renewed periodically (a fresh list catches anything a broken stream missed)
-    # and a silent stream is dropped and reopened instead of waiting forever.
-    # Sent as `timeoutSeconds`, which the API server parses as an integer.
-    settings.watching.server_timeout = int(config.watch_server_timeout_seconds)
-    settings.watching.client_timeout = config.watch_server_timeout_seconds + 30
-    settings.watching.inactivity_timeout = config.watch_inactivity_seconds
-    # Unexpected exceptions (not our TemporaryError with its own delay) retry after this long.
-    settings.execution.default_backoff = config.retry_backoff_seconds[-1]
-    settings.networking.error_backoffs = config.retry_backoff_seconds
-    # Only the Events we post on purpose (state transitions), never one per log line.
-    settings.posting.loggers = False
-    settings.posting.level = logging.INFO
-    settings.posting.reporting_component = "warmpool-operator"
-    # Peering: replicas of the operator agree on one active instance.
-    settings.peering.name = config.peering_name
-    settings.peering.priority = config.priority
-    settings.peering.standalone = config.standalone
-    settings.peering.mandatory = not config.standalone
-    # kopf refreshes the record 5-10 s before it expires; shorter than kopf's 60 s default so that
-    # a replica restarted after a crash resumes sooner.
-    settings.peering.lifetime = config.peering_lifetime_seconds
-    return settings

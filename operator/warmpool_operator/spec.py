@@ -8,6 +8,17 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
 
+from warmpool_contract import (
+    DEFAULT_MAX_TOTAL_WARM,
+    DEFAULT_MEMORY_BYTES,
+    DEFAULT_TIMEOUT_MS,
+    DEFAULT_WARM_INSTANCES,
+    LIMIT_FIELDS,
+    MIN_MEMORY_BYTES,
+    SHA256_HEX,
+    SHORT_HASH,
+    TENANT_PATTERN,
+)
 from warmpool_operator.scaling.spec import AutoscalingSpec, AutoscalingSpecError, parse_autoscaling
 
 GROUP = "tensorwasm.dev"
@@ -16,21 +27,15 @@ PLURAL = "warmpools"
 KIND = "WarmPool"
 API_VERSION = f"{GROUP}/{VERSION}"
 
-DNS1123_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 DNS1123_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
 # Service names (and so pool names) must be DNS-1035 labels: they cannot start with a digit.
 DNS1035_LABEL = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
-SHA256_HEX = re.compile(r"^[0-9a-f]{64}$")
 CONFIGMAP_KEY = re.compile(r"^[-._a-zA-Z0-9]+$")
 URL = re.compile(r"^https?://[^\s/]+(/\S*)?$")
 # Label keys the operator sets itself; podLabels may not override them (the selector depends on them).
 RESERVED_LABEL_PREFIXES = ("app.kubernetes.io/", f"{GROUP}/")
 
-DEFAULT_WARM_INSTANCES = 4
-DEFAULT_MAX_TOTAL_WARM = 256
 DEFAULT_REPLICAS = 1
-DEFAULT_MEMORY_BYTES = 64 * 1024 * 1024
-DEFAULT_TIMEOUT_MS = 1000
 
 JsonObject = Mapping[str, Any]
 
@@ -70,8 +75,8 @@ class ModuleSpec:
 
     @property
     def short_hash(self) -> str:
-        """The first 12 hex characters, as used in labels and metrics."""
-        return self.sha256[:12]
+        """The first SHORT_HASH hex characters, as used in labels and metrics."""
+        return self.sha256[:SHORT_HASH]
 
 
 @dataclass(frozen=True, slots=True)
@@ -173,7 +178,7 @@ def parse_spec(raw: Any) -> WarmPoolSpec:
         },
     )
     tenant = _string(obj, "tenant", "spec")
-    if len(tenant) > 63 or not DNS1123_LABEL.match(tenant):
+    if not TENANT_PATTERN.match(tenant):
         raise SpecError("spec.tenant", "must be a DNS-1123 label (lowercase alphanumerics and '-', at most 63)")
     warm = _int(obj, "warmInstancesPerTuple", "spec", DEFAULT_WARM_INSTANCES, minimum=0, maximum=4096)
     max_total = _int(obj, "maxTotalWarm", "spec", DEFAULT_MAX_TOTAL_WARM, minimum=0, maximum=65536)
@@ -194,12 +199,6 @@ def parse_spec(raw: Any) -> WarmPoolSpec:
         limits=_parse_limits(_optional_object(obj, "limits", "spec")),
         runtime=_parse_runtime(_optional_object(obj, "runtime", "spec")),
     )
-
-
-def check_transition(old: WarmPoolSpec, new: WarmPoolSpec) -> None:
-    """The CRD's transition rules (fields immutable once set), for changes that bypassed the API."""
-    if old.tenant != new.tenant:
-        raise SpecError("spec.tenant", f"is immutable (was {old.tenant!r}, now {new.tenant!r})")
 
 
 def _parse_module(raw: Any) -> ModuleSpec:
@@ -242,9 +241,9 @@ def _parse_limits(obj: Mapping[str, Any] | None) -> Limits:
     if obj is None:
         return Limits()
     where = "spec.limits"
-    _no_unknown(obj, where, {"memoryBytes", "timeoutMs", "fuel", "tableElements", "maxModuleBytes"})
+    _no_unknown(obj, where, set(LIMIT_FIELDS))
     return Limits(
-        memory_bytes=_int(obj, "memoryBytes", where, DEFAULT_MEMORY_BYTES, minimum=65536),
+        memory_bytes=_int(obj, "memoryBytes", where, DEFAULT_MEMORY_BYTES, minimum=MIN_MEMORY_BYTES),
         timeout_ms=_int(obj, "timeoutMs", where, DEFAULT_TIMEOUT_MS, minimum=1),
         fuel=_optional_int(obj, "fuel", where, minimum=1),
         table_elements=_optional_int(obj, "tableElements", where, minimum=0),

@@ -25,7 +25,8 @@ from tests.operator.harness import PodSpec, RunningOperator, make_client, operat
 from warmpool.dev import procs
 from warmpool.dev.agent.kubeapi import load_access
 from warmpool_operator.health import pod_is_ready
-from warmpool_operator.kube import DEPLOYMENTS, PODS, Kind, KubeApi
+from warmpool_operator.kinds import DEPLOYMENTS, PODS, Kind
+from warmpool_operator.kube import KubeApi
 from warmpool_operator.render import deployment_name, selector_string
 from warmpool_operator.scaling.exposition import PodMetrics, pool_metrics
 

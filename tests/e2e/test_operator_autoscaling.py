@@ -28,7 +28,7 @@ from tests.e2e.real_cluster import (
 from tests.operator.harness import events_for
 from warmpool.demo.load import LoadCounts, Phase, run_load
 from warmpool_operator.health import pod_is_ready
-from warmpool_operator.kube import DEPLOYMENTS, PODS, WARMPOOLS
+from warmpool_operator.kinds import DEPLOYMENTS, PODS, WARMPOOLS
 from warmpool_operator.render import selector_string
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(900)]

@@ -12,7 +12,7 @@ import pytest
 from tests.e2e.conftest import LocalCluster
 from tests.e2e.real_cluster import RealCluster
 from tests.operator.harness import SHA_A, warmpool_manifest
-from warmpool_operator.kube import WARMPOOLS, Invalid
+from warmpool_operator.kinds import WARMPOOLS, Invalid
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
 

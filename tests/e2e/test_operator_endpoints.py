@@ -21,7 +21,7 @@ from tests.operator.harness import (
 )
 from tests.operator.runtime_pods import free_port
 from tests.operator.scenarios import all_children
-from warmpool_operator.kube import PEERINGS, WARMPOOLS
+from warmpool_operator.kinds import PEERINGS, WARMPOOLS
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
 

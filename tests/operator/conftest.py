@@ -13,7 +13,8 @@ import pytest
 from tests.operator.emulator import ApiServerEmulator, is_operator_write
 from tests.operator.harness import PodSpec, RunningOperator, make_client, operator_running, simulate_rollout
 from warmpool_operator.diff import is_controlled_by
-from warmpool_operator.kube import CONFIGMAPS, DEPLOYMENTS, PODS, SERVICES, KubeApi
+from warmpool_operator.kinds import CONFIGMAPS, DEPLOYMENTS, PODS, SERVICES
+from warmpool_operator.kube import KubeApi
 
 CHILD_PLURALS = {"deployments", "services", "configmaps"}
 @dataclass

@@ -23,7 +23,8 @@ import kopf
 from prometheus_client import CollectorRegistry
 
 from warmpool_operator.app import Registrar, run_operator
-from warmpool_operator.kube import CONFIGMAPS, DEPLOYMENTS, PODS, SERVICES, WARMPOOLS, Kind, KubeApi, Timeouts
+from warmpool_operator.kinds import CONFIGMAPS, DEPLOYMENTS, PODS, SERVICES, WARMPOOLS, Kind
+from warmpool_operator.kube import KubeApi, Timeouts
 from warmpool_operator.render import config_map_name, deployment_name, selector_string, service_name
 from warmpool_operator.settings import OperatorConfig
 
@@ -309,7 +310,7 @@ async def operator_running(
     registrars: Sequence[Registrar] = (),
 ) -> AsyncIterator[RunningOperator]:
     """The real operator against `cluster`, ready when yielded; reconciliation only, unless
-    `registrars` add handlers (as `app.extra_registrars` does in production)."""
+    `registrars` add handlers (as `app.EXTRA_REGISTRARS` does in production)."""
     registry = CollectorRegistry()
     stop_flag = asyncio.Event()
     ready_flag = asyncio.Event()

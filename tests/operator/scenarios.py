@@ -22,7 +22,7 @@ from tests.operator.harness import (
     wait_for,
     warmpool_manifest,
 )
-from warmpool_operator.kube import CONFIGMAPS, DEPLOYMENTS, SERVICES, WARMPOOLS
+from warmpool_operator.kinds import CONFIGMAPS, DEPLOYMENTS, SERVICES, WARMPOOLS
 from warmpool_operator.render import ANNOTATION_CONFIG_HASH, LABEL_MODULE, LABEL_TENANT
 
 

@@ -28,7 +28,7 @@ from tests.operator.harness import (
 )
 from tests.operator.runtime_pods import free_port, module_server, runtime_pod
 from tests.operator.scenarios import all_children, pool_with
-from warmpool_operator.kube import CONFIGMAPS, DEPLOYMENTS, WARMPOOLS
+from warmpool_operator.kinds import CONFIGMAPS, DEPLOYMENTS, WARMPOOLS
 
 MODULE_BYTES = b"\x00asm\x01\x00\x00\x00"  # the smallest valid module: no imports, no exports
 MODULE_SHA = hashlib.sha256(MODULE_BYTES).hexdigest()

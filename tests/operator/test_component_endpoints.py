@@ -12,7 +12,7 @@ from tests.operator.conftest import EmulatedCluster
 from tests.operator.harness import operator_running, wait_for, warmpool_manifest, with_config
 from tests.operator.runtime_pods import free_port
 from tests.operator.scenarios import all_children
-from warmpool_operator.kube import PEERINGS, WARMPOOLS
+from warmpool_operator.kinds import PEERINGS, WARMPOOLS
 
 pytestmark = [pytest.mark.component, pytest.mark.timeout(180)]
 

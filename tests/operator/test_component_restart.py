@@ -17,7 +17,7 @@ import yaml
 from tests.operator.conftest import EmulatedCluster
 from tests.operator.harness import PATIENCE_SECONDS, condition, get_pool, wait_for, warmpool_manifest
 from tests.operator.scenarios import all_children, pool_with
-from warmpool_operator.kube import SERVICES, WARMPOOLS
+from warmpool_operator.kinds import SERVICES, WARMPOOLS
 
 pytestmark = [pytest.mark.component, pytest.mark.timeout(180)]
 

@@ -11,7 +11,8 @@ from prometheus_client import CollectorRegistry
 from tests.operator.conftest import EmulatedCluster
 from tests.operator.harness import TEST_CONFIG, PodSpec, get_pool, make_client, simulate_rollout, warmpool_manifest
 from warmpool_operator.controller import Controller
-from warmpool_operator.kube import DEPLOYMENTS, WARMPOOLS, KubeApi
+from warmpool_operator.kinds import DEPLOYMENTS, WARMPOOLS
+from warmpool_operator.kube import KubeApi
 from warmpool_operator.metrics import OperatorMetrics
 from warmpool_operator.probe import HttpProber
 

@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 import yaml
 
+from warmpool_contract import SHA256_HEX, TENANT_PATTERN
 from warmpool_operator import spec as spec_module
 from warmpool_operator.scaling.spec import AutoscalingSpec, parse_autoscaling
 from warmpool_operator.spec import parse_spec
@@ -108,8 +109,12 @@ def cel_regex(node: dict[str, Any]) -> str:
 
 def test_cel_patterns_match_the_parser(schema: dict[str, Any]) -> None:
     nodes = dict(walk(schema))
-    assert cel_regex(nodes[".spec.tenant"]) == spec_module.DNS1123_LABEL.pattern
-    assert cel_regex(nodes[".spec.module.sha256"]) == spec_module.SHA256_HEX.pattern
+    tenant = nodes[".spec.tenant"]
+    crd_tenant = re.compile(cel_regex(tenant))
+    for sample in ("a", "acme", "a-b", "0a", "-a", "a-", "A", "a.b", "", "a" * 63, "a" * 64):
+        in_crd = bool(crd_tenant.match(sample)) and len(sample) <= tenant["maxLength"]
+        assert bool(TENANT_PATTERN.match(sample)) == in_crd, sample
+    assert cel_regex(nodes[".spec.module.sha256"]) == SHA256_HEX.pattern
     assert cel_regex(nodes[".spec.module.source.url"]) == spec_module.URL.pattern
     assert cel_regex(nodes[".spec.module.source.configMapRef.name"]) == spec_module.DNS1123_SUBDOMAIN.pattern
     assert cel_regex(nodes[".spec.module.source.configMapRef.key"]) == spec_module.CONFIGMAP_KEY.pattern

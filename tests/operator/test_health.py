@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 from warmpool_operator.health import current_pods, diagnose, pod_is_ready, progress_of
-from warmpool_operator.probe import probe_target
+from warmpool_operator.probing import probe_target
 from warmpool_operator.readyz import ReadyzReport, parse_readyz
 from warmpool_operator.render import ANNOTATION_CONFIG_HASH
 

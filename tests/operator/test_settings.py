@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 from warmpool.cli import build_parser
-from warmpool_operator.settings import OperatorConfig, SettingsError, backoff_delay, config_from_env, kopf_settings
+from warmpool_operator.app import kopf_settings
+from warmpool_operator.settings import OperatorConfig, SettingsError, backoff_delay, config_from_env
 
 pytestmark = pytest.mark.unit
 

@@ -11,7 +11,6 @@ from tests.operator.harness import SHA_A, warmpool_manifest
 from warmpool_operator.spec import (
     ConfigMapRef,
     SpecError,
-    check_transition,
     parse_meta,
     parse_spec,
     parse_warmpool,
@@ -126,11 +125,3 @@ def test_whole_object_parse_keeps_identity_and_status() -> None:
     pool = parse_warmpool(body)
     assert (pool.meta.name, pool.meta.namespace, pool.meta.uid, pool.meta.generation) == ("echo", "pools", "u-1", 3)
     assert pool.status["observedGeneration"] == 2
-
-
-def test_tenant_is_immutable_across_a_transition() -> None:
-    old = parse_spec(spec_with())
-    check_transition(old, parse_spec(spec_with(replicas=5)))
-    with pytest.raises(SpecError) as caught:
-        check_transition(old, parse_spec(spec_with(tenant="globex")))
-    assert caught.value.field == "spec.tenant"

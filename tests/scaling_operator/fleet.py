@@ -20,9 +20,9 @@ import aiohttp
 
 from tests.operator.harness import Cluster, PodSpec, RunningOperator, operator_running, wait_for
 from tests.operator.runtime_pods import RuntimePod, runtime_pod
-from warmpool_operator.kube import DEPLOYMENTS, PODS
+from warmpool_operator import scaling_handlers
+from warmpool_operator.kinds import DEPLOYMENTS, PODS
 from warmpool_operator.render import deployment_name
-from warmpool_operator.scaling import handlers as scaling_handlers
 
 # A guest that counts down from its argument: a bounded, CPU-bound call whose length the test
 # chooses. Calls longer than the runtime's 2 ms inline budget run on its worker threads, so
@@ -42,7 +42,7 @@ SPIN_WAT = """
 
 
 def autoscaling_operator(cluster: Cluster) -> contextlib.AbstractAsyncContextManager[RunningOperator]:
-    """The real operator with the autoscaler's handlers registered, as `app.extra_registrars`
+    """The real operator with the autoscaler's handlers registered, as `app.EXTRA_REGISTRARS`
     does in production."""
     return operator_running(cluster, registrars=[scaling_handlers.register])
 

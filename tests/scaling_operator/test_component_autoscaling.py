@@ -25,7 +25,7 @@ from tests.scaling_operator.fleet import (
     runtime_pods,
     steady_load,
 )
-from warmpool_operator.kube import WARMPOOLS
+from warmpool_operator.kinds import WARMPOOLS
 from warmpool_operator.status import SCALING_OFF_REASON
 
 pytestmark = [pytest.mark.component, pytest.mark.timeout(240)]

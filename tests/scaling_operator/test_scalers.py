@@ -7,10 +7,7 @@ from typing import Any
 
 import pytest
 
-from warmpool_operator.scaling.collector import Scrape
-from warmpool_operator.scaling.exposition import PodMetrics
-from warmpool_operator.scaling.handlers import autoscaling_enabled
-from warmpool_operator.scaling.scalers import (
+from warmpool_operator.scalers import (
     Published,
     Scalers,
     Series,
@@ -20,7 +17,10 @@ from warmpool_operator.scaling.scalers import (
     scrape_timeout,
     should_publish,
 )
+from warmpool_operator.scaling.collector import Scrape
+from warmpool_operator.scaling.exposition import PodMetrics
 from warmpool_operator.scaling.spec import AutoscalingSpec
+from warmpool_operator.scaling_handlers import autoscaling_enabled
 from warmpool_operator.status import SCALING_OFF_REASON, scaling_off_status, scaling_status
 
 pytestmark = pytest.mark.unit

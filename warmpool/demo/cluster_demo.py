@@ -20,7 +20,7 @@ from warmpool.demo.plot import Sample, plot
 from warmpool.dev import commands
 from warmpool.dev.build import ensure_kcluster
 from warmpool.dev.controlplane import kubectl
-from warmpool_operator.probe import probe_target
+from warmpool_operator.probing import probe_target
 from warmpool_operator.render import selector_string
 from warmpool_operator.scaling.exposition import ExpositionError, pool_metrics
 

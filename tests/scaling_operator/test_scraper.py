@@ -13,8 +13,8 @@ from aiohttp import web
 from warmpool_lab.pod_exposition import render_pool_metrics
 from warmpool_operator.scaling.autoscaler import Autoscaler
 from warmpool_operator.scaling.exposition import PodMetrics
-from warmpool_operator.scaling.scraper import ScrapeTarget, scrape_pods
 from warmpool_operator.scaling.spec import AutoscalingSpec
+from warmpool_operator.scraper import ScrapeTarget, scrape_pods
 
 pytestmark = pytest.mark.component
 

@@ -11,10 +11,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from warmpool_operator.scaling.autoscaler import Autoscaler
-from warmpool_operator.scaling.scraper import DEFAULT_TIMEOUT_SECONDS
 from warmpool_operator.scaling.spec import AutoscalingSpec
 from warmpool_operator.status import Notice
 
+DEFAULT_TIMEOUT_SECONDS = 1.0
+"""A scrape of one pod takes at most this long (and at most one tick)."""
 STATUS_REFRESH_SECONDS = 30.0
 """A decision that changes neither the pod count nor whether data was measured rewrites status
 (reason, miss ratio) at most this often: numbers move every tick, API writes should not."""

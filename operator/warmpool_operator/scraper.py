@@ -9,9 +9,9 @@ from dataclasses import dataclass
 
 import aiohttp
 
+from warmpool_contract import HTTP_PORT, METRICS_PATH
+from warmpool_operator.scalers import DEFAULT_TIMEOUT_SECONDS
 from warmpool_operator.scaling.collector import Scrape, scrape_from_text
-
-DEFAULT_TIMEOUT_SECONDS = 1.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -21,14 +21,14 @@ class ScrapeTarget:
     pod: str
     """The pod's identity in the collector (its name)."""
     ip: str
-    port: int = 8080
+    port: int = HTTP_PORT
 
     @property
     def url(self) -> str:
         host = self.ip
         if ipaddress.ip_address(host).version == 6:
             host = f"[{host}]"
-        return f"http://{host}:{self.port}/metrics"
+        return f"http://{host}:{self.port}{METRICS_PATH}"
 
 
 async def scrape_one(

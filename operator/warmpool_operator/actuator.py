@@ -17,9 +17,7 @@ import aiohttp
 from prometheus_client import Counter, Gauge
 
 from warmpool_operator.metrics import OperatorMetrics
-from warmpool_operator.scaling.collector import Scrape
-from warmpool_operator.scaling.decider import Decision
-from warmpool_operator.scaling.scalers import (
+from warmpool_operator.scalers import (
     STATUS_REFRESH_SECONDS,
     Published,
     Scalers,
@@ -29,7 +27,9 @@ from warmpool_operator.scaling.scalers import (
     scrape_timeout,
     should_publish,
 )
-from warmpool_operator.scaling.scraper import ScrapeTarget, scrape_pods
+from warmpool_operator.scaling.collector import Scrape
+from warmpool_operator.scaling.decider import Decision
+from warmpool_operator.scraper import ScrapeTarget, scrape_pods
 from warmpool_operator.spec import PoolMeta, WarmPool
 from warmpool_operator.status import Notice
 

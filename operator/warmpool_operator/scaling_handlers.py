@@ -11,17 +11,15 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
-import aiohttp
 import kopf
 
+from warmpool_operator.actuator import Actuator, TickOutcome
 from warmpool_operator.controller import Controller
-from warmpool_operator.kube import ApiError
-from warmpool_operator.scaling.actuator import Actuator, TickOutcome
-from warmpool_operator.scaling.scalers import pause_seconds
+from warmpool_operator.kube import TRANSIENT
+from warmpool_operator.scalers import pause_seconds
 from warmpool_operator.scaling.spec import AutoscalingSpec
 from warmpool_operator.spec import GROUP, PLURAL, VERSION, PoolMeta, SpecError, parse_warmpool
 
-TRANSIENT = (ApiError, aiohttp.ClientError, TimeoutError)
 STOPPED_BY_FILTER = kopf.DaemonStoppingReason.FILTERS_MISMATCH
 STOPPED_BY_DELETION = kopf.DaemonStoppingReason.RESOURCE_DELETED
 
@@ -35,7 +33,7 @@ def autoscaling_enabled(*, spec: Mapping[str, Any], **_: Any) -> bool:
 def register(
     registry: kopf.OperatorRegistry, ctl: Controller, *, clock: Callable[[], float] = time.monotonic
 ) -> None:
-    """Attach the autoscaler's handlers to `registry` (found by `app.extra_registrars`)."""
+    """Attach the autoscaler's handlers to `registry` (found by `app.EXTRA_REGISTRARS`)."""
     actuator = Actuator(ctl, clock=clock)
 
     @kopf.daemon(GROUP, VERSION, PLURAL, registry=registry, id="autoscale", when=autoscaling_enabled)
