@@ -19,7 +19,21 @@ DEDICATED_WARM = 4
 
 
 def tenant_peaks(trace: TenantTrace) -> npt.NDArray[np.float64]:
-    """Peak load per (tenant, 10 s window): the highest mean in-flight count of its 1 s buckets.
+    """Peak load per (tenant, 10 s window): the highest mean in-flight count of its 1 s buckets."""
+    loads = bucket_loads(trace)
+    tenants, buckets = loads.shape
+    per_window = round(WINDOW_SECONDS / BUCKET_SECONDS)
+    windows = math.ceil(buckets / per_window)
+    padded = np.zeros((tenants, windows * per_window), dtype=np.float64)
+    padded[:, :buckets] = loads
+    peaks: npt.NDArray[np.float64] = padded.reshape(tenants, windows, per_window).max(axis=2)
+    # Busy time comes from differences of floats: treat dust as no load.
+    peaks[peaks < 1e-9] = 0.0
+    return peaks
+
+
+def bucket_loads(trace: TenantTrace) -> npt.NDArray[np.float64]:
+    """Mean invocations in flight per (tenant, 1 s bucket).
 
     Busy time per bucket is exact: each invocation's [start, finish) is cut at bucket edges by
     adding its overlap with every bucket it spans (most span one or two).
@@ -39,15 +53,8 @@ def tenant_peaks(trace: TenantTrace) -> npt.NDArray[np.float64]:
         busy[k, lo] += (lo + 1) * BUCKET_SECONDS - s
         busy[k, lo + 1 : hi] += BUCKET_SECONDS
         busy[k, hi] += f - hi * BUCKET_SECONDS
-    loads = busy[:, :buckets] / BUCKET_SECONDS
-    per_window = round(WINDOW_SECONDS / BUCKET_SECONDS)
-    windows = math.ceil(buckets / per_window)
-    padded = np.zeros((tenants, windows * per_window), dtype=np.float64)
-    padded[:, :buckets] = loads
-    peaks: npt.NDArray[np.float64] = padded.reshape(tenants, windows, per_window).max(axis=2)
-    # Busy time comes from differences of floats: treat dust as no load.
-    peaks[peaks < 1e-9] = 0.0
-    return peaks
+    loads: npt.NDArray[np.float64] = busy[:, :buckets] / BUCKET_SECONDS
+    return loads
 
 
 @dataclass(frozen=True, slots=True)
