@@ -49,3 +49,40 @@ INVOCATIONS: Final = "tensor_wasm_invocations"
 TRAPS: Final = "tensor_wasm_traps"
 INVOCATION_DURATION: Final = "tensor_wasm_invocation_duration_seconds"
 INSTANTIATION_DURATION: Final = "tensor_wasm_instantiation_duration_seconds"
+
+# --- module sources ------------------------------------------------------------------------------
+REDACTED: Final = "<redacted>"
+"""What stands in for a hidden part of a module source."""
+_AUTHORITY: Final = re.compile(r"^(\[[0-9A-Za-z:.%]*\]|[-0-9A-Za-z._~%!$&'()*+,;=]*)(:[0-9]*)?$")
+"""A host (name, IPv4 or [IPv6]) with an optional port: anything else is shown as REDACTED."""
+
+
+def redact_url(url: str) -> str:
+    """A module source safe to show anywhere (status, errors, logs, conditions, Events).
+
+    Signed URLs carry their credentials in the query string (S3, GCS, Azure SAS) and sometimes in
+    the userinfo, so: the userinfo is dropped, everything from the first `?` or `#` on becomes
+    `?<redacted>`, an authority that is not a plain host[:port] becomes `<redacted>`, and control
+    characters are percent-encoded (a source can never forge a log line). Scheme, host, port and
+    path are kept. Pure; never raises.
+    """
+    if not isinstance(url, str):
+        return REDACTED
+    cut = min((i for i in (url.find("?"), url.find("#")) if i >= 0), default=len(url))
+    head, hidden = url[:cut], cut < len(url)
+    scheme_end = head.find("://")
+    if scheme_end >= 0:
+        prefix, rest = head[:scheme_end + 3], head[scheme_end + 3:]
+    elif head.startswith("//"):
+        prefix, rest = "//", head[2:]
+    else:
+        prefix, rest = "", head
+    slash = rest.find("/")
+    authority, path = (rest, "") if slash < 0 else (rest[:slash], rest[slash:])
+    if "@" in authority:
+        authority = authority.rsplit("@", 1)[1]
+    if prefix and not _AUTHORITY.match(authority):
+        # Not a host: a password with a raw '/' in it, say, so the "path" may hold the rest of it.
+        authority, path = REDACTED, ""
+    out = prefix + authority + path + (f"?{REDACTED}" if hidden else "")
+    return "".join(c if c.isprintable() else "".join(f"%{b:02X}" for b in c.encode()) for c in out)
