@@ -44,7 +44,18 @@ class RuntimeSettings:
 
     # Module store ----------------------------------------------------------------------------------
     fetch_timeout_seconds: float = field(default=10.0, metadata=_min(0.001))
-    """Timeout of one module download from an http(s) URL."""
+    """Longest wait for a module URL's connection, or for any bytes from it (one read)."""
+    fetch_deadline_seconds: float = field(default=120.0, metadata=_min(0.001))
+    """Total deadline of fetching one module from a URL, retries and their backoff included: a source
+    that drips bytes slowly enough to beat the per-read timeout still ends here."""
+    fetch_retries: int = field(default=3, metadata=_min(0))
+    """Further attempts after a transient failure (refused, reset, timeout, truncated, 5xx, 408, 429)."""
+    fetch_backoff_seconds: float = field(default=0.5, metadata=_min(0))
+    """Backoff before the first retry; it doubles per retry (with jitter) up to `fetch_backoff_max_seconds`."""
+    fetch_backoff_max_seconds: float = field(default=10.0, metadata=_min(0))
+    """Longest backoff, and the most of a 429/503 `Retry-After` that is honoured."""
+    parallel_loads: int = field(default=4, metadata=_min(1))
+    """Tuples fetched and compiled at once: one slow source never holds the others back."""
 
     # HTTP surface ----------------------------------------------------------------------------------
     max_body_bytes: int = field(default=16 << 20, metadata=_min(1))
