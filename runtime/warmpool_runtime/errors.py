@@ -10,6 +10,7 @@ class RuntimeFault(Exception):
 
     code = "runtime_error"
     status = 500
+    retry_after_seconds: float | None = None
 
     def __init__(self, message: str, **details: Any) -> None:
         super().__init__(message)

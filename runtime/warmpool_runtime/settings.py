@@ -64,6 +64,33 @@ class RuntimeSettings:
     """Resolved invoke paths kept; bounded so that requests for ever-new paths cannot grow it."""
     listen_backlog: int = field(default=1024, metadata=_min(1))
     """Pending connections the listening socket queues."""
+    max_request_line_bytes: int = field(default=8 << 10, metadata=_min(64))
+    """Longest request target (the URL); a longer one is refused with 414 as its bytes arrive."""
+    max_header_bytes: int = field(default=16 << 10, metadata=_min(256))
+    """Most bytes of header lines one request may carry; more is refused with 431 as they arrive."""
+    max_header_count: int = field(default=100, metadata=_min(1))
+    """Most header lines one request may carry; more is refused with 431."""
+    header_timeout_seconds: float = field(default=10.0, metadata=_min(0.01))
+    """A request's line and headers must arrive within this long of its first byte (and a new
+    connection's first request within this long of the accept), else 408 and the connection closes."""
+    body_timeout_seconds: float = field(default=10.0, metadata=_min(0.01))
+    """A body must arrive within this long of its headers, plus one second per `min_body_bytes_per_second`
+    bytes it declares (`max_body_bytes` when chunked), else 408 and the connection closes."""
+    min_body_bytes_per_second: int = field(default=1 << 20, metadata=_min(1))
+    """The slowest body upload allowed for (see `body_timeout_seconds`)."""
+    idle_timeout_seconds: float = field(default=75.0, metadata=_min(0.01))
+    """A keep-alive connection with no request in progress, or one whose client stopped reading its
+    answers, is closed after this long."""
+    max_connections: int = field(default=1024, metadata=_min(1))
+    """Open connections served at once; one more is answered 503 with `Retry-After` and closed."""
+    max_pipelined_requests: int = field(default=16, metadata=_min(1))
+    """Requests one connection may have running or answered-but-unsent; past it (or while its client
+    is not reading answers) the connection is not read from."""
+    drain_seconds: float = field(default=5.0, metadata=_min(0))
+    """After SIGTERM: readiness fails at once, and requests are served this long before the listener closes."""
+    shutdown_timeout_seconds: float = field(default=25.0, metadata=_min(0.1))
+    """After SIGTERM the process exits within this long (drain window included), whatever is still
+    running; keep it below the pod's `terminationGracePeriodSeconds` (30 s by default)."""
 
     # Engine ----------------------------------------------------------------------------------------
     pool_slots: int = field(default=1000, metadata=_min(1))
