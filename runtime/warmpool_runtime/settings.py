@@ -34,6 +34,21 @@ class RuntimeSettings:
     thread losing its core (a shared machine, a GC pause), and the worker lane costs every call ~50 µs."""
     slow_export_seconds: float = field(default=10.0, metadata=_min(0))
     """How long an export that counts as slow goes straight to a worker."""
+    tenant_max_workers: int = field(default=0, metadata=_min(0))
+    """Worker threads one tenant's calls may occupy at once. 0: all but one (at least one), so a
+    tenant whose guests are all stuck until their deadline always leaves a worker to the others."""
+    tenant_max_calls: int = field(default=32, metadata=_min(1))
+    """Worker-lane calls (running plus queued) one tenant may have; more are refused with 429."""
+    max_queued_calls: int = field(default=128, metadata=_min(1))
+    """Calls waiting for a free worker, pod-wide; more are refused with 503. Calls waiting only because
+    their own tenant is at `tenant_max_workers` count against that tenant, not against the pod."""
+    queue_high_water: float = field(default=0.5, metadata=_min(0))
+    """`/readyz` turns 503 (saturated) once waiting calls reach this fraction of `max_queued_calls`..."""
+    queue_low_water: float = field(default=0.125, metadata=_min(0))
+    """... and 200 again once they are down to this fraction."""
+    epoch_idle_park_ms: float = field(default=100.0, metadata=_min(0))
+    """The epoch ticker stops after this long with no call or instantiation in flight, and starts
+    again with the next one: an idle runtime costs no CPU."""
 
     # Pools -----------------------------------------------------------------------------------------
     loop_recycle_max_seconds: float = field(default=250e-6, metadata=_min(0))
