@@ -17,6 +17,7 @@ from warmpool_contract import (
     SHA256_HEX,
     SHORT_HASH,
     TENANT_PATTERN,
+    redact_url,
 )
 from warmpool_runtime.instance import Limits
 from warmpool_runtime.modules import ModuleSource
@@ -107,7 +108,7 @@ def parse_source(raw: Any, where: str) -> ModuleSource:
     if not isinstance(value, str) or not value:
         raise ConfigError(f"{where}.{kind} must be a non-empty string")
     if kind == "url" and not value.startswith(("http://", "https://")):
-        raise ConfigError(f"{where}.url must be an http(s) URL, got {value!r}")
+        raise ConfigError(f"{where}.url must be an http(s) URL, got {redact_url(value)!r}")
     return ModuleSource(**{kind: value})
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import wasmtime
@@ -61,7 +62,7 @@ class TupleRegistry:
         self._clock = clock
         self._refiller = refiller
         self._factory = factory
-        self.modules = ModuleStore(engine, config.compiled_cache_dir, config.settings.fetch_timeout_seconds)
+        self.modules = ModuleStore(engine, config.compiled_cache_dir, config.settings)
         self._linker = wasmtime.Linker(engine)
         if config.wasi:
             self._linker.define_wasi()
@@ -76,21 +77,28 @@ class TupleRegistry:
 
     # Loading ---------------------------------------------------------------------------------------
     def load_all(self) -> None:
-        """Load, verify and compile every tuple's module, then ask the refill thread to prewarm."""
-        for tuple_config in self._config.tuples:
-            try:
-                pool = self.load(tuple_config)
-            except RuntimeFault as exc:
-                self.load_errors[tuple_config.key] = exc
-                log.error("tuple %s/%s not loaded: %s", tuple_config.tenant, tuple_config.sha256[:SHORT_HASH], exc)
-                continue
-            self._refiller.request(pool)
+        """Load, verify and compile every tuple's module, `settings.parallel_loads` at a time (a slow source
+        holds back no other tuple); each pool goes to the refill thread to prewarm as soon as it loads."""
+        workers = max(1, min(self._config.settings.parallel_loads, len(self._config.tuples)))
+        with ThreadPoolExecutor(workers, thread_name_prefix="module-load") as executor:
+            for _ in executor.map(self._load_and_prewarm, self._config.tuples):
+                pass
+
+    def _load_and_prewarm(self, t: TupleConfig) -> None:
+        try:
+            pool = self.load(t)
+        except RuntimeFault as exc:
+            self.load_errors[t.key] = exc
+            log.error("tuple %s/%s not loaded: %s", t.tenant, t.sha256[:SHORT_HASH], exc.message)
+            return
+        self._refiller.request(pool)
 
     def load(self, t: TupleConfig) -> TuplePool:
         """Load one tuple into a pool and register it (not yet prewarmed); raises the fault that keeps it out."""
         module = self.modules.load(t.source, t.sha256, t.limits.max_module_bytes, self._config.wasi)
         try:
-            pre = self._linker.instantiate_pre(module)
+            with self._lock:  # tuples load on several threads; the Linker is shared
+                pre = self._linker.instantiate_pre(module)
         except wasmtime.WasmtimeError as exc:
             raise ModuleError(f"module {t.sha256[:SHORT_HASH]} cannot be linked: {exc}") from exc
         pool = TuplePool(self._template(t, module, pre), self._floors[t.key], self._refiller, self._factory,
@@ -166,7 +174,9 @@ class TupleRegistry:
         short = sha256[:SHORT_HASH]
         error = self.load_errors.get((tenant, sha256))
         if error is not None:
-            raise NotReady(f"module {short} of tenant {tenant} failed to load: {error.message}", cause=error.code)
+            # Callers get the code only; the reason (which names the source) is for the operator, in /readyz.
+            raise NotReady(f"module {short} of tenant {tenant} failed to load ({error.code}); see /readyz",
+                           cause=error.code)
         if (tenant, sha256) in self._floors:
             raise NotReady(f"module {short} of tenant {tenant} is still loading")
         raise UnknownModule(f"tenant {tenant} has no module {sha256}", tenant=tenant, sha256=sha256)
