@@ -200,6 +200,25 @@ def test_a_truncated_download_is_reported_as_truncated(sources) -> None:
     assert sources.hits["/m.wasm"] == 2  # a cut connection is transient: retried
 
 
+def test_a_chunked_body_cut_mid_way_is_reported_as_truncated(sources) -> None:
+    def cut(handler: Handler, _: int) -> None:
+        handler.protocol_version = "HTTP/1.1"
+        handler.send_response(200)
+        handler.send_header("Transfer-Encoding", "chunked")
+        handler.end_headers()
+        handler.wfile.write(b"%x\r\n%s\r\n" % (40, MODULE[:40]))
+        handler.wfile.write(b"%x\r\n%s" % (100, MODULE[40:60]))  # a chunk announced longer than sent
+        handler.wfile.flush()
+        handler.close_connection = True
+
+    sources.routes["/m.wasm"] = cut
+    with pytest.raises(errors.ModuleUnreachable) as caught:
+        fetch_url(f"{sources.base}/m.wasm", 1 << 20, FAST)
+    assert "truncated: got" in caught.value.message
+    assert "connection closed mid-body" in caught.value.message
+    assert sources.hits["/m.wasm"] == 4
+
+
 def test_a_refused_connection_is_retried_and_named(sources) -> None:
     url = f"http://127.0.0.1:{closed_port()}/m.wasm"
     with pytest.raises(errors.ModuleUnreachable) as caught:
