@@ -80,6 +80,17 @@ class NotReady(RuntimeFault):
     status = 503
 
 
+# Load shedding: the call was never started; retry after `retry_after_seconds`.
+class TenantLimit(RuntimeFault):
+    code = "tenant_limit"
+    status = 429
+
+
+class Saturated(RuntimeFault):
+    code = "saturated"
+    status = 503
+
+
 # Guest failures: the guest's fault, never the runtime's, so 4xx.
 class GuestTrap(RuntimeFault):
     code = "guest_trap"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ctypes
 import enum
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -29,6 +30,7 @@ from warmpool_runtime.errors import (
     MemoryLimitExceeded,
     RuntimeFault,
 )
+from warmpool_runtime.wasi_host import DEADLINE_TRAP, enter_call
 from warmpool_runtime.wasmtime_adapter import (
     EXTERN_FUNC,
     EXTERN_GLOBAL,
@@ -128,8 +130,8 @@ class WarmInstance:
     """An instantiated module in a Store no other instance shares; used by one caller at a time."""
 
     __slots__ = ("_armed", "_base", "_clock", "_ctx", "_deadlines", "_entries", "_globals", "_memory",
-                 "_memory_ref", "_trap", "_trap_ref", "_wasm_instance", "from_pool", "initial_memory", "store",
-                 "template")
+                 "_memory_ref", "_trap", "_trap_ref", "_wasi_clock_base", "_wasm_instance", "from_pool",
+                 "initial_memory", "store", "template")
 
     def __init__(self, template: Template) -> None:
         self.template = template
@@ -138,17 +140,25 @@ class WarmInstance:
         store.set_limits(
             memory_size=limits.memory_bytes, table_elements=limits.table_elements, instances=1, memories=1
         )
+        self._wasi_clock_base = 0
         if template.wasi:
             store.set_wasi(wasmtime.WasiConfig())  # no preopens, env, args or stdio
+            self._wasi_clock_base = time.monotonic_ns()  # (just after) the zero of its monotonic clock
         store.set_epoch_deadline(template.deadline_ticks)
-        self._clock = template.clock
+        self._clock = clock = template.clock
         self._armed: tuple[int, int] | None = None  # (epoch, ticks) of the deadline set last
         if limits.fuel is not None:
             store.set_fuel(limits.fuel)
+        # A start function is guest code too: the epoch must advance while it runs.
+        clock.hold()
         try:
+            if template.wasi:
+                self.enter_host_calls()
             self._wasm_instance = template.pre.instantiate(store)
         except (wasmtime.Trap, wasmtime.WasmtimeError) as exc:
             raise InstantiateFailed(f"instantiating {template.sha256[:SHORT_HASH]} failed: {exc}") from exc
+        finally:
+            clock.release()
         self.store = store
         self.from_pool = False
         self._ctx = store_context(store)
@@ -202,6 +212,13 @@ class WarmInstance:
         return True
 
     # Calls ---------------------------------------------------------------------------------------
+    def enter_host_calls(self) -> None:
+        """The next call runs on this thread: host calls that wait (WASI sleeps) end by its deadline.
+
+        Only guests that can wait in a host call need it, and those never run on the inline lane.
+        """
+        enter_call(time.monotonic_ns() + self.template.limits.timeout_ms * 1_000_000, self._wasi_clock_base)
+
     def _arm(self, ticks: int) -> None:
         # A deadline is the epoch it was set in plus `ticks`: within the same epoch, setting it
         # again would set the very same deadline, so that call is skipped.
@@ -219,7 +236,10 @@ class WarmInstance:
     def _call(self, entry: _Entry) -> None:
         error = call_unchecked(self._ctx, entry.func_ref, entry.buf, entry.slots, self._trap_ref)
         if error:
-            raise GuestTrap(f"guest failed: {error_from_address(error)}")
+            failure = str(error_from_address(error))
+            if DEADLINE_TRAP in failure:  # a host function's trap comes back as an error
+                raise self._deadline_exceeded()
+            raise GuestTrap(f"guest failed: {failure}")
         if self._trap:
             trap = take_trap(self._trap)
             self._trap = new_trap_out()
@@ -236,8 +256,8 @@ class WarmInstance:
     def _classify(self, trap: wasmtime.Trap) -> RuntimeFault:
         code = trap.trap_code
         message = trap.message.splitlines()[0] if trap.message else "trap"
-        if code == wasmtime.TrapCode.INTERRUPT:
-            return DeadlineExceeded(f"guest ran past its {self.template.limits.timeout_ms} ms deadline")
+        if code == wasmtime.TrapCode.INTERRUPT or (code is None and DEADLINE_TRAP in message):
+            return self._deadline_exceeded()
         if code == wasmtime.TrapCode.OUT_OF_FUEL:
             return FuelExhausted(f"guest used up its {self.template.limits.fuel} units of fuel")
         limit = self.template.limits.memory_bytes
@@ -248,6 +268,9 @@ class WarmInstance:
                 trap=code.name.lower() if code else None,
             )
         return GuestTrap(message, trap=code.name.lower() if code else None)
+
+    def _deadline_exceeded(self) -> DeadlineExceeded:
+        return DeadlineExceeded(f"guest ran past its {self.template.limits.timeout_ms} ms deadline")
 
     def call_numeric(self, export: str, args: Sequence[Any], deadline_ticks: int) -> list[int | float]:
         entry = self._entry(export)

@@ -3,20 +3,26 @@
 The inline lane answers without a thread handoff; a call that needs longer than the budget is
 interrupted and re-run whole, from a clean instance, on a worker with its full deadline (safe
 because every call starts from a clean instance). An export that overruns the budget repeatedly
-skips the inline lane for a while (`SlowExports`). `CallLanes.call` is the one entry for every
-call, so admission rules (per-tenant concurrency, load shedding) belong at its top.
+skips the inline lane for a while (`SlowExports`). Calls that go to a worker are admitted first
+(`WorkerLane`: per-tenant bounds and worker shares, the pod's queue bound); calls that complete
+inline hold no shared resource beyond their small budget and are never queued or shed.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import math
+import threading
 import time
-from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections import Counter, deque
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
-from warmpool_runtime.engine import ticks_for
-from warmpool_runtime.errors import DeadlineExceeded, GuestTrap, RuntimeFault
+from warmpool_runtime.engine import EpochClock, ticks_for
+from warmpool_runtime.errors import DeadlineExceeded, GuestTrap, RuntimeFault, Saturated, TenantLimit
 from warmpool_runtime.instance import WarmInstance
 from warmpool_runtime.pool import TuplePool
 from warmpool_runtime.registry import Target
@@ -58,11 +64,187 @@ class SlowExports:
             self._strikes.pop(key, None)
 
 
+class _Tenant:
+    """One tenant's share of the worker lane: its queued calls and how many of its calls run."""
+
+    __slots__ = ("name", "queue", "queued", "running", "scheduled", "shed")
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.queue: deque[_Job] = deque()
+        self.running = 0
+        self.scheduled = False
+        """In the round-robin ring: has queued calls and a free worker share."""
+        self.shed: Counter[str] = Counter()
+        """Calls refused, by reason (`tenant_limit`, `saturated`)."""
+
+
+@dataclass(frozen=True, slots=True)
+class TenantLoad:
+    """One tenant's worker-lane load, as the metrics read it."""
+
+    tenant: str
+    running: int
+    queued: int
+    shed: dict[str, int]
+
+
+_Job = tuple[Callable[[], CallResult], PendingCall, asyncio.AbstractEventLoop]
+
+
+class WorkerLane:
+    """Worker threads shared fairly between tenants, with bounded queues.
+
+    Each tenant has its own queue; free workers take calls from the tenants round-robin, so one
+    tenant's backlog never sits in front of another's call, and no tenant runs on more than its
+    share of the workers, so a tenant whose guests all hang until their deadline still leaves
+    workers to the others. A tenant with `tenant_max_calls` calls running or queued is refused
+    (`TenantLimit`, 429); a call that would wait for a worker behind `max_queued` others is refused
+    (`Saturated`, 503). Only calls that wait for a worker count towards the pod's bound and its
+    saturation: calls that wait for their own tenant's share are that tenant's, so no single tenant
+    can make the pod refuse others or turn unready.
+    """
+
+    def __init__(self, settings: RuntimeSettings) -> None:
+        self._share = settings.tenant_max_workers or max(1, settings.workers - 1)
+        self._max_calls = settings.tenant_max_calls
+        self._max_queued = settings.max_queued_calls
+        self._high = max(1, math.ceil(settings.queue_high_water * settings.max_queued_calls))
+        self._low = math.floor(settings.queue_low_water * settings.max_queued_calls)
+        self._tenants: dict[str, _Tenant] = {}
+        self._ring: deque[_Tenant] = deque()
+        self._waiting = 0
+        """Queued calls of the tenants in the ring: calls waiting for a free worker."""
+        self.saturated = False
+        """Waiting calls reached the high-water mark and have not yet fallen to the low-water mark."""
+        self._cond = threading.Condition(threading.Lock())
+        self._closed = False
+        self._threads = [threading.Thread(target=self._work, name=f"wasm-call-{i}", daemon=True)
+                         for i in range(settings.workers)]
+        for thread in self._threads:
+            thread.start()
+
+    def admit(self, tenant: str, retry_after: int) -> None:
+        """Raise the fault that refuses a new call of `tenant` now, if any (serving thread)."""
+        with self._cond:
+            t = self._tenants.get(tenant)
+            if t is None:
+                t = self._tenants[tenant] = _Tenant(tenant)
+            if t.running + len(t.queue) >= self._max_calls:
+                t.shed["tenant_limit"] += 1
+                fault: RuntimeFault = TenantLimit(f"tenant {tenant} has {self._max_calls} calls running or queued")
+            elif t.running < self._share and self._waiting >= self._max_queued:
+                t.shed["saturated"] += 1
+                fault = Saturated(f"{self._waiting} calls are waiting for a worker on this runtime")
+            else:
+                return
+        fault.retry_after_seconds = retry_after
+        raise fault
+
+    def submit(self, tenant: str, run: Callable[[], CallResult], loop: asyncio.AbstractEventLoop) -> PendingCall:
+        """Queue an admitted call (serving thread: nothing it admitted can have been taken since)."""
+        future: PendingCall = loop.create_future()
+        with self._cond:
+            t = self._tenants[tenant]
+            t.queue.append((run, future, loop))
+            if t.scheduled:
+                self._waiting += 1
+            elif t.running < self._share:
+                self._schedule(t)
+            self._update_saturation()
+            self._cond.notify()
+        return future
+
+    def close(self) -> None:
+        """Stop the workers once their calls end (each within its deadline); queued calls are cancelled."""
+        with self._cond:
+            self._closed = True
+            jobs = [job for t in self._tenants.values() for job in t.queue]
+            for t in self._tenants.values():
+                t.queue.clear()
+            self._ring.clear()
+            self._waiting = 0
+            self._cond.notify_all()
+        for _, future, loop in jobs:
+            with contextlib.suppress(RuntimeError):  # the loop is closed already
+                loop.call_soon_threadsafe(future.cancel)
+
+    def load(self) -> list[TenantLoad]:
+        with self._cond:
+            return [TenantLoad(t.name, t.running, len(t.queue), dict(t.shed)) for t in self._tenants.values()]
+
+    @property
+    def waiting(self) -> int:
+        return self._waiting
+
+    # Under the lock ------------------------------------------------------------------------------
+    def _schedule(self, t: _Tenant) -> None:
+        t.scheduled = True
+        self._ring.append(t)
+        self._waiting += len(t.queue)
+
+    def _update_saturation(self) -> None:
+        if self._waiting >= self._high:
+            self.saturated = True
+        elif self._waiting <= self._low:
+            self.saturated = False
+
+    # Worker threads ------------------------------------------------------------------------------
+    def _next(self) -> tuple[_Tenant, _Job] | None:
+        with self._cond:
+            while not self._ring:
+                if self._closed:
+                    return None
+                self._cond.wait()
+            t = self._ring.popleft()
+            job = t.queue.popleft()
+            t.running += 1
+            self._waiting -= 1
+            if t.queue and t.running < self._share:
+                self._ring.append(t)  # to the back: the other tenants' calls come first
+            else:
+                t.scheduled = False
+                self._waiting -= len(t.queue)
+            self._update_saturation()
+            return t, job
+
+    def _done(self, t: _Tenant) -> None:
+        with self._cond:
+            t.running -= 1
+            if t.queue and not t.scheduled:
+                self._schedule(t)
+                self._update_saturation()
+                self._cond.notify()
+
+    def _work(self) -> None:
+        while (taken := self._next()) is not None:
+            t, (run, future, loop) = taken
+            try:
+                outcome: CallResult | BaseException = run()
+            except BaseException as exc:  # handed to the caller's future
+                outcome = exc
+            finally:
+                self._done(t)
+            with contextlib.suppress(RuntimeError):  # the loop is closed: nobody waits any more
+                loop.call_soon_threadsafe(_settle, future, outcome)
+            del run, future, outcome
+
+
+def _settle(future: PendingCall, outcome: CallResult | BaseException) -> None:
+    if future.done():
+        return
+    if isinstance(outcome, BaseException):
+        future.set_exception(outcome)
+    else:
+        future.set_result(outcome)
+
+
 class CallLanes:
     """Runs calls on resolved targets. `call` runs on the event loop thread only."""
 
-    def __init__(self, settings: RuntimeSettings) -> None:
-        self._workers = ThreadPoolExecutor(max_workers=settings.workers, thread_name_prefix="wasm-call")
+    def __init__(self, settings: RuntimeSettings, clock: EpochClock) -> None:
+        self.workers = WorkerLane(settings)
+        self._clock = clock
         self._inline_ticks = (
             ticks_for(settings.inline_budget_ms, settings.epoch_tick_ms) if settings.inline_budget_ms else 0
         )
@@ -74,32 +256,43 @@ class CallLanes:
         """Complete worker calls on this loop."""
         self._loop = loop
 
+    @property
+    def saturated(self) -> bool:
+        """Calls wait for a worker past the high-water mark (and not yet back under the low one)."""
+        return self.workers.saturated
+
     def close(self) -> None:
-        self._workers.shutdown(wait=False, cancel_futures=True)
+        self.workers.close()
 
     def call(self, target: Target, args: CallArgs) -> CallResult | PendingCall:
         """The result when the call completed inline, else a Future of it; raises a call's RuntimeFault."""
+        clock = self._clock
+        clock.busy += 1
+        if clock.parked:
+            clock.wake()
         stats = target.pool.stats
         stats.in_flight += 1
         start = time.perf_counter()
         try:
             result = self._start(target, args, start)
         except BaseException as exc:
-            _account(stats, start, exc)
+            _account(clock, stats, start, exc)
             raise
         if isinstance(result, asyncio.Future):
-            result.add_done_callback(lambda f: _account(stats, start, None if f.cancelled() else f.exception()))
+            result.add_done_callback(
+                lambda f: _account(clock, stats, start, None if f.cancelled() else f.exception()))
             return result
-        _account(stats, start, None)
+        _account(clock, stats, start, None)
         return result
 
     def _start(self, target: Target, args: CallArgs, started: float) -> CallResult | PendingCall:
         pool, export = target.pool, target.export
-        full_ticks = pool.template.deadline_ticks
+        if self._inline_ticks == 0 or not pool.template.inline_ok or self.slow_exports.is_slow(target.key):
+            return self._on_worker(target, args, pool.acquire)
         instance = pool.acquire()
-        if (instance is None or self._inline_ticks == 0 or not pool.template.inline_ok
-                or self.slow_exports.is_slow(target.key)):
-            return self._on_worker(pool, instance, export, args, full_ticks)
+        if instance is None:
+            return self._on_worker(target, args, _no_instance)
+        full_ticks = pool.template.deadline_ticks
         budget = min(self._inline_ticks, full_ticks)
         try:
             result = _run(instance, export, args, budget)
@@ -115,15 +308,26 @@ class CallLanes:
             pool.release(instance)
         # Over the inline budget: re-run whole on a worker, with the full deadline.
         self.slow_exports.strike(target.key)
-        return self._on_worker(pool, pool.take_uncounted(), export, args, full_ticks)
+        return self._on_worker(target, args, pool.take_uncounted)
 
-    def _on_worker(self, pool: TuplePool, instance: WarmInstance | None, export: str, args: CallArgs,
-                   ticks: int) -> PendingCall:
+    def _on_worker(self, target: Target, args: CallArgs, draw: Callable[[], WarmInstance | None]) -> PendingCall:
+        """Admit the call to the worker lane, draw its instance (after admission: a refused call takes
+        none) and queue it."""
+        pool = target.pool
+        tenant = pool.template.tenant
+        self.workers.admit(tenant, max(1, math.ceil(pool.template.limits.timeout_ms / 1000)))
+        instance = draw()
         loop = self._loop or asyncio.get_running_loop()
-        return loop.run_in_executor(self._workers, _run_drawn, pool, instance, export, args, ticks)
+        ticks = pool.template.deadline_ticks
+        return self.workers.submit(tenant, partial(_run_drawn, pool, instance, target.export, args, ticks), loop)
 
 
-def _account(stats: PoolStats, start: float, exc: BaseException | None) -> None:
+def _no_instance() -> None:
+    return None
+
+
+def _account(clock: EpochClock, stats: PoolStats, start: float, exc: BaseException | None) -> None:
+    clock.busy -= 1
     stats.in_flight -= 1
     stats.invoke_seconds.observe(time.perf_counter() - start)
     if exc is None:
@@ -147,6 +351,8 @@ def _run_drawn(pool: TuplePool, instance: WarmInstance | None, export: str, args
     if instance is None:
         instance = pool.instantiate()
     try:
+        if pool.template.wasi:
+            instance.enter_host_calls()
         return _run(instance, export, args, ticks)
     finally:
         pool.release(instance)

@@ -18,6 +18,7 @@ from warmpool_runtime.errors import ModuleError, NotReady, RuntimeFault, Unknown
 from warmpool_runtime.instance import ResetMode, Template, WarmInstance
 from warmpool_runtime.modules import WASI_P1, ModuleStore
 from warmpool_runtime.pool import InstanceFactory, Refiller, TuplePool
+from warmpool_runtime.wasi_host import define_wasi
 
 log = logging.getLogger(__name__)
 
@@ -65,7 +66,7 @@ class TupleRegistry:
         self.modules = ModuleStore(engine, config.compiled_cache_dir, config.settings)
         self._linker = wasmtime.Linker(engine)
         if config.wasi:
-            self._linker.define_wasi()
+            define_wasi(self._linker)  # poll_oneoff bounded by the call's deadline
         self.pools: dict[TupleKey, TuplePool] = {}
         self.load_errors: dict[TupleKey, RuntimeFault] = {}
         self._tenants = {t.tenant for t in config.tuples}

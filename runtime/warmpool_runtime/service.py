@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 
 from warmpool_runtime.config import RuntimeConfig
-from warmpool_runtime.engine import EpochTicker, build_engine
+from warmpool_runtime.engine import EpochClock, EpochTicker, build_engine
 from warmpool_runtime.instance import WarmInstance
 from warmpool_runtime.lanes import CallLanes
 from warmpool_runtime.pool import InstanceFactory, Refiller
@@ -19,10 +19,25 @@ class Runtime:
         self.config = config
         settings = config.settings
         self.engine = build_engine(settings, fuel=config.needs_fuel)
-        self._ticker = EpochTicker(self.engine, settings.epoch_tick_ms)
+        self._ticker = EpochTicker(self.engine, settings.epoch_tick_ms, settings.epoch_idle_park_ms)
         self._refiller = Refiller(settings.refill_retry_seconds)
         self.registry = TupleRegistry(config, self.engine, self._ticker.clock, self._refiller, factory)
-        self.lanes = CallLanes(settings)
+        self.lanes = CallLanes(settings, self._ticker.clock)
+
+    @property
+    def clock(self) -> EpochClock:
+        """The epoch ticker's shared state (whether it is parked, the epoch it counted)."""
+        return self._ticker.clock
+
+    @property
+    def saturated(self) -> bool:
+        """Calls wait for a worker past the high-water mark: `/readyz` says so, so traffic goes elsewhere."""
+        return self.lanes.saturated
+
+    @property
+    def ready(self) -> bool:
+        """Every tuple is loaded and prewarmed, and the pod is not saturated."""
+        return self.registry.ready and not self.lanes.saturated
 
     def start(self) -> None:
         """Start the epoch ticker and the refill thread."""

@@ -9,15 +9,17 @@ tests/runtime/test_wasmtime_adapter.py names the function that broke.
 from __future__ import annotations
 
 import ctypes
+from collections.abc import Callable
 from typing import Any
 
 import wasmtime
 from wasmtime import _ffi as ffi
 
 __all__ = [
-    "EXTERN_FUNC", "EXTERN_GLOBAL", "EXTERN_MEMORY", "call_unchecked", "enable_pooling_allocator",
-    "error_from_address", "export_of", "global_get", "global_set", "memory_address", "memory_size",
-    "new_trap_out", "new_value_slots", "set_epoch_deadline", "set_fuel", "store_context", "take_trap", "value_bits",
+    "EXTERN_FUNC", "EXTERN_GLOBAL", "EXTERN_MEMORY", "call_unchecked", "caller_memory",
+    "define_host_func", "enable_pooling_allocator", "error_from_address", "export_of", "global_get", "global_set",
+    "memory_address", "memory_size", "new_trap", "new_trap_out", "new_value_slots", "set_epoch_deadline",
+    "set_fuel", "store_context", "take_trap", "value_bits",
 ]
 
 # Kinds of an instance export, as `export_of` expects them.
@@ -123,3 +125,52 @@ def take_trap(trap_out: Any) -> wasmtime.Trap:
 def error_from_address(address: int) -> wasmtime.WasmtimeError:
     """The error a raw entry point returned by address (`call_unchecked`, `set_fuel`), now owned by Python."""
     return wasmtime.WasmtimeError._from_ptr(ctypes.cast(address, ctypes.POINTER(ffi.wasmtime_error_t)))
+
+
+HostFunc = Callable[[Any, Any], int]
+"""A host function: (caller, raw value slots: its arguments in, its results out) -> 0, or the address of
+a trap to raise in the guest (`new_trap`)."""
+_HOST_CALLBACKS: list[Any] = []  # the C callbacks of defined host functions, kept alive with the process
+
+
+def define_host_func(linker: wasmtime.Linker, module: str, name: str, ty: wasmtime.FuncType, func: HostFunc) -> None:
+    """Define `module.name` in `linker` as `func`, called without wasmtime-py's trampoline: unlike a
+    `Linker.define_func` callback, it can trap with a message of its own (a Python exception there
+    becomes an anonymous trap and a process-wide pending exception)."""
+
+    def trampoline(_env: Any, caller: Any, slots: Any, _count: int) -> int:
+        try:
+            return func(caller, slots)
+        except BaseException as exc:  # nothing may unwind through the C frames
+            return new_trap(f"host function {module}.{name} failed: {exc!r}")
+
+    callback = ffi.wasmtime_func_unchecked_callback_t(trampoline)
+    _HOST_CALLBACKS.append(callback)
+    raw_module, raw_name = module.encode(), name.encode()
+    error = ffi.wasmtime_linker_define_func_unchecked(linker.ptr(), raw_module, len(raw_module), raw_name,
+                                                      len(raw_name), ty.ptr(), callback, None, _NO_FINALIZER)
+    if error:
+        raise wasmtime.WasmtimeError._from_ptr(error)
+
+
+_NO_FINALIZER = ctypes.CFUNCTYPE(None, ctypes.c_void_p)()
+
+
+def caller_memory(caller: Any) -> tuple[int, int] | None:
+    """(address, size in bytes) of the calling instance's exported `memory`, or None when it has none.
+    Valid only during the host call, and only until the guest's memory grows."""
+    item = ffi.wasmtime_extern_t()
+    if not ffi.wasmtime_caller_export_get(caller, b"memory", 6, ctypes.byref(item)):
+        return None
+    if int(item.kind) != EXTERN_MEMORY:
+        return None
+    context = ffi.wasmtime_caller_context(caller)
+    memory = ctypes.byref(item.of.memory)
+    return memory_address(context, memory), memory_size(context, memory)
+
+
+def new_trap(message: str) -> int:
+    """The address of a new trap carrying `message`, for a host function to return (the guest then owns it)."""
+    raw = message.encode()
+    trap = ffi.wasmtime_trap_new(raw, len(raw))
+    return int(ctypes.cast(trap, ctypes.c_void_p).value or 0)

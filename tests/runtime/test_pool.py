@@ -15,6 +15,8 @@ from warmpool_runtime.errors import GuestTrap, InstantiateFailed
 from warmpool_runtime.instance import ResetMode, Template, WarmInstance
 
 pytestmark = pytest.mark.component
+ADMIT_ALL = {"tenantMaxCalls": 1000, "maxQueuedCalls": 1000}
+"""Worker-lane bounds that admit every call of a test that floods one tuple (by default most would be shed)."""
 
 
 async def test_draws_are_hits_while_warm_then_misses_when_empty(make_runtime, one_tuple, stateful) -> None:
@@ -195,7 +197,7 @@ async def test_zero_warm_disables_pooling(make_runtime, one_tuple, stateful) -> 
 async def test_stores_are_never_shared_between_concurrent_calls(make_runtime, stateful) -> None:
     path, sha = stateful
     # inlineBudgetMs 0 sends every call to the worker threads, so calls really run concurrently.
-    runtime = make_runtime({"settings": {"inlineBudgetMs": 0, "workers": 4},
+    runtime = make_runtime({"settings": {"inlineBudgetMs": 0, "workers": 4, **ADMIT_ALL},
                             "tuples": [tuple_entry("acme", path, sha, 4)]})
     # Each call bumps a mutable global once: an instance shared by two calls, or reused without a
     # reset, would answer 2 or more.
@@ -238,7 +240,8 @@ async def test_in_place_reset_restores_memory_and_globals_and_reuses_the_instanc
 
 async def test_releases_from_worker_threads_are_reset_on_the_loop(make_runtime, tmp_path) -> None:
     path, sha = write_module(tmp_path, IN_PLACE)
-    runtime = make_runtime({"settings": {"inlineBudgetMs": 0}, "tuples": [tuple_entry("acme", path, sha, 2)]})
+    runtime = make_runtime({"settings": {"inlineBudgetMs": 0, **ADMIT_ALL},
+                            "tuples": [tuple_entry("acme", path, sha, 2)]})
     results = await asyncio.gather(*(invoke(runtime, "acme", sha, "counter", []) for _ in range(100)))
     assert results == [[1]] * 100
     await asyncio.sleep(0.01)

@@ -180,6 +180,51 @@ def check_error_from_address() -> None:
     assert "fuel" in str(adapter.error_from_address(error)).lower()
 
 
+def host_guest(func: adapter.HostFunc) -> tuple[wasmtime.Store, wasmtime.Func]:
+    """A store and the export `call(i32) -> i32` of a guest that calls the host function `func` with its argument."""
+    engine = wasmtime.Engine()
+    linker = wasmtime.Linker(engine)
+    i32 = wasmtime.ValType.i32()
+    adapter.define_host_func(linker, "host", "f", wasmtime.FuncType([i32], [i32]), func)
+    module = wasmtime.Module(engine, """(module (import "host" "f" (func $f (param i32) (result i32)))
+      (memory (export "memory") 1)
+      (func (export "call") (param i32) (result i32) (call $f (local.get 0))))""")
+    store = wasmtime.Store(engine)
+    call = linker.instantiate(store, module).exports(store)["call"]
+    assert isinstance(call, wasmtime.Func)
+    return store, call
+
+
+def check_define_host_func() -> None:
+    def double(_caller: Any, slots: Any) -> int:
+        slots[0].i32 = slots[0].i32 * 2
+        return 0
+
+    store, call = host_guest(double)
+    assert call(store, 21) == 42
+
+
+def check_caller_memory() -> None:
+    seen = []
+
+    def look(caller: Any, _slots: Any) -> int:
+        seen.append(adapter.caller_memory(caller))
+        return 0
+
+    store, call = host_guest(look)
+    call(store, 0)
+    (memory,) = seen
+    assert memory is not None
+    assert memory[0]
+    assert memory[1] == 65536
+
+
+def check_new_trap() -> None:
+    store, call = host_guest(lambda _caller, _slots: adapter.new_trap("the host refuses"))
+    with pytest.raises((wasmtime.Trap, wasmtime.WasmtimeError), match="the host refuses"):
+        call(store, 0)
+
+
 CHECKS: dict[str, Callable[[], None]] = {
     name.removeprefix("check_"): check for name, check in globals().items() if name.startswith("check_")
 }
