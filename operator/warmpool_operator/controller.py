@@ -32,6 +32,7 @@ from warmpool_operator.kinds import (
 )
 from warmpool_operator.kube import KubeApi
 from warmpool_operator.metrics import OperatorMetrics
+from warmpool_operator.ownership import ReplicaOwner, manifest_replica_owner
 from warmpool_operator.probing import Prober, probe_target
 from warmpool_operator.reconcile import Outcome, reconcile
 from warmpool_operator.render import RenderOptions, deployment_name, selector_string
@@ -241,7 +242,7 @@ class Controller:
         async with self.locks.hold(namespace, name):
             pool = await self.api.get(WARMPOOLS, namespace, name)
             deployment = await self.api.get(DEPLOYMENTS, namespace, deployment_name(name))
-            if pool is None or deployment is None or not _autoscaled(pool):
+            if pool is None or deployment is None or _owner(pool) is not ReplicaOwner.AUTOSCALER:
                 return False
             scaled = (deployment.get("spec") or {}).get("replicas") != desired_replicas
             if scaled:
@@ -263,7 +264,7 @@ class Controller:
         """
         async with self.locks.hold(namespace, name):
             pool = await self.api.get(WARMPOOLS, namespace, name)
-            if pool is None or _autoscaled(pool):
+            if pool is None or _owner(pool) is ReplicaOwner.AUTOSCALER:
                 return False
             status = scaling_off_status()
             if not drift(status, pool.get("status") or {}):
@@ -272,6 +273,5 @@ class Controller:
             return True
 
 
-def _autoscaled(pool: Mapping[str, Any]) -> bool:
-    autoscaling = (pool.get("spec") or {}).get("autoscaling")
-    return isinstance(autoscaling, Mapping) and autoscaling.get("enabled") is True
+def _owner(pool: Mapping[str, Any]) -> ReplicaOwner:
+    return manifest_replica_owner(pool.get("spec"))

@@ -158,7 +158,7 @@ class KubeApi:
         return await self.merge_patch(kind, namespace, name, {"status": dict(status)}, subresource="status")
 
     async def scale_deployment(self, namespace: str, name: str, replicas: int) -> dict[str, Any]:
-        """Set `Deployment.spec.replicas` (the autoscaler's write when `spec.autoscaling.enabled`)."""
+        """Set `Deployment.spec.replicas` (the autoscaler's write, see `ownership`)."""
         return await self.merge_patch(DEPLOYMENTS, namespace, name, {"spec": {"replicas": replicas}})
 
 

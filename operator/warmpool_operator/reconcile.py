@@ -14,6 +14,7 @@ from typing import Any, Protocol
 from warmpool_operator.diff import creation_body, drift, is_controlled_by, merge_patch
 from warmpool_operator.health import Problem, current_pods, diagnose, progress_of
 from warmpool_operator.kinds import CONFIGMAPS, DEPLOYMENTS, KINDS_BY_NAME, PODS, WARMPOOLS, Conflict, Invalid, Kind
+from warmpool_operator.ownership import deployment_replicas
 from warmpool_operator.probing import Prober
 from warmpool_operator.render import (
     ANNOTATION_CONFIG_HASH,
@@ -27,7 +28,7 @@ from warmpool_operator.render import (
     render_children,
     selector_string,
 )
-from warmpool_operator.spec import WarmPool, WarmPoolSpec
+from warmpool_operator.spec import WarmPool
 from warmpool_operator.status import Notice, compute_status, notices
 
 
@@ -66,20 +67,6 @@ class Outcome:
     notices: tuple[Notice, ...]
     writes: tuple[Write, ...]
     status_written: bool
-
-
-def deployment_replicas(spec: WarmPoolSpec, existing: Mapping[str, Any] | None) -> int | None:
-    """Who owns `Deployment.spec.replicas`.
-
-    Autoscaling off: the WarmPool's `spec.replicas` (which `/scale`, an HPA or KEDA may drive).
-    Autoscaling on: the autoscaler; the spec never writes it (no GitOps drift), except for the
-    initial size of a Deployment that does not exist yet.
-    """
-    if not spec.autoscaling.enabled:
-        return spec.replicas
-    if existing is not None:
-        return None
-    return max(1, spec.autoscaling.min_replicas)
 
 
 async def check_module_source(pool: WarmPool, store: Store) -> Problem | None:

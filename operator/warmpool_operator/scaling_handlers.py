@@ -16,6 +16,7 @@ import kopf
 from warmpool_operator.actuator import Actuator, TickOutcome
 from warmpool_operator.controller import Controller
 from warmpool_operator.kube import TRANSIENT
+from warmpool_operator.ownership import ReplicaOwner, manifest_replica_owner
 from warmpool_operator.scalers import pause_seconds
 from warmpool_operator.scaling.spec import AutoscalingSpec
 from warmpool_operator.spec import GROUP, PLURAL, VERSION, PoolMeta, SpecError, parse_warmpool
@@ -26,8 +27,7 @@ STOPPED_BY_DELETION = kopf.DaemonStoppingReason.RESOURCE_DELETED
 
 def autoscaling_enabled(*, spec: Mapping[str, Any], **_: Any) -> bool:
     """kopf's `when` filter: the pool's Deployment replicas belong to the autoscaler."""
-    autoscaling = spec.get("autoscaling")
-    return isinstance(autoscaling, Mapping) and autoscaling.get("enabled") is True
+    return manifest_replica_owner(spec) is ReplicaOwner.AUTOSCALER
 
 
 def register(

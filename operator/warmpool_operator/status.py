@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from warmpool_operator.health import Problem, Progress
+from warmpool_operator.ownership import ReplicaOwner, replica_owner
 from warmpool_operator.render import selector_string
 from warmpool_operator.spec import WarmPoolSpec
 
@@ -122,7 +123,7 @@ def compute_status(
         "module": spec.module.short_hash,
         "readiness": f"{progress.ready}/{progress.desired}",
     }
-    if not spec.autoscaling.enabled:
+    if replica_owner(spec) is ReplicaOwner.SPEC:
         status["desiredReplicas"] = spec.replicas
     return status
 

@@ -9,7 +9,7 @@ import pytest
 import yaml
 
 from tests.operator.harness import SHA_A, SHA_B, warmpool_manifest
-from warmpool_operator.reconcile import deployment_replicas
+from warmpool_operator.ownership import deployment_replicas
 from warmpool_operator.render import (
     ANNOTATION_CONFIG_HASH,
     Children,

@@ -7,6 +7,7 @@ Erlang's formula B(w, load / pods), and the fleet is the fewest pods that keeps 
 
 from __future__ import annotations
 
+import enum
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -16,6 +17,26 @@ from warmpool_operator.scaling.erlang import erlang_b, pods_needed
 from warmpool_operator.scaling.periodic import Forecast, Surge, SurgeModel, forecast
 from warmpool_operator.scaling.spec import AutoscalingSpec
 from warmpool_operator.scaling.window import WindowStats, aggregate, holding_time, rate_trend
+
+
+class Signal(enum.Enum):
+    """A signal that asks for pods; the value is how the decision's reason names it."""
+
+    STABLE = "stable"
+    """The stable window's arrival rate."""
+    BASELINE = "baseline"
+    """The rate outside confirmed periodic surges (the forecast sizes the surges)."""
+    STABLE_AFTER_DROP = "stable (after a drop)"
+    """The panic window's rate, far below the stable window's old level."""
+    STABLE_RISING = "stable (rising)"
+    """A significant rise across the stable window, projected one start-up ahead."""
+    PANIC = "panic"
+    BURST = "burst"
+    """The latest tick alone, far above the stable rate."""
+    CLIMB = "climb"
+    """A burst still climbing steeply, hedged one more tick; not a measured size."""
+    PREWARM = "prewarm"
+    """The peak of a predicted periodic surge."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -196,27 +217,27 @@ def _plan(spec: AutoscalingSpec, observations: Observations, fc: Forecast | None
 def _stable_rate(
     spec: AutoscalingSpec, observations: Observations, load: _Load, *, plan: _Plan, now: float, startup: float,
     tuning: Tuning,
-) -> tuple[str, float | None]:
-    """The steady arrival rate to size for, and what it is."""
+) -> tuple[Signal, float | None]:
+    """The steady arrival rate to size for, and which steady signal it is."""
     if plan.confirmed:
         # The stable window mixes the surges into the baseline; the forecast covers the surges,
         # so the steady part is sized from the rate outside them.
-        return "baseline", observations.surges.baseline_rate
+        return Signal.BASELINE, observations.surges.baseline_rate
     rate = load.stable.arrival_rate
     if rate is None:
-        return "stable", None
+        return Signal.STABLE, None
     if _dropped(load, tuning.burst_sigmas + 1.0):
         # The panic window is far below the stable average, which still holds the old level;
         # the scale-down delay alone guards against the load coming back.
-        return "stable (after a drop)", load.panic.arrival_rate
+        return Signal.STABLE_AFTER_DROP, load.panic.arrival_rate
     trend = rate_trend(observations.samples, now, load.stable.seconds)
     if trend is not None and trend.slope > tuning.trend_sigmas * trend.slope_error:
         # A steady rise: the window's mean lags it by half a window, and pods asked now serve a
         # start-up from now, so size for the line's value then. After a step the line overshoots
         # the new level; the panic window's rate bounds it.
         projected = trend.rate_now + trend.slope * startup
-        return "stable (rising)", max(rate, min(projected, load.panic.arrival_rate or projected))
-    return "stable", rate
+        return Signal.STABLE_RISING, max(rate, min(projected, load.panic.arrival_rate or projected))
+    return Signal.STABLE, rate
 
 
 def steady_target(spec: AutoscalingSpec, samples: Sequence[TickSample], now: float, tuning: Tuning) -> float:
@@ -232,17 +253,17 @@ def steady_target(spec: AutoscalingSpec, samples: Sequence[TickSample], now: flo
 
 
 def _sizes(
-    load: _Load, plan: _Plan, stable: tuple[str, float | None], need: Callable[[float], int], *,
+    load: _Load, plan: _Plan, stable: tuple[Signal, float | None], need: Callable[[float], int], *,
     need_steady: Callable[[float], int], tuning: Tuning,
-) -> tuple[dict[str, int], float]:
+) -> tuple[dict[Signal, int], float]:
     """Pods each signal asks for, and the highest load measured (Erlangs).
 
     Steady signals are sized by `need_steady` (the budgeted target), bursts and surges by `need`.
     """
-    label, stable_rate = stable
+    steady, stable_rate = stable
     stable_load = load.erlangs(stable_rate, load.stable.in_flight)
     panic_load = load.erlangs(_lower_rate(load.panic, tuning.panic_sigmas), load.panic.in_flight)
-    sized = {label: need_steady(stable_load), "panic": need_steady(panic_load)}
+    sized = {steady: need_steady(stable_load), Signal.PANIC: need_steady(panic_load)}
     peak = max(stable_load, panic_load)
     last, previous, interval = load.last_rate, load.previous_rate, load.last_interval
     if last is not None and load.stable.arrival_rate is not None:
@@ -250,16 +271,16 @@ def _sizes(
         if _excess(count, load.stable.arrival_rate * interval, tuning.burst_sigmas):
             # The latest tick alone is a burst: size for it rather than for its share of a window.
             burst_load = load.erlangs(last, None)
-            sized["burst"] = need(burst_load)
+            sized[Signal.BURST] = need(burst_load)
             peak = max(peak, burst_load)
             climbing = previous is not None and _excess(count, previous * interval, tuning.burst_sigmas)
             if climbing and previous is not None and not plan.anticipated:
                 # Still climbing steeply, and pods asked now are Ready a start-up later: hedge for
                 # the climb going on one more tick. Only measured sizes hold pods back, so if the
                 # climb stops, the hedge's pods that are not Ready yet are cancelled.
-                sized["climb"] = need(load.erlangs(2 * last - previous, None))
+                sized[Signal.CLIMB] = need(load.erlangs(2 * last - previous, None))
     if plan.prewarm and plan.forecast is not None:
-        sized["prewarm"] = need(load.erlangs(plan.forecast.peak_rate, None))
+        sized[Signal.PREWARM] = need(load.erlangs(plan.forecast.peak_rate, None))
     return sized, peak
 
 
@@ -306,12 +327,12 @@ def decide(
     horizon = now - spec.scale_down_delay_seconds
     recent = tuple(r for r in state.recent if r.t > horizon)
     held = max([wanted, *(r.pods for r in recent if not r.anticipated)])
-    measured_pods = max(v for k, v in sized.items() if k != "climb")
-    if stable[0] == "stable (rising)":
+    measured_pods = max(v for k, v in sized.items() if k is not Signal.CLIMB)
+    if stable[0] is Signal.STABLE_RISING:
         # Load that is still rising would soon take back pods removed now.
         held = max(held, min(current_replicas, measured_pods + 1))
     level_since = state.level_since if stable_seconds < spec.stable_window_seconds else None
-    if stable[0] == "stable (after a drop)":
+    if stable[0] is Signal.STABLE_AFTER_DROP:
         level_since = now - spec.panic_window_seconds
     next_state = DeciderState(recent=(*recent, Wanted(now, measured_pods, plan.anticipated)), level_since=level_since)
 
@@ -324,10 +345,10 @@ def decide(
     budget = f" (steady load for B <= {relaxed:.2g}: misses under budget)" if relaxed > target else ""
     parts = [
         f"load {peak:.1f} Erlangs ({holding}); "
-        + ", ".join(f"{k} {v}" for k, v in sized.items())
+        + ", ".join(f"{k.value} {v}" for k, v in sized.items())
         + f" pods of {w} warm for B <= {target:g}{budget}"
     ]
-    if driver == "prewarm" and fc is not None:
+    if driver is Signal.PREWARM and fc is not None:
         if plan.in_surge:
             parts.append(f"holding the prewarm through the predicted surge (period {fc.period:.0f} s)")
         else:
