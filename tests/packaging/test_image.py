@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import fnmatch
+import re
 import shlex
 import shutil
 import subprocess
@@ -164,3 +165,22 @@ def test_build_context_holds_the_copied_sources_and_nothing_else() -> None:
     assert dockerignore_includes("operator/warmpool_operator/spec.py")
     for excluded in (".venv/bin/python", ".git/HEAD", "tests/test_cli.py", "warmpool/__pycache__/cli.cpython-311.pyc"):
         assert not dockerignore_includes(excluded), excluded
+
+
+def _requirement_name(requirement: str) -> str:
+    return re.split(r"[\s<>=!~;\[]", requirement, maxsplit=1)[0].lower().replace("_", "-")
+
+
+def test_image_installs_the_product_without_the_lab_dependencies() -> None:
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    product = {_requirement_name(r) for r in project["dependencies"]}
+    lab = {_requirement_name(r) for r in project["optional-dependencies"]["lab"]}
+    assert {"numpy", "matplotlib"} <= lab
+    assert not product & lab, f"the image would install the lab's {sorted(product & lab)}"
+    # The builder makes wheels of the project as it is, with no extra, and the final stage installs
+    # exactly those: whatever the `lab` extra adds never reaches the image.
+    (wheel,) = [ins.value for ins in stages()[0].all("RUN") if "pip wheel" in ins.value]
+    assert shlex.split(wheel)[-1] == "."
+    install = next(ins.value for ins in stages()[-1].all("RUN") if "pip install" in ins.value)
+    assert "--no-deps" in install
+    assert "[" not in wheel + install

@@ -1,8 +1,10 @@
 """Prometheus text exposition → one runtime pod's pool metrics (pure parsing, no I/O).
 
-The parser is our own rather than `prometheus_client.parser`: reading one tuple's pool metrics
-from a runtime exposition of 1,000 tuples (49,030 lines, every runtime family) takes PARSE_FIGURE
-(`warmpool_lab.exposition_bench.bench_parse`).
+The parser is our own rather than `prometheus_client.parser.text_string_to_metric_families`:
+reading one tuple's pool metrics from a runtime exposition of 1,000 tuples (49,030 lines, every
+runtime family) took 0.70 s here against 3.09 s with prometheus_client's parser, 4.4 times as long
+(best of 7, a busy 2-core machine; `warmpool_lab.exposition_bench.bench_parse`). The operator
+parses every Ready pod's exposition every tick.
 """
 
 from __future__ import annotations
