@@ -1,54 +1,99 @@
-"""Process wiring for `warmpool runtime serve`: event loop, runtime, server, signals."""
+"""Process wiring for `warmpool runtime serve`: event loop, runtime, server, signals, graceful shutdown."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import logging
+import os
+import resource
 import signal
+import sys
+import threading
 
 from warmpool_contract import SHORT_HASH
 from warmpool_runtime.config import RuntimeConfig
 from warmpool_runtime.metrics import build_registry
-from warmpool_runtime.server import serve
+from warmpool_runtime.server import HttpServer
 from warmpool_runtime.service import Runtime
 
 log = logging.getLogger("warmpool.runtime")
 
+_SPARE_FILES = 256
+"""File descriptors beyond the connection limit: modules, the cache, the event loop's own."""
+
 
 def run_server(config: RuntimeConfig, host: str, port: int, log_level: str = "INFO") -> int:
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    _raise_file_limit(config.settings.max_connections + _SPARE_FILES)
     try:
         import uvloop
     except ImportError:  # pragma: no cover - uvloop is a dependency on Linux
-        return asyncio.run(_main(config, host, port))
-    return uvloop.run(_main(config, host, port))
+        code = asyncio.run(_main(config, host, port))
+    else:
+        code = uvloop.run(_main(config, host, port))
+    # Worker threads stuck in a guest (a WASI sleep, say) or a module download still running must not
+    # hold the exit: the interpreter would join them.
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+
+
+def _raise_file_limit(wanted: int) -> None:
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    target = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
+    if soft != resource.RLIM_INFINITY and soft < target:
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
 
 
 async def _main(config: RuntimeConfig, host: str, port: int) -> int:
     runtime = Runtime(config)
     runtime.start()
-    metrics = build_registry(lambda: list(runtime.registry.pools.values()))
+    metrics = build_registry(lambda: list(runtime.registry.pools.values()), runtime.lanes.workers)
     loop = asyncio.get_running_loop()
-    server_task = asyncio.create_task(serve(runtime, metrics, host, port,
-                                            lambda s: log.info("listening on http://%s:%d", host, port)))
-    stop = asyncio.Event()
+    server = HttpServer(runtime, metrics)
+    try:
+        await server.start(host, port)
+    except OSError as exc:
+        log.error("cannot listen on %s:%d: %s", host, port, exc)
+        runtime.close()
+        return 1
+    log.info("listening on http://%s:%d", host, port)
+    stop, hurry = asyncio.Event(), asyncio.Event()
+
+    def on_signal() -> None:
+        (hurry if stop.is_set() else stop).set()  # a second signal skips the rest of the drain window
+
     for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-    # Modules load off the loop so /healthz answers at once; /readyz turns 200 once pools are warm.
-    await loop.run_in_executor(None, runtime.load_all)
+        loop.add_signal_handler(sig, on_signal)
+    # Modules load on a daemon thread so /healthz answers at once, /readyz turns 200 once pools are
+    # warm, and a slow download never holds a shutdown.
+    threading.Thread(target=_load, args=(runtime,), name="module-load", daemon=True).start()
+    await stop.wait()
+
+    settings = config.settings
+    deadline = loop.time() + settings.shutdown_timeout_seconds
+    log.info("shutting down: readiness fails now, serving %.1f s more", settings.drain_seconds)
+    server.drain()
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(hurry.wait(), timeout=min(settings.drain_seconds, settings.shutdown_timeout_seconds))
+    log.info("shutting down: no longer accepting connections; finishing requests in progress")
+    if not await server.stop(deadline - loop.time()):
+        log.warning("shutting down: connections still busy at the shutdown deadline were closed")
+    runtime.close()
+    log.info("stopped")
+    return 0
+
+
+def _load(runtime: Runtime) -> None:
+    try:
+        runtime.load_all()
+    except Exception:
+        log.exception("loading the modules failed")
+        return
     for status in runtime.registry.statuses():
         if status.error is not None:
             log.error("tenant %s module %s: %s (%s)", status.tenant, status.sha256[:SHORT_HASH], status.error.message,
                       status.error.code)
-    stop_wait = asyncio.create_task(stop.wait())
-    done, _ = await asyncio.wait({server_task, stop_wait}, return_when=asyncio.FIRST_COMPLETED)
-    server_task.cancel()
-    stop_wait.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await server_task
-    runtime.close()
-    if server_task in done and server_task.exception() is not None:
-        log.error("server failed: %s", server_task.exception())
-        return 1
-    return 0

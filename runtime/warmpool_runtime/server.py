@@ -10,58 +10,42 @@ import asyncio
 import json
 import logging
 import re
-from collections import deque
 from collections.abc import Callable
 from typing import Any
 
-import httptools
 from prometheus_client import CollectorRegistry, generate_latest
 
 from warmpool_contract import HEALTHZ_PATH, INVOKE_PREFIX, METRICS_PATH, READYZ_PATH
-from warmpool_runtime.errors import BadArguments, PayloadTooLarge, RuntimeFault
+from warmpool_runtime.errors import BadArguments, RuntimeFault
+from warmpool_runtime.http_protocol import (
+    INTERNAL_ERROR,
+    JSON,
+    Connections,
+    HttpProtocol,
+    PendingReply,
+    Reply,
+    Request,
+    retry_after,
+)
 from warmpool_runtime.lanes import CallArgs, CallResult, PendingCall
 from warmpool_runtime.registry import Target
 from warmpool_runtime.service import Runtime
 
 log = logging.getLogger(__name__)
 
-_REASONS = {200: b"OK", 400: b"Bad Request", 404: b"Not Found", 405: b"Method Not Allowed", 408: b"Request Timeout",
-            413: b"Payload Too Large", 422: b"Unprocessable Content", 429: b"Too Many Requests",
-            500: b"Internal Server Error", 502: b"Bad Gateway", 503: b"Service Unavailable"}
-JSON = b"application/json"
 OCTETS = b"application/octet-stream"
 _INVOKE = INVOKE_PREFIX.encode()
 _HEALTHZ, _READYZ, _METRICS = HEALTHZ_PATH.encode(), READYZ_PATH.encode(), METRICS_PATH.encode()
 _INT_ARGS = re.compile(rb'\{"args":\[((?:-?(?:0|[1-9][0-9]{0,19}),)*-?(?:0|[1-9][0-9]{0,19}))?\]\}')
 """The common body, compact integer args, parsed without the json module; anything else goes through it."""
-
-
-def response(status: int, body: bytes, content_type: bytes = JSON, close: bool = False) -> bytes:
-    head = b"HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %d\r\n%s\r\n" % (
-        status, _REASONS.get(status, b"Unknown"), content_type, len(body),
-        b"Connection: close\r\n" if close else b"")
-    return head + body
-
-
-Reply = tuple[int, bytes, bytes]
-"""(status, body, content type)."""
-PendingReply = asyncio.Future[Reply]
-INTERNAL_ERROR: Reply = (500, b'{"error":{"code":"internal","message":"the runtime failed; see its log"}}', JSON)
+_METRICS_TYPE = b"text/plain; version=0.0.4; charset=utf-8"
+_SHUTTING_DOWN: Reply = (503, b'{"error":{"code":"shutting_down","message":"the runtime is shutting down"}}', JSON,
+                         retry_after(1))
 
 
 def error_response(fault: RuntimeFault) -> Reply:
-    return fault.status, json.dumps(fault.to_json()).encode(), JSON
-
-
-class Request:
-    __slots__ = ("body", "content_type", "keep_alive", "method", "url")
-
-    def __init__(self) -> None:
-        self.url = b""
-        self.method = b""
-        self.content_type = b""
-        self.body: list[bytes] = []
-        self.keep_alive = True
+    extra = b"" if fault.retry_after_seconds is None else retry_after(fault.retry_after_seconds)
+    return fault.status, json.dumps(fault.to_json()).encode(), JSON, extra
 
 
 class Handler:
@@ -74,6 +58,8 @@ class Handler:
         self._route_cache_size = runtime.config.settings.route_cache_size
         self._resolve = runtime.registry.target
         self._run = runtime.lanes.call
+        self.draining = False
+        """Set on SIGTERM: `/readyz` fails from then on."""
 
     def handle(self, req: Request) -> Reply | PendingReply:
         try:
@@ -83,17 +69,17 @@ class Handler:
             path = req.url.split(b"?", 1)[0]
             if path.startswith(_INVOKE):
                 if req.method != b"POST":
-                    return 405, b'{"error":{"code":"method_not_allowed","message":"use POST"}}', JSON
+                    return 405, b'{"error":{"code":"method_not_allowed","message":"use POST"}}', JSON, b""
                 return self._invoke(path, req)
             if req.method != b"GET":
-                return 405, b'{"error":{"code":"method_not_allowed","message":"use GET"}}', JSON
+                return 405, b'{"error":{"code":"method_not_allowed","message":"use GET"}}', JSON, b""
             if path == _HEALTHZ:
-                return 200, b'{"status":"ok"}', JSON
+                return 200, b'{"status":"ok"}', JSON, b""
             if path == _READYZ:
                 return self._readyz()
             if path == _METRICS:
-                return 200, generate_latest(self.metrics), b"text/plain; version=0.0.4; charset=utf-8"
-            return 404, b'{"error":{"code":"not_found","message":"no such route"}}', JSON
+                return 200, generate_latest(self.metrics), _METRICS_TYPE, b""
+            return 404, b'{"error":{"code":"not_found","message":"no such route"}}', JSON, b""
         except RuntimeFault as fault:
             return error_response(fault)
 
@@ -131,8 +117,12 @@ class Handler:
             "tenant": s.tenant, "sha256": s.sha256, "warm": s.warm, "target": s.target, "ready": s.ready,
             "error": None if s.error is None else {"code": s.error.code, "message": s.error.message},
         } for s in registry.statuses()]
-        ready = registry.ready
-        return (200 if ready else 503), json.dumps({"ready": ready, "tuples": tuples}).encode(), JSON
+        if self.draining:
+            body = {"ready": False, "draining": True, "tuples": tuples}
+            return 503, json.dumps(body).encode(), JSON, retry_after(1)
+        ready, saturated = self.runtime.ready, self.runtime.saturated
+        body = {"ready": ready, "saturated": saturated, "tuples": tuples}
+        return (200 if ready else 503), json.dumps(body).encode(), JSON, b""
 
 
 def _json_args(body: bytes) -> list[Any]:
@@ -140,8 +130,10 @@ def _json_args(body: bytes) -> list[Any]:
         return []
     try:
         doc = json.loads(body)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise BadArguments(f"body is not JSON: {exc}") from exc
+    except RecursionError as exc:
+        raise BadArguments("body is not accepted: JSON nested too deeply") from exc
+    except ValueError as exc:  # JSONDecodeError, UnicodeDecodeError, an integer over the digit limit
+        raise BadArguments(f"body is not accepted JSON: {exc}") from exc
     if not isinstance(doc, dict) or not isinstance(doc.get("args", []), list):
         raise BadArguments('body must be a JSON object {"args": [numbers...]}')
     args: list[Any] = doc.get("args", [])
@@ -150,13 +142,15 @@ def _json_args(body: bytes) -> list[Any]:
 
 def _encode(result: CallResult) -> Reply:
     if isinstance(result, bytes):
-        return 200, result, OCTETS
+        return 200, result, OCTETS, b""
     if len(result) == 1 and result[0].__class__ is int:
-        return 200, b'{"results":[%d]}' % result[0], JSON
-    return 200, b'{"results":%s}' % json.dumps(result).encode(), JSON
+        return 200, b'{"results":[%d]}' % result[0], JSON, b""
+    return 200, b'{"results":%s}' % json.dumps(result).encode(), JSON, b""
 
 
 def _encode_outcome(future: PendingCall) -> Reply:
+    if future.cancelled():
+        return _SHUTTING_DOWN
     exc = future.exception()
     if exc is None:
         return _encode(future.result())
@@ -166,101 +160,75 @@ def _encode_outcome(future: PendingCall) -> Reply:
     return INTERNAL_ERROR
 
 
-class HttpProtocol(asyncio.Protocol):
-    """One connection: requests answered in order (pipelining safe), keep-alive by default."""
 
-    def __init__(self, handler: Handler, max_body: int) -> None:
-        self._handler = handler
-        self._max_body = max_body
-        self._parser = httptools.HttpRequestParser(self)
-        self._transport: asyncio.Transport | None = None
-        self._req = Request()
-        self._body_size = 0
-        self._queue: deque[tuple[Request, Reply | PendingReply]] = deque()
 
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self._transport = transport  # type: ignore[assignment]  # uvloop's transports are not subclasses
+class HttpServer:
+    """The listening socket, its connections and their timeouts; `drain` and `stop` shut it down in order."""
 
-    def connection_lost(self, exc: Exception | None) -> None:
-        self._transport = None
+    def __init__(self, runtime: Runtime, metrics: CollectorRegistry) -> None:
+        self.runtime = runtime
+        self.handler = Handler(runtime, metrics)
+        self.connections = Connections(runtime.config.settings, self.handler.handle)
+        self._server: asyncio.Server | None = None
+        self._sweeper: asyncio.TimerHandle | None = None
 
-    def data_received(self, data: bytes) -> None:
-        try:
-            self._parser.feed_data(data)
-        except httptools.HttpParserUpgrade:
-            self._reply(400, b'{"error":{"code":"bad_request","message":"upgrade not supported"}}', JSON, True)
-        except httptools.HttpParserError as exc:
-            message = json.dumps({"error": {"code": "bad_request", "message": f"malformed HTTP: {exc}"}})
-            self._reply(400, message.encode(), JSON, True)
-        except PayloadTooLarge as fault:
-            status, body, content_type = error_response(fault)
-            self._reply(status, body, content_type, True)
+    async def start(self, host: str, port: int) -> asyncio.Server:
+        """Listen; `runtime`'s calls run on this loop from now on."""
+        loop = asyncio.get_running_loop()
+        self.runtime.serve_on(loop)
+        settings = self.runtime.config.settings
+        connections = self.connections
+        self._server = await loop.create_server(lambda: HttpProtocol(connections), host, port,
+                                                reuse_address=True, backlog=settings.listen_backlog)
+        self._sweep()
+        return self._server
 
-    # httptools callbacks
-    def on_message_begin(self) -> None:
-        self._req = Request()
-        self._body_size = 0
+    def _sweep(self) -> None:
+        loop = asyncio.get_running_loop()
+        self.connections.sweep(loop.time())
+        self._sweeper = loop.call_later(self.connections.limits.tick, self._sweep)
 
-    def on_url(self, url: bytes) -> None:
-        self._req.url += url
+    def drain(self) -> None:
+        """Readiness fails from now on, and each answer closes its connection once nothing else is owed on it."""
+        self.handler.draining = True
+        self.connections.draining = True
 
-    def on_header(self, name: bytes, value: bytes) -> None:
-        if len(name) == 12 and name.lower() == b"content-type":
-            self._req.content_type = value.lower()
+    async def stop(self, timeout: float) -> bool:
+        """Stop accepting, close idle connections, let the others finish; after `timeout`, abort them.
 
-    def on_body(self, body: bytes) -> None:
-        self._body_size += len(body)
-        if self._body_size > self._max_body:
-            raise PayloadTooLarge(f"request body over {self._max_body} bytes")
-        self._req.body.append(body)
+        True when every connection finished in time.
+        """
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + max(0.0, timeout)
+        if self._server is not None:
+            self._server.close()
+        self.drain()
+        self.connections.closing = True
+        self.connections.close_idle()
+        while self.connections.open and loop.time() < deadline:
+            await asyncio.sleep(0.02)
+        finished = not self.connections.open
+        self.abort()
+        return finished
 
-    def on_message_complete(self) -> None:
-        req = self._req
-        req.method = self._parser.get_method()
-        req.keep_alive = self._parser.should_keep_alive()
-        try:
-            outcome = self._handler.handle(req)
-        except Exception:
-            log.exception("request handling failed")
-            outcome = INTERNAL_ERROR
-        if not self._queue and not isinstance(outcome, asyncio.Future):
-            status, body, content_type = outcome
-            self._reply(status, body, content_type, not req.keep_alive)
-            return
-        self._queue.append((req, outcome))
-        if isinstance(outcome, asyncio.Future):
-            outcome.add_done_callback(lambda _: self._flush())
-
-    def _flush(self) -> None:
-        while self._queue:
-            req, outcome = self._queue[0]
-            if isinstance(outcome, asyncio.Future):
-                if not outcome.done():
-                    return
-                outcome = outcome.result()
-            self._queue.popleft()
-            status, body, content_type = outcome
-            self._reply(status, body, content_type, not req.keep_alive)
-
-    def _reply(self, status: int, body: bytes, content_type: bytes, close: bool) -> None:
-        if self._transport is None:
-            return
-        self._transport.write(response(status, body, content_type, close))
-        if close:
-            self._transport.close()
-            self._transport = None
+    def abort(self) -> None:
+        """Close the listener and every connection now."""
+        if self._server is not None:
+            self._server.close()
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            self._sweeper = None
+        self.connections.abort_all()
 
 
 async def serve(runtime: Runtime, metrics: CollectorRegistry, host: str, port: int,
                 started: Callable[[asyncio.Server], None] | None = None) -> None:
-    """Serve until cancelled; `runtime`'s calls run on this loop from now on."""
-    loop = asyncio.get_running_loop()
-    runtime.serve_on(loop)
-    handler = Handler(runtime, metrics)
-    settings = runtime.config.settings
-    server = await loop.create_server(lambda: HttpProtocol(handler, settings.max_body_bytes), host, port,
-                                      reuse_address=True, backlog=settings.listen_backlog)
+    """Serve until cancelled, then close every connection; `runtime`'s calls run on this loop from now on."""
+    server = HttpServer(runtime, metrics)
+    listener = await server.start(host, port)
     if started is not None:
-        started(server)
-    async with server:
-        await server.serve_forever()
+        started(listener)
+    try:
+        await asyncio.get_running_loop().create_future()
+    finally:
+        server.abort()
