@@ -1,1 +1,1 @@
-"""Autoscaling: pure decision, observation windows, fleet simulator and baseline policies."""
+"""The autoscaling decider: load from scrapes, windows, surge forecasts, sizing (pure; imports no other operator module)."""
