@@ -1,1 +1,1 @@
-"""The autoscaling decider: load from scrapes, windows, surge forecasts, sizing (pure; imports no other operator module)."""
+"""The autoscaling decider: load from scrapes, windows, surge forecasts, sizing (pure; no other operator module)."""
