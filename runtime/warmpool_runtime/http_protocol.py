@@ -176,6 +176,16 @@ class HttpProtocol(asyncio.Protocol):
         self._paused_at = 0.0
         self._write_paused = False
 
+    @property
+    def reading(self) -> bool:
+        """The connection is being read from (not held back by flow control)."""
+        return self._reading
+
+    @property
+    def backlog(self) -> int:
+        """Requests read but not yet run."""
+        return len(self._backlog)
+
     # asyncio callbacks -----------------------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self._transport = transport  # type: ignore[assignment]  # uvloop's transports are not subclasses
@@ -219,7 +229,15 @@ class HttpProtocol(asyncio.Protocol):
                 log.error("request parsing failed", exc_info=cause or exc)
                 self._fail(INTERNAL_ERROR)
         except httptools.HttpParserUpgrade:
-            self._fail(error_reply(400, "bad_request", "protocol upgrade not supported"))
+            if self._phase != _IDLE:  # CONNECT
+                self._fail(error_reply(400, "bad_request", "protocol upgrade not supported"))
+                return
+            # A whole request asking for an upgrade: answered over HTTP/1.1, then the connection
+            # closes since what follows is not HTTP.
+            self._failed = self._peer_done = True
+            self._pause_reading()
+            if not self._owes_more():
+                self._close()
         except httptools.HttpParserError as exc:
             self._fail(error_reply(400, "bad_request", f"malformed HTTP: {exc}"))
         else:
