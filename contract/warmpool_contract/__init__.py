@@ -49,6 +49,10 @@ INVOCATIONS: Final = "tensor_wasm_invocations"
 TRAPS: Final = "tensor_wasm_traps"
 INVOCATION_DURATION: Final = "tensor_wasm_invocation_duration_seconds"
 INSTANTIATION_DURATION: Final = "tensor_wasm_instantiation_duration_seconds"
+CALLS_SHED: Final = "tensor_wasm_calls_shed"
+WORKER_QUEUE_DEPTH: Final = "tensor_wasm_worker_queue_depth"
+WORKER_BUSY: Final = "tensor_wasm_worker_busy"
+SATURATED: Final = "tensor_wasm_saturated"
 
 # --- module sources ------------------------------------------------------------------------------
 REDACTED: Final = "<redacted>"

@@ -16,7 +16,7 @@ import math
 import threading
 import time
 from collections import Counter, deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from functools import partial
 from typing import Any
@@ -74,7 +74,7 @@ class _Tenant:
         self.queue: deque[_Job] = deque()
         self.running = 0
         self.scheduled = False
-        """In the round-robin ring: has queued calls and a free worker share."""
+        """In the round-robin ring: it has queued calls and is below its worker share."""
         self.shed: Counter[str] = Counter()
         """Calls refused, by reason (`tenant_limit`, `saturated`)."""
 
@@ -99,30 +99,36 @@ class WorkerLane:
     tenant's backlog never sits in front of another's call, and no tenant runs on more than its
     share of the workers, so a tenant whose guests all hang until their deadline still leaves
     workers to the others. A tenant with `tenant_max_calls` calls running or queued is refused
-    (`TenantLimit`, 429); a call that would wait for a worker behind `max_queued` others is refused
-    (`Saturated`, 503). Only calls that wait for a worker count towards the pod's bound and its
-    saturation: calls that wait for their own tenant's share are that tenant's, so no single tenant
-    can make the pod refuse others or turn unready.
+    (`TenantLimit`, 429). The pod is under pressure only while every worker is busy: then the queued
+    calls are its backlog, and past `max_queued` a call is refused (`Saturated`, 503); while a worker
+    is idle, queued calls wait only for their own tenant's share, so one tenant alone can make the
+    pod neither refuse others nor turn unready.
     """
 
-    def __init__(self, settings: RuntimeSettings) -> None:
+    def __init__(self, settings: RuntimeSettings, tenants: Iterable[str] = ()) -> None:
+        self._workers = settings.workers
         self._share = settings.tenant_max_workers or max(1, settings.workers - 1)
         self._max_calls = settings.tenant_max_calls
         self._max_queued = settings.max_queued_calls
         self._high = max(1, math.ceil(settings.queue_high_water * settings.max_queued_calls))
         self._low = math.floor(settings.queue_low_water * settings.max_queued_calls)
-        self._tenants: dict[str, _Tenant] = {}
+        self._tenants: dict[str, _Tenant] = {name: _Tenant(name) for name in tenants}
         self._ring: deque[_Tenant] = deque()
-        self._waiting = 0
-        """Queued calls of the tenants in the ring: calls waiting for a free worker."""
+        self._queued = 0
+        self._running = 0
         self.saturated = False
-        """Waiting calls reached the high-water mark and have not yet fallen to the low-water mark."""
+        """The backlog reached the high-water mark and has not yet fallen to the low-water mark."""
         self._cond = threading.Condition(threading.Lock())
         self._closed = False
         self._threads = [threading.Thread(target=self._work, name=f"wasm-call-{i}", daemon=True)
                          for i in range(settings.workers)]
         for thread in self._threads:
             thread.start()
+
+    @property
+    def backlog(self) -> int:
+        """Calls queued while every worker is busy (0 while one is idle)."""
+        return self._queued if self._running >= self._workers else 0
 
     def admit(self, tenant: str, retry_after: int) -> None:
         """Raise the fault that refuses a new call of `tenant` now, if any (serving thread)."""
@@ -133,9 +139,9 @@ class WorkerLane:
             if t.running + len(t.queue) >= self._max_calls:
                 t.shed["tenant_limit"] += 1
                 fault: RuntimeFault = TenantLimit(f"tenant {tenant} has {self._max_calls} calls running or queued")
-            elif t.running < self._share and self._waiting >= self._max_queued:
+            elif self.backlog >= self._max_queued:
                 t.shed["saturated"] += 1
-                fault = Saturated(f"{self._waiting} calls are waiting for a worker on this runtime")
+                fault = Saturated(f"all workers are busy and {self._queued} calls are queued on this runtime")
             else:
                 return
         fault.retry_after_seconds = retry_after
@@ -147,10 +153,10 @@ class WorkerLane:
         with self._cond:
             t = self._tenants[tenant]
             t.queue.append((run, future, loop))
-            if t.scheduled:
-                self._waiting += 1
-            elif t.running < self._share:
-                self._schedule(t)
+            self._queued += 1
+            if not t.scheduled and t.running < self._share:
+                t.scheduled = True
+                self._ring.append(t)
             self._update_saturation()
             self._cond.notify()
         return future
@@ -162,8 +168,9 @@ class WorkerLane:
             jobs = [job for t in self._tenants.values() for job in t.queue]
             for t in self._tenants.values():
                 t.queue.clear()
+                t.scheduled = False
             self._ring.clear()
-            self._waiting = 0
+            self._queued = 0
             self._cond.notify_all()
         for _, future, loop in jobs:
             with contextlib.suppress(RuntimeError):  # the loop is closed already
@@ -173,20 +180,12 @@ class WorkerLane:
         with self._cond:
             return [TenantLoad(t.name, t.running, len(t.queue), dict(t.shed)) for t in self._tenants.values()]
 
-    @property
-    def waiting(self) -> int:
-        return self._waiting
-
     # Under the lock ------------------------------------------------------------------------------
-    def _schedule(self, t: _Tenant) -> None:
-        t.scheduled = True
-        self._ring.append(t)
-        self._waiting += len(t.queue)
-
     def _update_saturation(self) -> None:
-        if self._waiting >= self._high:
+        backlog = self.backlog
+        if backlog >= self._high:
             self.saturated = True
-        elif self._waiting <= self._low:
+        elif backlog <= self._low:
             self.saturated = False
 
     # Worker threads ------------------------------------------------------------------------------
@@ -199,22 +198,24 @@ class WorkerLane:
             t = self._ring.popleft()
             job = t.queue.popleft()
             t.running += 1
-            self._waiting -= 1
+            self._running += 1
+            self._queued -= 1
             if t.queue and t.running < self._share:
                 self._ring.append(t)  # to the back: the other tenants' calls come first
             else:
                 t.scheduled = False
-                self._waiting -= len(t.queue)
             self._update_saturation()
             return t, job
 
     def _done(self, t: _Tenant) -> None:
         with self._cond:
             t.running -= 1
+            self._running -= 1
             if t.queue and not t.scheduled:
-                self._schedule(t)
-                self._update_saturation()
+                t.scheduled = True
+                self._ring.append(t)
                 self._cond.notify()
+            self._update_saturation()
 
     def _work(self) -> None:
         while (taken := self._next()) is not None:
@@ -242,8 +243,8 @@ def _settle(future: PendingCall, outcome: CallResult | BaseException) -> None:
 class CallLanes:
     """Runs calls on resolved targets. `call` runs on the event loop thread only."""
 
-    def __init__(self, settings: RuntimeSettings, clock: EpochClock) -> None:
-        self.workers = WorkerLane(settings)
+    def __init__(self, settings: RuntimeSettings, clock: EpochClock, tenants: Iterable[str] = ()) -> None:
+        self.workers = WorkerLane(settings, tenants)
         self._clock = clock
         self._inline_ticks = (
             ticks_for(settings.inline_budget_ms, settings.epoch_tick_ms) if settings.inline_budget_ms else 0

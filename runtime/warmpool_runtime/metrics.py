@@ -8,6 +8,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Histo
 from prometheus_client.registry import Collector, CollectorRegistry
 
 from warmpool_contract import (
+    CALLS_SHED,
     INSTANTIATION_DURATION,
     INVOCATION_DURATION,
     INVOCATIONS,
@@ -17,18 +18,24 @@ from warmpool_contract import (
     POOL_RESET_FAILED,
     POOL_TERMINATED,
     POOL_WARM,
+    SATURATED,
     SHORT_HASH,
     TRAPS,
+    WORKER_BUSY,
+    WORKER_QUEUE_DEPTH,
 )
+from warmpool_runtime.lanes import WorkerLane
 from warmpool_runtime.pool import TuplePool
 from warmpool_runtime.stats import Histogram
 
 
 class PoolCollector(Collector):
-    """Reads every pool's stats on each scrape; labels are bounded by the configured tuples."""
+    """Reads every pool's stats, and the worker lane's load, on each scrape; labels are bounded by the
+    configured tuples."""
 
-    def __init__(self, pools: Callable[[], Iterable[TuplePool]]) -> None:
+    def __init__(self, pools: Callable[[], Iterable[TuplePool]], workers: WorkerLane | None = None) -> None:
         self._pools = pools
+        self._workers = workers
 
     def collect(self) -> Iterator[CounterMetricFamily | GaugeMetricFamily | HistogramMetricFamily]:
         labels = ["tenant", "module"]
@@ -74,6 +81,23 @@ class PoolCollector(Collector):
             reset_failed.add_metric([tenant], n)
         yield from (draws, warm, capacity, in_flight, reset_failed, terminated, invocations, traps, invoke,
                     instantiate)
+        yield from self._lane_families()
+
+    def _lane_families(self) -> Iterator[CounterMetricFamily | GaugeMetricFamily]:
+        shed = CounterMetricFamily(CALLS_SHED, "Calls refused before they ran, by reason (tenant_limit: 429, "
+                                   "saturated: 503).", labels=["tenant", "reason"])
+        queued = GaugeMetricFamily(WORKER_QUEUE_DEPTH, "Calls queued for a worker thread.", labels=["tenant"])
+        busy = GaugeMetricFamily(WORKER_BUSY, "Worker threads running the tenant's calls.", labels=["tenant"])
+        saturated = GaugeMetricFamily(SATURATED, "1 while calls wait for a worker past the high-water mark "
+                                      "(/readyz answers 503), else 0.")
+        if self._workers is not None:
+            for load in sorted(self._workers.load(), key=lambda item: item.tenant):
+                queued.add_metric([load.tenant], load.queued)
+                busy.add_metric([load.tenant], load.running)
+                for reason, n in sorted(load.shed.items()):
+                    shed.add_metric([load.tenant, reason], n)
+            saturated.add_metric([], 1 if self._workers.saturated else 0)
+        yield from (shed, queued, busy, saturated)
 
 
 def _add_histogram(family: HistogramMetricFamily, labels: list[str], histogram: Histogram) -> None:
@@ -85,8 +109,8 @@ def _bound(value: float) -> str:
     return "+Inf" if value == float("inf") else repr(value)
 
 
-def build_registry(pools: Callable[[], Iterable[TuplePool]]) -> CollectorRegistry:
-    """A registry of the runtime's own metrics."""
+def build_registry(pools: Callable[[], Iterable[TuplePool]], workers: WorkerLane | None = None) -> CollectorRegistry:
+    """A registry of the runtime's own metrics (of the worker lane too, when given)."""
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(PoolCollector(pools))
+    registry.register(PoolCollector(pools, workers))
     return registry

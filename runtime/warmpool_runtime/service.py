@@ -22,7 +22,7 @@ class Runtime:
         self._ticker = EpochTicker(self.engine, settings.epoch_tick_ms, settings.epoch_idle_park_ms)
         self._refiller = Refiller(settings.refill_retry_seconds)
         self.registry = TupleRegistry(config, self.engine, self._ticker.clock, self._refiller, factory)
-        self.lanes = CallLanes(settings, self._ticker.clock)
+        self.lanes = CallLanes(settings, self._ticker.clock, sorted({t.tenant for t in config.tuples}))
 
     @property
     def clock(self) -> EpochClock:

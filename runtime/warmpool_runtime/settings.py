@@ -40,10 +40,10 @@ class RuntimeSettings:
     tenant_max_calls: int = field(default=32, metadata=_min(1))
     """Worker-lane calls (running plus queued) one tenant may have; more are refused with 429."""
     max_queued_calls: int = field(default=128, metadata=_min(1))
-    """Calls waiting for a free worker, pod-wide; more are refused with 503. Calls waiting only because
-    their own tenant is at `tenant_max_workers` count against that tenant, not against the pod."""
+    """Calls queued while every worker is busy, pod-wide; more are refused with 503. While a worker is
+    idle, queued calls wait only for their own tenant's `tenant_max_workers` and count against it."""
     queue_high_water: float = field(default=0.5, metadata=_min(0))
-    """`/readyz` turns 503 (saturated) once waiting calls reach this fraction of `max_queued_calls`..."""
+    """`/readyz` turns 503 (saturated) once those queued calls reach this fraction of `max_queued_calls`..."""
     queue_low_water: float = field(default=0.125, metadata=_min(0))
     """... and 200 again once they are down to this fraction."""
     epoch_idle_park_ms: float = field(default=100.0, metadata=_min(0))

@@ -125,3 +125,83 @@ def tuple_entry(tenant: str, path: Path, sha: str, warm: int = 2, **limits: Any)
     if limits:
         entry["limits"] = limits
     return entry
+
+
+# Sleeps in WASI poll_oneoff on the monotonic clock, relative (`sleep_ms`) or absolute (`sleep_until_ms`),
+# then checks on its own clock that the time has come: 1007 (one event, userdata 7) when it has, 2 when
+# it woke early, -1 when poll_oneoff failed. `ping` does not wait.
+SLEEPY = """
+(module
+  (import "wasi_snapshot_preview1" "poll_oneoff" (func $poll (param i32 i32 i32 i32) (result i32)))
+  (import "wasi_snapshot_preview1" "clock_time_get" (func $time (param i32 i64 i32) (result i32)))
+  (memory (export "memory") 1)
+  (func $now (result i64) (drop (call $time (i32.const 1) (i64.const 1) (i32.const 256))) (i64.load (i32.const 256)))
+  (func $sleep (param $ns i64) (param $flags i32) (param $target i64) (result i32)
+    (i64.store (i32.const 0) (i64.const 7))
+    (i32.store8 (i32.const 8) (i32.const 0))
+    (i32.store (i32.const 16) (i32.const 1))
+    (i64.store (i32.const 24) (local.get $ns))
+    (i64.store (i32.const 32) (i64.const 0))
+    (i32.store16 (i32.const 40) (local.get $flags))
+    (if (call $poll (i32.const 0) (i32.const 64) (i32.const 1) (i32.const 128)) (then (return (i32.const -1))))
+    (if (i64.lt_u (call $now) (local.get $target)) (then (return (i32.const 2))))
+    (i32.add (i32.mul (i32.load (i32.const 128)) (i32.const 1000)) (i32.wrap_i64 (i64.load (i32.const 64)))))
+  (func (export "sleep_ms") (param $ms i32) (result i32) (local $ns i64)
+    (local.set $ns (i64.mul (i64.extend_i32_u (local.get $ms)) (i64.const 1000000)))
+    (call $sleep (local.get $ns) (i32.const 0) (i64.add (call $now) (local.get $ns))))
+  (func (export "sleep_until_ms") (param $ms i32) (result i32) (local $at i64)
+    (local.set $at (i64.add (call $now) (i64.mul (i64.extend_i32_u (local.get $ms)) (i64.const 1000000))))
+    (call $sleep (local.get $at) (i32.const 1) (local.get $at)))
+  (func (export "ping") (result i32) (i32.const 1))
+)
+"""
+
+# A start function that sleeps for a minute.
+SLEEPY_START = """
+(module
+  (import "wasi_snapshot_preview1" "poll_oneoff" (func $poll (param i32 i32 i32 i32) (result i32)))
+  (memory (export "memory") 1)
+  (func $start
+    (i32.store (i32.const 16) (i32.const 1))
+    (i64.store (i32.const 24) (i64.const 60000000000))
+    (drop (call $poll (i32.const 0) (i32.const 64) (i32.const 1) (i32.const 128))))
+  (start $start)
+  (func (export "f"))
+)
+"""
+
+# A C guest that sleeps through wasi-libc (`nanosleep`, `sleep`), as compilers emit it.
+NAP_C = r"""
+#include <time.h>
+#include <unistd.h>
+__attribute__((export_name("nap"))) int nap(int ms) {
+  struct timespec ts = { ms / 1000, (long)(ms % 1000) * 1000000L };
+  nanosleep(&ts, 0);
+  return 7;
+}
+__attribute__((export_name("doze"))) int doze(int seconds) { return (int)sleep((unsigned)seconds); }
+"""
+
+CLANG = "clang-14"
+CLANG_WASI = ["--target=wasm32-wasi", "--sysroot=/usr", "-isystem", "/usr/include/wasm32-wasi", "-mexec-model=reactor",
+              "-fuse-ld=lld", "-L/usr/lib/wasm32-wasi", "-O2"]
+"""A wasm32-wasi reactor from C with Debian's clang-14, lld-14, wasi-libc and libclang-rt-14-dev-wasm32."""
+
+
+def build_c(directory: Path, source: str, name: str = "guest") -> tuple[Path, str]:
+    """Compile a C guest (skipping the test when clang-14 is not installed) and write it as `write_module` does."""
+    import shutil
+    import subprocess
+
+    import pytest
+
+    if shutil.which(CLANG) is None:
+        pytest.skip(f"{CLANG} with wasi-libc is not installed")
+    src, out = directory / f"{name}.c", directory / f"{name}.wasm"
+    src.write_text(source)
+    subprocess.run([CLANG, *CLANG_WASI, "-o", str(out), str(src)], check=True, capture_output=True)
+    data = out.read_bytes()
+    sha = hashlib.sha256(data).hexdigest()
+    path = directory / f"{sha}.wasm"
+    path.write_bytes(data)
+    return path, sha
