@@ -78,10 +78,22 @@ def load_trace(path: Path) -> Trace:
 
 
 def trace_files(directory: Path) -> list[Path]:
-    """The traces of a directory (*.csv.gz, then *.csv), sorted by name."""
+    """The single-pool traces of a directory (*.csv.gz, then *.csv), sorted by name.
+
+    Multi-tenant traces (a `tenant` column) share the directory; they belong to the fleet bench.
+    """
     if not directory.is_dir():
         raise TraceError(f"{directory}: not a directory of traces")
     files = sorted(directory.glob("*.csv.gz")) + sorted(directory.glob("*.csv"))
+    files = [f for f in files if "tenant" not in _header(f)]
     if not files:
-        raise TraceError(f"{directory}: no *.csv.gz or *.csv traces")
+        raise TraceError(f"{directory}: no single-pool *.csv.gz or *.csv traces")
     return files
+
+
+def _header(path: Path) -> list[str]:
+    try:
+        with (gzip.open(path, "rt") if path.suffix == ".gz" else path.open()) as f:
+            return [c.strip() for c in f.readline().split(",")]
+    except (OSError, UnicodeDecodeError, EOFError) as exc:
+        raise TraceError(f"{path}: {exc}") from None
