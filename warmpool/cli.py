@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
+from importlib.metadata import PackageNotFoundError, version
 
 from warmpool.dev import cli as dev_cli
 from warmpool_lab import cli as lab_cli
@@ -19,6 +20,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="warmpool",
         description="Warm pools of WebAssembly instances per tenant, on Kubernetes.",
     )
+    parser.add_argument("--version", action="version", version=f"warmpool {installed_version()}")
     top = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     runtime = top.add_parser("runtime", help="the wasmtime data plane")
@@ -37,6 +39,14 @@ def build_parser() -> argparse.ArgumentParser:
     dev = top.add_parser("dev", help="a local Kubernetes control plane for development and tests")
     dev_cli.add_dev_commands(dev.add_subparsers(dest="dev_command", required=True))
     return parser
+
+
+def installed_version() -> str:
+    """The installed distribution's version (`unknown` when run from a tree that was never installed)."""
+    try:
+        return version("warmpool")
+    except PackageNotFoundError:
+        return "unknown"
 
 
 def main(argv: Sequence[str] | None = None) -> int:
