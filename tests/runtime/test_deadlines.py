@@ -1,4 +1,4 @@
-"""Deadlines inside host calls: a guest asleep in WASI is interrupted at its deadline; the epoch ticker parks when idle."""
+"""Deadlines inside host calls: a guest asleep in WASI is interrupted at its deadline; the ticker parks when idle."""
 
 from __future__ import annotations
 

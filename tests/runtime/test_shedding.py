@@ -1,4 +1,4 @@
-"""Load shedding over HTTP on a real `warmpool runtime serve` process: 429 and 503 with Retry-After, /readyz, metrics."""
+"""Load shedding over HTTP on a real `warmpool runtime serve`: 429 and 503 with Retry-After, /readyz, metrics."""
 
 from __future__ import annotations
 
