@@ -20,6 +20,8 @@ from warmpool_operator.kinds import DEPLOYMENTS, ApiError, Conflict, Forbidden, 
 FIELD_MANAGER = "warmpool-operator"
 USER_AGENT = "warmpool-operator/0.1.0"
 MERGE_PATCH = "application/merge-patch+json"
+# JSON is YAML: server-side apply accepts the same body.
+APPLY_PATCH = "application/apply-patch+yaml"
 
 TRANSIENT = (ApiError, aiohttp.ClientError, TimeoutError)
 """Failures a later attempt may not meet: the API server refused or was unreachable, or time ran out."""
@@ -144,6 +146,20 @@ class KubeApi:
             content_type=MERGE_PATCH,
         )
         return patched
+
+    async def apply(self, kind: Kind, namespace: str, name: str, body: Mapping[str, Any]) -> dict[str, Any]:
+        """Server-side apply of `body` (the fields the operator owns), creating the object if missing.
+
+        `force` takes over fields another manager changed by hand; fields others added alone stay.
+        """
+        applied: dict[str, Any] = await self._request(
+            "PATCH",
+            kind.path(namespace, name),
+            params={"fieldManager": FIELD_MANAGER, "force": "true"},
+            body=body,
+            content_type=APPLY_PATCH,
+        )
+        return applied
 
     async def delete(self, kind: Kind, namespace: str, name: str) -> bool:
         """False when it was already gone."""
