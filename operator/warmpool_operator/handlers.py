@@ -8,6 +8,7 @@ from typing import Any, cast
 import kopf
 
 from warmpool_operator.controller import Controller, Result
+from warmpool_operator.kinds import describe
 from warmpool_operator.kube import TRANSIENT
 from warmpool_operator.render import LABEL_INSTANCE, LABEL_MANAGED_BY, MANAGED_BY
 from warmpool_operator.settings import backoff_delay
@@ -47,7 +48,8 @@ def register(registry: kopf.OperatorRegistry, ctl: Controller, *, login: LoginFn
         try:
             result = await ctl.reconcile(namespace, name, trigger=str(reason))
         except TRANSIENT as exc:
-            raise kopf.TemporaryError(f"API request failed: {exc}", delay=backoff_delay(config, retry)) from exc
+            delay = backoff_delay(config, retry)
+            raise kopf.TemporaryError(f"API request failed: {describe(exc)}", delay=delay) from exc
         if result is None:
             return
         report(result, logger)
@@ -74,7 +76,8 @@ def register(registry: kopf.OperatorRegistry, ctl: Controller, *, login: LoginFn
         try:
             result = await ctl.reconcile(namespace, name, trigger="resync")
         except TRANSIENT as exc:
-            raise kopf.TemporaryError(f"API request failed: {exc}", delay=backoff_delay(config, retry)) from exc
+            delay = backoff_delay(config, retry)
+            raise kopf.TemporaryError(f"API request failed: {describe(exc)}", delay=delay) from exc
         if result is not None:
             report(result, logger)
 
@@ -89,7 +92,7 @@ def register(registry: kopf.OperatorRegistry, ctl: Controller, *, login: LoginFn
         try:
             result = await ctl.reconcile(namespace, owner, trigger="child")
         except TRANSIENT as exc:
-            logger.warning("reconcile of %s after a %s event failed: %s", owner, type, exc)
+            logger.warning("reconcile of %s after a %s event failed: %s", owner, type, describe(exc))
             return
         if result is not None:
             report(result, logger)

@@ -15,7 +15,17 @@ from typing import Any
 import aiohttp
 import kopf
 
-from warmpool_operator.kinds import DEPLOYMENTS, ApiError, Conflict, Forbidden, Invalid, Kind, NotFound
+from warmpool_operator.kinds import (
+    DEPLOYMENTS,
+    ApiError,
+    Conflict,
+    Forbidden,
+    Invalid,
+    Kind,
+    NotFound,
+    Unreachable,
+    describe,
+)
 
 FIELD_MANAGER = "warmpool-operator"
 USER_AGENT = "warmpool-operator/0.1.0"
@@ -91,11 +101,17 @@ class KubeApi:
             session = self._open()
             headers = {"Content-Type": content_type} if body is not None else {}
             data = None if body is None else json.dumps(body)
-            async with session.request(
-                method, path.lstrip("/"), params=params, data=data, headers=headers
-            ) as resp:
-                status = resp.status
-                text = await resp.text()
+            try:
+                async with session.request(
+                    method, path.lstrip("/"), params=params, data=data, headers=headers
+                ) as resp:
+                    status = resp.status
+                    text = await resp.text()
+            except (aiohttp.ClientError, TimeoutError) as exc:
+                why = describe(exc)
+                if isinstance(exc, TimeoutError):
+                    why += f" (no complete answer within {self._timeouts.request_seconds:g}s)"
+                raise Unreachable(method, path, why) from exc
             if status == 401 and attempt == 1 and self._login is not None:
                 self._log.info("API credentials rejected; logging in again")
                 await self.use(await self._login())
@@ -105,9 +121,9 @@ class KubeApi:
             except ValueError:
                 answer = text
             if status >= 400:
-                raise _error(status, answer)
+                raise _error(status, answer, method, path)
             return answer
-        raise ApiError(401, "Unauthorized", "credentials rejected after a fresh login")
+        raise ApiError(401, "Unauthorized", "credentials rejected after a fresh login", method=method, path=path)
 
     async def get(self, kind: Kind, namespace: str, name: str) -> dict[str, Any] | None:
         try:
@@ -178,11 +194,11 @@ class KubeApi:
         return await self.merge_patch(DEPLOYMENTS, namespace, name, {"spec": {"replicas": replicas}})
 
 
-def _error(status: int, data: Any) -> ApiError:
+def _error(status: int, data: Any, method: str, path: str) -> ApiError:
     reason = str((data or {}).get("reason") or "") if isinstance(data, Mapping) else ""
-    message = str((data or {}).get("message") or data) if isinstance(data, Mapping) else str(data)
+    message = str((data or {}).get("message") or data) if isinstance(data, Mapping) else str(data or "")
     cls = {403: Forbidden, 404: NotFound, 409: Conflict, 422: Invalid}.get(status, ApiError)
-    return cls(status, reason, message)
+    return cls(status, reason, message.strip(), method=method, path=path)
 
 
 async def login(settings: kopf.OperatorSettings, logger: kopf.Logger) -> kopf.ConnectionInfo:

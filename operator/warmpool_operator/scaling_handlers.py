@@ -15,6 +15,7 @@ import kopf
 
 from warmpool_operator.actuator import Actuator, TickOutcome
 from warmpool_operator.controller import Controller
+from warmpool_operator.kinds import describe
 from warmpool_operator.kube import TRANSIENT
 from warmpool_operator.ownership import ReplicaOwner, manifest_replica_owner
 from warmpool_operator.scalers import pause_seconds
@@ -54,7 +55,7 @@ def register(
                         outcome = await actuator.tick(pool)
                     except TRANSIENT as exc:
                         # Said once per run of failures, not every tick; the next tick retries.
-                        (logger.debug if failing else logger.warning)("autoscaling tick failed: %s", exc)
+                        (logger.debug if failing else logger.warning)("autoscaling tick failed: %s", describe(exc))
                         failing = True
                     else:
                         if failing:
