@@ -63,11 +63,14 @@ async def _main(config: RuntimeConfig, host: str, port: int) -> int:
     log.info("listening on http://%s:%d", host, port)
     stop, hurry = asyncio.Event(), asyncio.Event()
 
-    def on_signal() -> None:
-        (hurry if stop.is_set() else stop).set()  # a second signal skips the rest of the drain window
+    def on_signal(sig: signal.Signals) -> None:
+        # SIGINT (an interactive stop), or a second signal, skips the drain window.
+        if sig == signal.SIGINT or stop.is_set():
+            hurry.set()
+        stop.set()
 
     for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, on_signal)
+        loop.add_signal_handler(sig, on_signal, sig)
     # Modules load on a daemon thread so /healthz answers at once, /readyz turns 200 once pools are
     # warm, and a slow download never holds a shutdown.
     threading.Thread(target=_load, args=(runtime,), name="module-load", daemon=True).start()
