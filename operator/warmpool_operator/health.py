@@ -2,12 +2,48 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from warmpool_contract import redact_url
 from warmpool_operator.readyz import ERROR_REASONS, ReadyzReport
 from warmpool_operator.render import ANNOTATION_CONFIG_HASH
+
+_URL = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://[^\s'\"<>]+")
+_SIGNALS = {137: "SIGKILL", 143: "SIGTERM", 139: "SIGSEGV", 134: "SIGABRT"}
+
+
+def redact_text(text: str) -> str:
+    """Free text (a runtime's error message) with every URL in it redacted by `redact_url`."""
+
+    def one(match: re.Match[str]) -> str:
+        url = match.group(0)
+        trail = len(url) - len(url.rstrip(".,;:)]"))
+        kept = url[: len(url) - trail]
+        return redact_url(kept) + url[len(kept) :]
+
+    return _URL.sub(one, text)
+
+
+def exit_summary(terminated: Mapping[str, Any]) -> str:
+    """How a container's last run ended, without guessing a crash where there was none."""
+    code = terminated.get("exitCode")
+    reason = terminated.get("reason") or ""
+    if reason == "OOMKilled":
+        return f"killed for exceeding its memory limit (OOMKilled, exit code {code})"
+    if code == 0:
+        # A server does not exit by itself with 0: the kubelet stopped it (SIGTERM, drained), and the
+        # kubelet stops a running container only when its liveness probe fails.
+        return (f"exited cleanly (exit code 0{', ' + reason if reason else ''}) after being stopped from outside: "
+                "most likely killed by the kubelet for failing its liveness probe (`kubectl describe pod` "
+                "shows the Unhealthy and Killing events)")
+    if isinstance(code, int) and code in _SIGNALS:
+        return (f"killed by {_SIGNALS[code]} (exit code {code}{', ' + reason if reason else ''}): "
+                "an out-of-memory kill or a liveness probe failure")
+    return f"last exit code {code}{' (' + reason + ')' if reason and reason != 'Error' else ''}"
+
 
 _IMAGE_PULL = {"ErrImagePull", "ImagePullBackOff", "InvalidImageName", "ErrImageNeverPull"}
 _CONTAINER_CONFIG = {"CreateContainerConfigError", "CreateContainerError", "RunContainerError"}
@@ -96,7 +132,7 @@ def diagnose(
             return Problem(
                 reason,
                 f"pod {pod_name} reports {error.code} for tenant {state.tenant} "
-                f"module {state.sha256[:12]}: {error.message}",
+                f"module {state.sha256[:12]}: {redact_text(error.message)}",
             )
     for problem in (_container_problem(pods), _scheduling_problem(pods), _deadline_problem(deployment)):
         if problem is not None:
@@ -113,18 +149,18 @@ def _container_problem(pods: Sequence[Mapping[str, Any]]) -> Problem | None:
             detail = waiting.get("message") or ""
             if reason == "CrashLoopBackOff":
                 last = ((container.get("lastState") or {}).get("terminated")) or {}
-                exit_detail = f"last exit code {last.get('exitCode')}" if last else "restarting"
+                exit_detail = exit_summary(last) if last else "restarting"
                 if last.get("message"):
-                    exit_detail += f": {last['message'].strip()}"
+                    exit_detail += f": {redact_text(str(last['message']).strip())}"
                 return Problem(
                     "CrashLoopBackOff",
                     f"pod {name} container {container.get('name')} is crash-looping "
                     f"({container.get('restartCount', 0)} restarts, {exit_detail})",
                 )
             if reason in _IMAGE_PULL:
-                return Problem("ImagePullFailed", f"pod {name}: {reason}: {detail}".rstrip(": "))
+                return Problem("ImagePullFailed", f"pod {name}: {reason}: {redact_text(detail)}".rstrip(": "))
             if reason in _CONTAINER_CONFIG:
-                return Problem("ContainerConfigError", f"pod {name}: {reason}: {detail}".rstrip(": "))
+                return Problem("ContainerConfigError", f"pod {name}: {reason}: {redact_text(detail)}".rstrip(": "))
     return None
 
 

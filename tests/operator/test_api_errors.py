@@ -85,4 +85,5 @@ async def test_a_refusal_of_the_emulated_api_names_the_request(cluster: Emulated
     await cluster.api.create(SERVICES, "pools", service)
     with pytest.raises(ApiError) as caught:
         await cluster.api.create(SERVICES, "pools", service)
-    assert str(caught.value).startswith("409 AlreadyExists on POST /api/v1/namespaces/pools/services: ")
+    assert str(caught.value).startswith("409 ")
+    assert " on POST /api/v1/namespaces/pools/services: The object already exists" in str(caught.value)

@@ -128,3 +128,44 @@ def test_probe_targets_come_from_the_pod_itself() -> None:
     assert probe_target(without_port) == ("127.0.0.9", 8080)
     assert pod_is_ready(pod(ready=True))
     assert not pod_is_ready(pod())
+
+
+def crash_looping(terminated: dict[str, Any]) -> str:
+    found = pod("a", waiting="CrashLoopBackOff")
+    found["status"]["containerStatuses"][0]["lastState"] = {"terminated": terminated}
+    problem = diagnose(deployment=None, pods=[found], reports={})
+    assert problem is not None
+    assert problem.reason == "CrashLoopBackOff"
+    return problem.message
+
+
+def test_a_container_stopped_by_its_liveness_probe_is_not_reported_as_a_crash() -> None:
+    message = crash_looping({"exitCode": 0, "reason": "Completed"})
+    assert "last exit code 0" not in message
+    assert "liveness probe" in message
+    assert "exit code 0, Completed" in message
+
+
+@pytest.mark.parametrize(
+    ("terminated", "said"),
+    [
+        ({"exitCode": 137, "reason": "OOMKilled"}, "exceeding its memory limit (OOMKilled, exit code 137)"),
+        ({"exitCode": 137, "reason": "Error"}, "killed by SIGKILL (exit code 137, Error)"),
+        ({"exitCode": 2, "reason": "Error"}, "last exit code 2"),
+    ],
+)
+def test_how_the_last_run_ended_is_said_as_the_kubelet_saw_it(terminated: dict[str, Any], said: str) -> None:
+    assert said in crash_looping(terminated)
+
+
+def test_urls_in_runtime_messages_are_redacted() -> None:
+    secret = "https://user:pw@bucket.example/m.wasm?X-Amz-Signature=s3cr3t#frag"
+    report = parse_readyz({"ready": False, "tuples": [{
+        "tenant": "acme", "sha256": SHA, "warm": 0, "target": 1, "ready": False,
+        "error": {"code": "module_unreachable", "message": f"cannot fetch {secret}: HTTP 403"},
+    }]})
+    problem = diagnose(deployment=None, pods=[], reports={"p": report})
+    assert problem is not None
+    assert "s3cr3t" not in problem.message
+    assert "pw" not in problem.message
+    assert "cannot fetch https://bucket.example/m.wasm?<redacted>: HTTP 403" in problem.message
