@@ -134,26 +134,34 @@ class Controller:
             pool = parse_warmpool(body)
         except SpecError as exc:
             return Result(body, await self._report_invalid(body, exc))
-        outcome = await reconcile(
-            pool, store=self.api, prober=self.prober, options=self.render_options, now=self.clock()
-        )
+        try:
+            outcome = await reconcile(
+                pool, store=self.api, prober=self.prober, options=self.render_options, now=self.clock()
+            )
+        except Forbidden as exc:
+            # RBAC refused part of the work: say which verb on which resource, on the pool itself.
+            message = f"the operator may not {exc.verb} {exc.resource} in namespace {namespace}: {exc.message}"
+            return Result(body, await self._report_stalled(body, Problem("Forbidden", message)))
         return Result(body, outcome)
 
     async def _report_invalid(self, body: Mapping[str, Any], error: SpecError) -> Outcome:
+        return await self._report_stalled(body, Problem("InvalidSpec", str(error), permanent=True))
+
+    async def _report_stalled(self, body: Mapping[str, Any], problem: Problem) -> Outcome:
         meta = body.get("metadata") or {}
         previous = body.get("status") if isinstance(body.get("status"), Mapping) else {}
         assert isinstance(previous, Mapping)
         raw_generation = meta.get("generation")
         generation = raw_generation if isinstance(raw_generation, int) else 0
         status = invalid_spec_status(
-            generation=generation, reason="InvalidSpec", message=str(error), previous=previous, now=self.clock()
+            generation=generation, reason=problem.reason, message=problem.message, previous=previous, now=self.clock()
         )
         written = bool(drift(status, previous))
         if written:
             await self.api.patch_status(WARMPOOLS, str(meta["namespace"]), str(meta["name"]), status)
         return Outcome(
             status=status,
-            problem=Problem("InvalidSpec", str(error), permanent=True),
+            problem=problem,
             notices=tuple(notices(previous, status)),
             writes=(),
             status_written=written,

@@ -131,7 +131,8 @@ def compute_status(
 def invalid_spec_status(
     *, generation: int, reason: str, message: str, previous: Mapping[str, Any], now: datetime
 ) -> dict[str, Any]:
-    """Status for a spec that cannot work as written; nothing else is touched."""
+    """Status of a pool that cannot progress until someone changes something (its spec, RBAC); nothing else
+    is touched."""
     wanted = {
         READY: Cond(False, reason, message),
         RECONCILING: Cond(False, "Stalled", f"no progress until the spec is fixed: {reason}"),
