@@ -34,6 +34,12 @@ def add_operator_commands(sub: Any) -> None:
     run.add_argument("--priority", type=int, help="this replica's peering priority")
     run.add_argument("--standalone", action="store_true", default=None, help="ignore peering")
     run.add_argument(
+        "--leader-election", action="store_true", default=None,
+        help="elect one acting replica on a coordination.k8s.io Lease (replaces peering)",
+    )
+    run.add_argument("--lease-name", help="name of the leader election Lease")
+    run.add_argument("--lease-namespace", help="namespace of the Lease (default: the pod's own)")
+    run.add_argument(
         "--log-format", choices=("json", "plain", "full"), default="json", help="log format (default json)"
     )
     run.add_argument("-v", "--verbose", action="store_true", help="debug logging")
@@ -56,7 +62,8 @@ def _run(args: argparse.Namespace) -> int:
     except SettingsError as exc:
         print(f"warmpool operator: {exc}", file=sys.stderr)
         return 2
-    flags = ("metrics_port", "metrics_host", "health_port", "health_host", "peering_name", "priority", "standalone")
+    flags = ("metrics_port", "metrics_host", "health_port", "health_host", "peering_name", "priority", "standalone",
+             "leader_election", "lease_name", "lease_namespace")
     overrides = {key: value for key in flags if (value := getattr(args, key)) is not None}
     config = dataclasses.replace(config, **overrides)
     kopf.configure(verbose=args.verbose, log_format=kopf.LogFormat[args.log_format.upper()], log_prefix=True)

@@ -21,7 +21,6 @@ from warmpool_operator.health import Problem, pod_is_ready
 from warmpool_operator.kinds import (
     CLUSTER_PEERINGS,
     DEPLOYMENTS,
-    NAMESPACES,
     PEERINGS,
     PODS,
     WARMPOOLS,
@@ -166,21 +165,6 @@ class Controller:
             writes=(),
             status_written=written,
         )
-
-    async def check_watch(self) -> dict[str, Any]:
-        """Liveness: the request the watch starts with (a list of WarmPools) must succeed.
-
-        It uses the same credentials, resource and scope as the watch streams, so a revoked
-        token, lost RBAC or an unreachable API server fails the probe and restarts the pod.
-        """
-        concrete = [ns for ns in self.namespaces if not is_glob(ns)]
-        scopes: list[str | None] = list(concrete) if self.namespaces else [None]
-        for namespace in scopes:
-            await self.api.list(WARMPOOLS, namespace, limit=1)
-        if len(concrete) < len(self.namespaces):
-            # Namespace globs are resolved by kopf from the namespace list: that list must work.
-            await self.api.list(NAMESPACES, None, limit=1)
-        return {"apiReachable": True, "lastWatchEventAgeSeconds": self.watch.age_seconds()}
 
     async def ensure_peering(self) -> list[str]:
         """Create the peering object(s) kopf records replicas in, where missing.

@@ -30,7 +30,7 @@ def register(registry: kopf.OperatorRegistry, ctl: Controller, *, login: LoginFn
         await ctl.api.use(info)
         return info
 
-    if not config.standalone:
+    if not config.standalone and not config.leader_election:
 
         @kopf.on.startup(registry=registry, id="peering")
         async def ensure_peering(logger: kopf.Logger, **_: Any) -> None:
@@ -108,13 +108,6 @@ def register(registry: kopf.OperatorRegistry, ctl: Controller, *, login: LoginFn
         # Children carry owner references, so the garbage collector deletes them; the finalizer kopf
         # keeps (for the resync and autoscaling loops) is released once this handler returns.
         ctl.locks.forget(namespace, name)
-
-    # A failing probe must answer 500 at once, not be retried inside the liveness request.
-    @kopf.on.probe(
-        id="watch", registry=registry, errors=kopf.ErrorsMode.PERMANENT, timeout=config.request_timeout_seconds
-    )
-    async def watch_probe(**_: Any) -> dict[str, Any]:
-        return await ctl.check_watch()
 
 
 def report(result: Result, logger: kopf.Logger) -> None:

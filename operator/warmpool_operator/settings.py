@@ -52,6 +52,24 @@ class OperatorConfig:
     """This replica's peering priority (PRIORITY)."""
     standalone: bool = False
     """Ignore peering entirely, e.g. for a single local instance (STANDALONE)."""
+    leader_election: bool = True
+    """Replicas elect one leader on a coordination.k8s.io Lease; only the leader runs kopf's handlers
+    (reconciliation, resync, autoscaling), the others stand by, live and ready (LEADER_ELECTION).
+    Replaces kopf's peering, which is then off."""
+    lease_name: str = "warmpool-operator"
+    """Name of the Lease (LEASE_NAME)."""
+    lease_namespace: str = ""
+    """Namespace of the Lease; empty means the pod's own namespace (POD_NAMESPACE, else the service
+    account's), else `default` (LEASE_NAMESPACE)."""
+    identity: str = ""
+    """This replica's holderIdentity; empty means the hostname (POD_NAME) plus a random suffix (IDENTITY)."""
+    lease_duration_seconds: int = 15
+    """A leader that stops renewing is replaced this long after its last renewal (LEASE_DURATION_SECONDS)."""
+    lease_renew_deadline_seconds: float = 10.0
+    """A leader that cannot renew for this long stops acting, before its Lease can expire
+    (LEASE_RENEW_DEADLINE_SECONDS)."""
+    lease_retry_seconds: float = 2.0
+    """How often the Lease is renewed or tried (LEASE_RETRY_SECONDS)."""
     peering_lifetime_seconds: int = 30
     """A replica that stops refreshing its peering record (killed, not stopped) is considered gone
     after this long; a restarted replica waits that long before acting (PEERING_LIFETIME_SECONDS)."""
@@ -91,9 +109,19 @@ def config_from_env(env: Mapping[str, str]) -> OperatorConfig:
             raise SettingsError(f"{ENV_PREFIX}RETRY_BACKOFF_SECONDS must be comma-separated numbers") from exc
         if not backoff or any(delay <= 0 for delay in backoff):
             raise SettingsError(f"{ENV_PREFIX}RETRY_BACKOFF_SECONDS must hold positive numbers")
-    standalone = (raw("STANDALONE") or "false").lower()
-    if standalone not in ("true", "false", "1", "0"):
-        raise SettingsError(f"{ENV_PREFIX}STANDALONE must be true or false")
+    def flag(name: str, default: bool) -> bool:
+        value = (raw(name) or str(default)).lower()
+        if value not in ("true", "false", "1", "0"):
+            raise SettingsError(f"{ENV_PREFIX}{name} must be true or false")
+        return value in ("true", "1")
+
+    duration = integer("LEASE_DURATION_SECONDS", base.lease_duration_seconds, minimum=2)
+    deadline = number("LEASE_RENEW_DEADLINE_SECONDS", base.lease_renew_deadline_seconds, minimum=0.5)
+    retry = number("LEASE_RETRY_SECONDS", base.lease_retry_seconds, minimum=0.1)
+    if not retry < deadline < duration:
+        raise SettingsError(
+            f"{ENV_PREFIX}LEASE_RETRY_SECONDS < LEASE_RENEW_DEADLINE_SECONDS < LEASE_DURATION_SECONDS must hold"
+        )
     return OperatorConfig(
         runtime_image=raw("RUNTIME_IMAGE") or base.runtime_image,
         image_pull_policy=raw("IMAGE_PULL_POLICY") or base.image_pull_policy,
@@ -113,7 +141,14 @@ def config_from_env(env: Mapping[str, str]) -> OperatorConfig:
         health_port=integer("HEALTH_PORT", base.health_port, minimum=0),
         peering_name=raw("PEERING_NAME") or base.peering_name,
         priority=integer("PRIORITY", base.priority, minimum=-(2**31)),
-        standalone=standalone in ("true", "1"),
+        standalone=flag("STANDALONE", base.standalone),
+        leader_election=flag("LEADER_ELECTION", base.leader_election),
+        lease_name=raw("LEASE_NAME") or base.lease_name,
+        lease_namespace=raw("LEASE_NAMESPACE") or base.lease_namespace,
+        identity=raw("IDENTITY") or base.identity,
+        lease_duration_seconds=duration,
+        lease_renew_deadline_seconds=deadline,
+        lease_retry_seconds=retry,
         peering_lifetime_seconds=integer("PEERING_LIFETIME_SECONDS", base.peering_lifetime_seconds, minimum=15),
     )
 

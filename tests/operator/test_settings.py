@@ -59,7 +59,9 @@ def test_backoff_steps_then_repeats_the_last() -> None:
 
 
 def test_kopf_keeps_its_state_under_our_api_group() -> None:
-    settings = kopf_settings(OperatorConfig(request_timeout_seconds=12, watch_inactivity_seconds=40))
+    settings = kopf_settings(
+        OperatorConfig(request_timeout_seconds=12, watch_inactivity_seconds=40, leader_election=False)
+    )
     assert settings.persistence.finalizer == "tensorwasm.dev/finalizer"
     assert getattr(settings.persistence.progress_storage, "prefix", None) == "tensorwasm.dev"
     assert getattr(settings.persistence.diffbase_storage, "prefix", None) == "tensorwasm.dev"
@@ -71,6 +73,26 @@ def test_kopf_keeps_its_state_under_our_api_group() -> None:
     assert settings.peering.mandatory is True
     assert settings.peering.lifetime == 30
     assert kopf_settings(OperatorConfig(standalone=True)).peering.standalone is True
+
+
+def test_with_leader_election_kopf_peering_is_off_and_broken_watches_are_reopened() -> None:
+    settings = kopf_settings(OperatorConfig())
+    # Equal peering priorities pause every replica: the Lease alone decides who acts.
+    assert (settings.peering.standalone, settings.peering.mandatory) == (True, False)
+    # A silent stream is dropped and reopened; every watch is renewed, which re-lists on 410 Gone.
+    assert settings.watching.inactivity_timeout == 70
+    assert settings.watching.server_timeout == 300
+    assert settings.watching.client_timeout is not None
+    assert settings.watching.client_timeout > settings.watching.server_timeout
+    assert settings.watching.reconnect_backoff == 1.0
+
+
+def test_lease_settings_are_read_and_checked() -> None:
+    config = config_from_env({"WARMPOOL_OPERATOR_LEADER_ELECTION": "false", "WARMPOOL_OPERATOR_LEASE_NAME": "x",
+                              "WARMPOOL_OPERATOR_LEASE_DURATION_SECONDS": "30"})
+    assert (config.leader_election, config.lease_name, config.lease_duration_seconds) == (False, "x", 30)
+    with pytest.raises(SettingsError, match="LEASE_RETRY_SECONDS < LEASE_RENEW_DEADLINE_SECONDS"):
+        config_from_env({"WARMPOOL_OPERATOR_LEASE_DURATION_SECONDS": "5"})
 
 
 def test_cli_namespace_scoping() -> None:
