@@ -146,6 +146,8 @@ class Connections:
 
 
 _IDLE, _HEAD, _BODY, _DONE = 0, 1, 2, 3
+_WATCHED = frozenset(map(len, (b"content-type", b"content-length", b"expect")))
+"""Lengths of the header names read; other headers are only counted."""
 
 
 class HttpProtocol(asyncio.Protocol):
@@ -159,6 +161,9 @@ class HttpProtocol(asyncio.Protocol):
     def __init__(self, connections: Connections) -> None:
         self._conns = connections
         self._limits = connections.limits
+        self._max_headers = connections.limits.max_headers
+        self._max_header_bytes = connections.limits.max_header_bytes
+        self._max_pipelined = connections.limits.max_pipelined
         self._parser: httptools.HttpRequestParser | None = httptools.HttpRequestParser(self)
         self._transport: asyncio.Transport | None = None
         self._req = Request()
@@ -281,21 +286,24 @@ class HttpProtocol(asyncio.Protocol):
         req = self._req
         req.headers += 1
         req.head_bytes += len(name) + len(value) + 4
-        if req.headers > self._limits.max_headers or req.head_bytes > self._limits.max_header_bytes:
+        if req.headers > self._max_headers or req.head_bytes > self._max_header_bytes:
             limits = self._limits
             raise Reject(431, "headers_too_large",
                          f"request headers over {limits.max_headers} lines or {limits.max_header_bytes} bytes")
-        size = len(name)
-        if size == 12 and name.lower() == b"content-type":
+        if len(name) in _WATCHED:
+            self._watched(req, name.lower(), value)
+
+    def _watched(self, req: Request, name: bytes, value: bytes) -> None:
+        if name == b"content-type":
             req.content_type = value.lower()
-        elif size == 14 and name.lower() == b"content-length":
+        elif name == b"content-length":
             try:
                 req.declared = int(value)
             except ValueError:  # the parser refuses it
                 return
             if req.declared > self._limits.max_body:
                 raise Reject(413, "payload_too_large", f"request body over {self._limits.max_body} bytes")
-        elif size == 6 and name.lower() == b"expect":
+        elif name == b"expect":
             req.expect = value.lower() == b"100-continue"
 
     def on_headers_complete(self) -> None:
@@ -321,11 +329,12 @@ class HttpProtocol(asyncio.Protocol):
         self._phase = _IDLE
         self._since = self._conns.now
         self._fresh = False
-        if self._transport is None or self._parser is None:
+        parser = self._parser
+        if self._transport is None or parser is None:
             return  # closed after an earlier answer in the same read: not run
-        req.method = self._parser.get_method()
-        req.keep_alive = self._parser.should_keep_alive()
-        if self._backlog or self._write_paused or len(self._queue) >= self._limits.max_pipelined:
+        req.method = parser.get_method()
+        req.keep_alive = parser.should_keep_alive()
+        if self._backlog or self._write_paused or len(self._queue) >= self._max_pipelined:
             self._backlog.append(req)
             self._pause_reading()
             return

@@ -72,6 +72,8 @@ class Handler:
                     return 405, b'{"error":{"code":"method_not_allowed","message":"use POST"}}', JSON, b""
                 return self._invoke(path, req)
             if req.method != b"GET":
+                if req.method == b"HEAD":
+                    req.keep_alive = False  # the answer has a body, which a HEAD answer must not
                 return 405, b'{"error":{"code":"method_not_allowed","message":"use GET"}}', JSON, b""
             if path == _HEALTHZ:
                 return 200, b'{"status":"ok"}', JSON, b""

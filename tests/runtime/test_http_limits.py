@@ -332,6 +332,7 @@ MALFORMED = [
     b"GET http://evil.example/healthz?x HTTP/1.1\r\n\r\n",
     b"GET /nowhere/%00/../.. HTTP/1.1\r\n\r\n",
     b"OPTIONS * HTTP/1.1\r\n\r\n",
+    b"HEAD /healthz HTTP/1.1\r\n\r\n",
     b"POST /v1/ HTTP/1.1\r\nContent-Length: 0\r\n\r\n",
     b"POST /v1/acme//add HTTP/1.1\r\nContent-Length: 0\r\n\r\n",
     b"POST /v1/acme/{sha}/add/extra HTTP/1.1\r\nContent-Length: 0\r\n\r\n",
