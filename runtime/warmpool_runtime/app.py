@@ -20,12 +20,13 @@ from warmpool_runtime.service import Runtime
 log = logging.getLogger("warmpool.runtime")
 
 _SPARE_FILES = 256
-"""File descriptors beyond the connection limit: modules, the cache, the event loop's own."""
+"""File descriptors beyond the connections': modules, the cache, the event loop's own."""
 
 
 def run_server(config: RuntimeConfig, host: str, port: int, log_level: str = "INFO") -> int:
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    _raise_file_limit(config.settings.max_connections + _SPARE_FILES)
+    # Served connections, plus as many refused ones lingering until their 503 is read.
+    _raise_file_limit(2 * config.settings.max_connections + _SPARE_FILES)
     try:
         import uvloop
     except ImportError:  # pragma: no cover - uvloop is a dependency on Linux

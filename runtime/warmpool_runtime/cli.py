@@ -13,7 +13,10 @@ def add_runtime_commands(sub: Any) -> None:
     """Register `warmpool runtime serve`."""
     serve = sub.add_parser(
         "serve", help="serve warm pools of Wasm instances over HTTP",
-        description="Serve the tuples of a config file (--config), or one tuple given by flags.",
+        description="Serve the tuples of a config file (--config), or one tuple given by flags. On SIGTERM, "
+                    "readiness fails at once, requests are served for settings.drainSeconds more, then the "
+                    "process stops accepting, finishes what is in progress and exits 0 within "
+                    "settings.shutdownTimeoutSeconds (docs/runtime-config.md).",
     )
     serve.add_argument("--config", help="runtime config file (YAML or JSON; see docs/runtime-config.md)")
     serve.add_argument("--tenant", help="one-tuple mode: the tenant (DNS-1123 label)")
