@@ -90,7 +90,7 @@ def test_defaults_render_the_cluster_wide_install(rendered: dict[str, list[dict[
     kinds = sorted(doc["kind"] for doc in docs)
     assert kinds == sorted(
         ["ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Service", "Deployment", "ClusterKopfPeering",
-         "ConfigMap"]
+         "ConfigMap", "Role", "RoleBinding"]
     )
     binding = one(docs, "ClusterRoleBinding")
     account = one(docs, "ServiceAccount")
@@ -172,13 +172,20 @@ def test_cluster_mode_grants_what_the_operator_does(rendered: dict[str, list[dic
         assert verbs <= granted(docs, "ClusterRole", group, resource), (group, resource)
     assert granted(docs, "ClusterRole", "kopf.dev", "clusterkopfpeerings") == PEERING_VERBS
     assert granted(docs, "ClusterRole", "apiextensions.k8s.io", "customresourcedefinitions") == {"list", "watch"}
-    assert not by_kind(docs, "Role")
+    (lease_role,) = by_kind(docs, "Role")  # leader election only, in the release namespace
+    assert lease_role["metadata"]["namespace"] == "warmpool-system"
+    assert granted([lease_role], "Role", "coordination.k8s.io", "leases") == {"get", "create", "update", "patch"}
+
+
+def pool_roles(docs: list[dict[str, Any]], kind: str) -> list[dict[str, Any]]:
+    """Roles (or bindings) for the watched namespaces, without leader election's Lease role."""
+    return [doc for doc in by_kind(docs, kind) if not doc["metadata"]["name"].endswith("-leader-election")]
 
 
 def test_namespaced_mode_uses_a_role_per_watched_namespace(rendered: dict[str, list[dict[str, Any]]]) -> None:
     docs = rendered["namespaced"]
-    roles = by_kind(docs, "Role")
-    bindings = by_kind(docs, "RoleBinding")
+    roles = pool_roles(docs, "Role")
+    bindings = pool_roles(docs, "RoleBinding")
     assert sorted(r["metadata"]["namespace"] for r in roles) == ["team-a", "team-b"]
     assert sorted(b["metadata"]["namespace"] for b in bindings) == ["team-a", "team-b"]
     for role in roles:
@@ -200,7 +207,7 @@ def test_namespaced_mode_uses_a_role_per_watched_namespace(rendered: dict[str, l
 
 def test_namespaced_mode_defaults_to_the_release_namespace(rendered: dict[str, list[dict[str, Any]]]) -> None:
     docs = rendered["namespaced-release-namespace-only"]
-    assert [r["metadata"]["namespace"] for r in by_kind(docs, "Role")] == ["warmpool-system"]
+    assert [r["metadata"]["namespace"] for r in pool_roles(docs, "Role")] == ["warmpool-system"]
     args = build_parser().parse_args(argv_of(operator_container(docs))[1:])
     assert args.namespaces == ["warmpool-system"]
 
