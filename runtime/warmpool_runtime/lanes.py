@@ -89,7 +89,19 @@ class TenantLoad:
     shed: dict[str, int]
 
 
-_Job = tuple[Callable[[], CallResult], PendingCall, asyncio.AbstractEventLoop]
+class _Job:
+    """One queued call: what runs it, the Future its caller awaits, and the timer that bounds its wait."""
+
+    __slots__ = ("abandon", "future", "loop", "run", "timer")
+
+    def __init__(self, run: Callable[[], CallResult], future: PendingCall, loop: asyncio.AbstractEventLoop,
+                 abandon: Callable[[], None] | None) -> None:
+        self.run: Callable[[], CallResult] | None = run
+        self.abandon = abandon
+        """What gives back what the call holds (its drawn instance) when it never runs."""
+        self.future = future
+        self.loop = loop
+        self.timer: asyncio.TimerHandle | None = None
 
 
 class WorkerLane:
@@ -99,7 +111,8 @@ class WorkerLane:
     tenant's backlog never sits in front of another's call, and no tenant runs on more than its
     share of the workers, so a tenant whose guests all hang until their deadline still leaves
     workers to the others. A tenant with `tenant_max_calls` calls running or queued is refused
-    (`TenantLimit`, 429). The pod is under pressure only while every worker is busy: then the queued
+    (`TenantLimit`, 429). No call waits for a worker longer than its own deadline: one that does is
+    refused then, as if it had arrived then. The pod is under pressure only while every worker is busy: then the queued
     calls are its backlog, and past `max_queued` a call is refused (`Saturated`, 503); while a worker
     is idle, queued calls wait only for their own tenant's share, so one tenant alone can make the
     pod neither refuse others nor turn unready.
@@ -147,12 +160,16 @@ class WorkerLane:
         fault.retry_after_seconds = retry_after
         raise fault
 
-    def submit(self, tenant: str, run: Callable[[], CallResult], loop: asyncio.AbstractEventLoop) -> PendingCall:
-        """Queue an admitted call (serving thread: nothing it admitted can have been taken since)."""
+    def submit(self, tenant: str, run: Callable[[], CallResult], loop: asyncio.AbstractEventLoop, *,
+               max_wait: float, retry_after: int, abandon: Callable[[], None] | None = None) -> PendingCall:
+        """Queue an admitted call (serving thread: nothing it admitted can have been taken since); a call
+        no worker took within `max_wait` seconds is refused then, and `abandon` called."""
         future: PendingCall = loop.create_future()
+        job = _Job(run, future, loop, abandon)
+        job.timer = loop.call_later(max_wait, self._expire, job, max_wait, retry_after)
         with self._cond:
             t = self._tenants[tenant]
-            t.queue.append((run, future, loop))
+            t.queue.append(job)
             self._queued += 1
             if not t.scheduled and t.running < self._share:
                 t.scheduled = True
@@ -172,13 +189,36 @@ class WorkerLane:
             self._ring.clear()
             self._queued = 0
             self._cond.notify_all()
-        for _, future, loop in jobs:
+        for job in jobs:
             with contextlib.suppress(RuntimeError):  # the loop is closed already
-                loop.call_soon_threadsafe(future.cancel)
+                job.loop.call_soon_threadsafe(job.future.cancel)
 
     def load(self) -> list[TenantLoad]:
         with self._cond:
             return [TenantLoad(t.name, t.running, len(t.queue), dict(t.shed)) for t in self._tenants.values()]
+
+    def _expire(self, job: _Job, waited: float, retry_after: int) -> None:
+        """(serving thread) Refuse a call still queued after its longest wait."""
+        with self._cond:
+            t = next((t for t in self._tenants.values() if job in t.queue), None)
+            if t is None:
+                return  # a worker took it
+            t.queue.remove(job)
+            self._queued -= 1
+            if not t.queue and t.scheduled:
+                t.scheduled = False
+                self._ring.remove(t)
+            reason = "tenant_limit" if t.running >= self._share else "saturated"
+            t.shed[reason] += 1
+            self._update_saturation()
+        job.run = None
+        if job.abandon is not None:
+            job.abandon()
+        kind = TenantLimit if reason == "tenant_limit" else Saturated
+        fault = kind(f"no worker was free for tenant {t.name}'s call within its {waited:g} s deadline")
+        fault.retry_after_seconds = retry_after
+        if not job.future.done():
+            job.future.set_exception(fault)
 
     # Under the lock ------------------------------------------------------------------------------
     def _update_saturation(self) -> None:
@@ -219,19 +259,23 @@ class WorkerLane:
 
     def _work(self) -> None:
         while (taken := self._next()) is not None:
-            t, (run, future, loop) = taken
+            t, job = taken
+            run, job.run, job.abandon = job.run, None, None  # the expiry timer keeps the job: not its instance
             try:
-                outcome: CallResult | BaseException = run()
+                outcome: CallResult | BaseException = run() if run is not None else []
             except BaseException as exc:  # handed to the caller's future
                 outcome = exc
             finally:
                 self._done(t)
             with contextlib.suppress(RuntimeError):  # the loop is closed: nobody waits any more
-                loop.call_soon_threadsafe(_settle, future, outcome)
-            del run, future, outcome
+                job.loop.call_soon_threadsafe(_settle, job, outcome)
+            del run, job, outcome
 
 
-def _settle(future: PendingCall, outcome: CallResult | BaseException) -> None:
+def _settle(job: _Job, outcome: CallResult | BaseException) -> None:
+    if job.timer is not None:
+        job.timer.cancel()
+    future = job.future
     if future.done():
         return
     if isinstance(outcome, BaseException):
@@ -316,11 +360,14 @@ class CallLanes:
         none) and queue it."""
         pool = target.pool
         tenant = pool.template.tenant
-        self.workers.admit(tenant, max(1, math.ceil(pool.template.limits.timeout_ms / 1000)))
+        timeout = pool.template.limits.timeout_ms / 1000
+        retry_after = max(1, math.ceil(timeout))
+        self.workers.admit(tenant, retry_after)
         instance = draw()
         loop = self._loop or asyncio.get_running_loop()
-        ticks = pool.template.deadline_ticks
-        return self.workers.submit(tenant, partial(_run_drawn, pool, instance, target.export, args, ticks), loop)
+        run = partial(_run_drawn, pool, instance, target.export, args, pool.template.deadline_ticks)
+        abandon = None if instance is None else partial(pool.release, instance)
+        return self.workers.submit(tenant, run, loop, max_wait=timeout, retry_after=retry_after, abandon=abandon)
 
 
 def _no_instance() -> None:

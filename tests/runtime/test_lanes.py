@@ -47,7 +47,7 @@ class Gate:
 
 def submit(lane: WorkerLane, tenant: str, run: Callable[[], CallResult]) -> PendingCall:
     lane.admit(tenant, 1)
-    return lane.submit(tenant, run, asyncio.get_running_loop())
+    return lane.submit(tenant, run, asyncio.get_running_loop(), max_wait=HANG_GUARD, retry_after=1)
 
 
 @pytest.mark.unit
@@ -130,6 +130,30 @@ async def test_a_backlog_with_every_worker_busy_saturates_the_pod_until_it_drain
         lane.close()
 
 
+@pytest.mark.unit
+async def test_a_call_no_worker_takes_within_its_deadline_is_refused_and_gives_its_instance_back() -> None:
+    lane = WorkerLane(RuntimeSettings(workers=1))
+    gate = Gate()
+    given_back = threading.Event()
+    try:
+        first = submit(lane, "a", gate.job("a-first", wait=True))
+        await settle(lambda: gate.order == ["a-first"])
+        loop = asyncio.get_running_loop()
+        lane.admit("a", 3)
+        waiting = lane.submit("a", gate.job("a-late"), loop, max_wait=0.05, retry_after=3, abandon=given_back.set)
+        with pytest.raises(TenantLimit) as refused:  # "a" holds its whole share of the workers
+            await asyncio.wait_for(waiting, HANG_GUARD)
+        assert refused.value.retry_after_seconds == 3
+        assert given_back.is_set()
+        assert load_of(lane, "a") == (1, 0)
+        gate.opened.set()
+        await asyncio.wait_for(first, HANG_GUARD)
+        assert gate.order == ["a-first"]  # the refused call never ran
+    finally:
+        gate.opened.set()
+        lane.close()
+
+
 @pytest.mark.component
 async def test_another_tenants_call_runs_while_eight_guests_of_one_tenant_are_stuck(
         make_runtime: Callable[..., Runtime], tmp_path: Path) -> None:
@@ -144,4 +168,6 @@ async def test_another_tenants_call_runs_while_eight_guests_of_one_tenant_are_st
     assert await asyncio.wait_for(invoke(runtime, "beta", sha, "sleep_ms", [1]), HANG_GUARD) == [1007]
     assert not any(f.done() for f in stuck if isinstance(f, asyncio.Future))  # alpha's are still asleep
     outcomes = await asyncio.wait_for(asyncio.gather(*stuck, return_exceptions=True), HANG_GUARD)
-    assert all(isinstance(outcome, DeadlineExceeded) for outcome in outcomes)
+    # Each either slept to its deadline, or waited for one of alpha's workers as long and was refused.
+    assert all(isinstance(outcome, DeadlineExceeded | TenantLimit) for outcome in outcomes)
+    assert sum(isinstance(outcome, DeadlineExceeded) for outcome in outcomes) >= 3

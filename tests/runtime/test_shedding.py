@@ -37,7 +37,7 @@ def server(tmp_path: Path) -> Iterator[tuple[str, str]]:
     config = {
         "settings": {"workers": 2, "tenantMaxWorkers": 1, "tenantMaxCalls": 3, "maxQueuedCalls": 2,
                      "queueHighWater": 0.5, "queueLowWater": 0, "poolSlots": 16, "maxMemoryBytes": 1 << 20},
-        "limits": {"memoryBytes": 1 << 20, "timeoutMs": 1500},
+        "limits": {"memoryBytes": 1 << 20, "timeoutMs": 4000},
         "tuples": [tuple_entry("alpha", path, sha, 1), tuple_entry("beta", path, sha, 1)],
     }
     config_path = tmp_path / "runtime.json"
@@ -101,7 +101,7 @@ async def test_shed_calls_get_429_or_503_with_retry_after_and_readyz_follows_sat
 
         status, body, retry_after = await post(session, sleep, [MINUTE_MS])
         assert (status, body["error"]["code"]) == (429, "tenant_limit")  # type: ignore[index]
-        assert retry_after == "2"  # the tuple's 1.5 s deadline, rounded up
+        assert retry_after == "4"  # the tuple's deadline
 
         # beta takes the other worker: every worker busy with two calls queued -> saturated.
         beta = asyncio.create_task(post(session, f"{base}/v1/beta/{sha}/sleep_ms", [MINUTE_MS]))
@@ -109,18 +109,29 @@ async def test_shed_calls_get_429_or_503_with_retry_after_and_readyz_follows_sat
         assert ready["saturated"] is True
         status, body, retry_after = await post(session, f"{base}/v1/beta/{sha}/ping", [])
         assert (status, body["error"]["code"]) == (503, "saturated")  # type: ignore[index]
-        assert retry_after == "2"
+        assert retry_after == "4"
 
-        outcomes = await asyncio.wait_for(asyncio.gather(*alphas, beta), HANG_GUARD)
-        assert [status for status, _, _ in outcomes] == [408] * 4
+        # The sleepers are cut at their deadline; alpha's queued calls run then, or are refused once
+        # they have waited as long.
+        statuses = [status for status, _, _ in await asyncio.wait_for(asyncio.gather(*alphas, beta), HANG_GUARD)]
+        assert (statuses[0], statuses[-1]) == (408, 408)
+        assert set(statuses) <= {408, 429}
         ready = await until(session, f"{base}/readyz", 200)
         assert ready["saturated"] is False
 
         _, metrics = await get(session, f"{base}/metrics")
-        assert 'tensor_wasm_calls_shed_total{reason="tenant_limit",tenant="alpha"} 1.0' in metrics
-        assert 'tensor_wasm_calls_shed_total{reason="saturated",tenant="beta"} 1.0' in metrics
+        assert sample(metrics, 'tensor_wasm_calls_shed_total{reason="tenant_limit",tenant="alpha"}') >= 1
+        assert sample(metrics, 'tensor_wasm_calls_shed_total{reason="saturated",tenant="beta"}') == 1
         assert "tensor_wasm_saturated 0.0" in metrics
         assert 'tensor_wasm_worker_busy{tenant="alpha"} 0.0' in metrics
+
+
+def sample(metrics: str, series: str) -> float:
+    """The value of one series in a Prometheus text exposition."""
+    for line in metrics.splitlines():
+        if line.startswith(series + " "):
+            return float(line.rsplit(" ", 1)[1])
+    raise AssertionError(f"no {series} in /metrics")
 
 
 async def until_metric(session: aiohttp.ClientSession, base: str, line: str) -> None:
