@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import ctypes
 import json
 import logging
 import math
@@ -33,6 +34,28 @@ LINGER_SECONDS = 2.0
 """After an error answer the connection is half-closed and its input discarded this long, so that
 the client reads the answer rather than a reset caused by the request bytes it was still sending."""
 CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
+BIG_BODY = 1 << 20
+"""Bodies from this size on count towards `TRIM_AFTER`."""
+TRIM_AFTER = 32 << 20
+"""Request bytes released since the last heap trim that trigger the next one (at the next sweep)."""
+
+
+def _malloc_trim() -> Callable[[], object]:
+    """glibc's malloc_trim(0), or nothing elsewhere.
+
+    Bodies arrive as many small reads, interleaved across connections: freed, they leave holes in
+    the heap that glibc does not return to the system by itself, so a burst of large requests
+    would keep the process's memory high after it ends.
+    """
+    try:
+        trim = ctypes.CDLL(None).malloc_trim
+    except (OSError, AttributeError):
+        return lambda: None
+    trim.argtypes, trim.restype = [ctypes.c_size_t], ctypes.c_int
+    return lambda: trim(0)
+
+
+release_memory = _malloc_trim()
 
 
 def response(status: int, body: bytes, content_type: bytes = JSON, close: bool = False, extra: bytes = b"") -> bytes:
@@ -127,10 +150,15 @@ class Connections:
         """Answers close their connection once nothing else is owed on it."""
         self.closing = False
         """Idle connections close at once."""
+        self.released = 0
+        """Bytes of large request bodies dropped since the last heap trim."""
 
     def sweep(self, now: float) -> None:
         """Advance the clock and apply every timeout (called every `limits.tick` seconds)."""
         self.now = now
+        if self.released >= TRIM_AFTER:
+            self.released = 0
+            release_memory()
         for conn in list(self.open):
             conn.check(now)
         for conn in list(self.lingering):
@@ -212,11 +240,14 @@ class HttpProtocol(asyncio.Protocol):
         self._conns.open.discard(self)
         self._conns.lingering.discard(self)
         self._transport = None
+        self._drop_request()
         self._phase = _DONE
         # The parser's callbacks refer back to this protocol: dropping it frees buffered request
         # bytes now instead of at the next cycle collection.
         self._parser = None
-        self._req = Request()
+        held = sum(r.body_size for r in self._backlog if isinstance(r, Request))
+        if held >= BIG_BODY:
+            self._conns.released += held
         self._backlog.clear()
         self._queue.clear()
 
@@ -254,8 +285,7 @@ class HttpProtocol(asyncio.Protocol):
 
     def eof_received(self) -> bool:
         self._peer_done = True
-        if self._phase in (_HEAD, _BODY):
-            self._phase = _IDLE  # a request cut short: it cannot complete
+        self._drop_request()  # a request cut short cannot complete
         return bool(self._queue or self._backlog)  # keep the write side open for answers still owed
 
     def pause_writing(self) -> None:
@@ -329,6 +359,8 @@ class HttpProtocol(asyncio.Protocol):
         self._phase = _IDLE
         self._since = self._conns.now
         self._fresh = False
+        if req.body_size >= BIG_BODY:
+            self._conns.released += req.body_size
         parser = self._parser
         if self._transport is None or parser is None:
             return  # closed after an earlier answer in the same read: not run
@@ -399,13 +431,21 @@ class HttpProtocol(asyncio.Protocol):
         if self._failed:
             return
         self._failed = True
-        self._phase = _IDLE
+        self._drop_request()
         if self._backlog:
             self._backlog.append(reply)
         elif self._queue:
             self._queue.append((False, reply))
         else:
             self._write(reply, False)
+
+    def _drop_request(self) -> None:
+        """Forget the request being received, if any: its bytes are freed now, not at the close."""
+        if self._phase in (_HEAD, _BODY):
+            if self._req.body_size >= BIG_BODY:
+                self._conns.released += self._req.body_size
+            self._req = Request()
+            self._phase = _IDLE
 
     def _close(self) -> None:
         transport = self._transport
