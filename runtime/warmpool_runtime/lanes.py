@@ -67,7 +67,7 @@ class SlowExports:
 class _Tenant:
     """One tenant's share of the worker lane: its queued calls and how many of its calls run."""
 
-    __slots__ = ("name", "queue", "queued", "running", "scheduled", "shed")
+    __slots__ = ("name", "queue", "running", "scheduled", "shed")
 
     def __init__(self, name: str) -> None:
         self.name = name
@@ -111,11 +111,11 @@ class WorkerLane:
     tenant's backlog never sits in front of another's call, and no tenant runs on more than its
     share of the workers, so a tenant whose guests all hang until their deadline still leaves
     workers to the others. A tenant with `tenant_max_calls` calls running or queued is refused
-    (`TenantLimit`, 429). No call waits for a worker longer than its own deadline: one that does is
-    refused then, as if it had arrived then. The pod is under pressure only while every worker is busy: then the queued
+    (`TenantLimit`, 429). The pod is under pressure only while every worker is busy: then the queued
     calls are its backlog, and past `max_queued` a call is refused (`Saturated`, 503); while a worker
     is idle, queued calls wait only for their own tenant's share, so one tenant alone can make the
-    pod neither refuse others nor turn unready.
+    pod neither refuse others nor turn unready. No call waits for a worker longer than its own
+    deadline: one still queued then is refused then, the same way.
     """
 
     def __init__(self, settings: RuntimeSettings, tenants: Iterable[str] = ()) -> None:
