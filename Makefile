@@ -9,7 +9,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck unit install clean bench
+.PHONY: demo test lint typecheck unit install clean bench wasm-toolchain
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -26,7 +26,17 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
-test: lint typecheck
+# Tests compile C guests to wasm32-wasi with Debian's clang-14, lld-14 and wasi-libc.
+WASM_CC_PACKAGES := clang-14 lld-14 wasi-libc libclang-rt-14-dev-wasm32
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+wasm-toolchain:
+	@dpkg -s $(WASM_CC_PACKAGES) >/dev/null 2>&1 || { \
+		echo "installing the wasm32-wasi C toolchain: $(WASM_CC_PACKAGES)"; \
+		$(SUDO) apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends $(WASM_CC_PACKAGES); }
+
+test: lint typecheck wasm-toolchain
 	$(BIN)/pytest -m "not bench" $(PYTEST_ARGS)
 
 unit: $(STAMP)
