@@ -51,18 +51,20 @@ class Replica:
         return [line for line in text.splitlines() if " create " in line or " patch " in line]
 
 
-def start_replica(cluster: LocalCluster, namespace: str, name: str) -> Replica:
+def start_replica(cluster: LocalCluster, namespace: str, name: str, *, kubeconfig: Path | None = None,
+                  env: dict[str, str] | None = None, verbose: bool = False) -> Replica:
+    """`warmpool operator run` for `namespace` as its own process (leader election on unless `env` says)."""
     health, metrics = procs.free_port(), procs.free_port()
     log = cluster.layout.log(f"operator-{name}")
-    env = {
-        **os.environ, "KUBECONFIG": str(cluster.kubeconfig),
+    environment = {
+        **os.environ, "KUBECONFIG": str(kubeconfig or cluster.kubeconfig),
         "WARMPOOL_OPERATOR_LEADER_ELECTION": "true", "WARMPOOL_OPERATOR_LEASE_NAME": LEASE,
-        "WARMPOOL_OPERATOR_LEASE_NAMESPACE": namespace, "WARMPOOL_OPERATOR_IDENTITY": name,
+        "WARMPOOL_OPERATOR_LEASE_NAMESPACE": namespace, "WARMPOOL_OPERATOR_IDENTITY": name, **(env or {}),
     }
     argv = [*warmpool_command(), "operator", "run", f"--namespace={namespace}", "--log-format=plain",
             "--health-host=127.0.0.1", f"--health-port={health}",
-            "--metrics-host=127.0.0.1", f"--metrics-port={metrics}"]
-    record = procs.start_detached(argv, log=log, pid_file=cluster.layout.pid(f"operator-{name}"), env=env)
+            "--metrics-host=127.0.0.1", f"--metrics-port={metrics}", *(["--verbose"] if verbose else [])]
+    record = procs.start_detached(argv, log=log, pid_file=cluster.layout.pid(f"operator-{name}"), env=environment)
     replica = Replica(name, health, log, record)
     cluster.wait_for(f"replica {name} live", replica.state, timeout_s=90)
     return replica
