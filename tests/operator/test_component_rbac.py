@@ -1,8 +1,6 @@
-"""RBAC refusing the operator a verb on a child kind: the pool says which, and other pools go on.
+"""RBAC refusing the operator a verb on a child kind (emulated 403): the pool says which, other pools go on.
 
-An e2e twin needs the operator to run under a ServiceAccount whose token the local control plane
-would have to issue; the emulated API refuses exactly one verb in one namespace instead, which is
-what the operator sees from a real API server's RBAC (a 403 Forbidden naming the resource).
+tests/e2e/test_operator_rbac.py does the same with real RBAC on the local control plane.
 """
 
 from __future__ import annotations
@@ -28,18 +26,19 @@ async def test_a_forbidden_child_write_stalls_that_pool_only(cluster: EmulatedCl
             raise NotImplementedError  # the emulator's normal handling
         raise kmock.KubernetesError(
             status=403, reason="Forbidden",
-            message='services is forbidden: User "system:serviceaccount:ops:warmpool" cannot create resource '
+            message='services is forbidden: User "system:serviceaccount:ops:warmpool" cannot patch resource '
                     '"services" in API group "" in the namespace "pools"',
         )
 
-    cluster.emulator[kmock.action.CREATE, kmock.resource("v1/services")] << refuse_services_in_pools
+    # Children are written by server-side apply: a PATCH, which creates them too.
+    cluster.emulator[kmock.action.UPDATE, kmock.resource("v1/services")] << refuse_services_in_pools
     await cluster.api.create(WARMPOOLS, "pools", warmpool_manifest("denied"))
     await cluster.api.create(WARMPOOLS, "other", warmpool_manifest("allowed"))
     async with operator_running(cluster, namespaces=["pools", "other"]):
         pool = await wait_for(lambda: pool_with(cluster, "denied", "Stalled", "True", reason="Forbidden"),
                               what="Stalled=Forbidden")
         message = condition(pool, "Stalled")["message"]
-        assert message.startswith("the operator may not create services in namespace pools: services is forbidden")
+        assert message.startswith("the operator may not patch services in namespace pools: services is forbidden")
         assert condition(pool, "Ready")["status"] == "False"
         await wait_for(lambda: events_for(cluster, "denied", "Forbidden"), what="a Warning Event")
 
