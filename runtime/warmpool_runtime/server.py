@@ -134,8 +134,10 @@ def _json_args(body: bytes) -> list[Any]:
         doc = json.loads(body)
     except RecursionError as exc:
         raise BadArguments("body is not accepted: JSON nested too deeply") from exc
-    except ValueError as exc:  # JSONDecodeError, UnicodeDecodeError, an integer over the digit limit
-        raise BadArguments(f"body is not accepted JSON: {exc}") from exc
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise BadArguments(f"body is not JSON: {exc}") from exc
+    except ValueError as exc:  # an integer over Python's digit limit for conversion
+        raise BadArguments("body is not accepted: a number in it has too many digits") from exc
     if not isinstance(doc, dict) or not isinstance(doc.get("args", []), list):
         raise BadArguments('body must be a JSON object {"args": [numbers...]}')
     args: list[Any] = doc.get("args", [])
