@@ -82,7 +82,7 @@ async def scenario_configmap_missing(cluster: Cluster) -> None:
 
 async def _runtime_stalls(
     cluster: Cluster, name: str, *, url: str, sha: str, workdir: Path, reason: str
-) -> None:
+) -> dict[str, Any]:
     """Start a runtime pod with the rendered config; the pool stalls with `reason` (operator running)."""
     manifest = warmpool_manifest(name, module={"sha256": sha, "source": {"url": url}}, replicas=1)
     await cluster.api.create(WARMPOOLS, cluster.namespace, manifest)
@@ -93,16 +93,32 @@ async def _runtime_stalls(
     message = condition(found, "Stalled")["message"]
     assert any(f"pod {pod['metadata']['name']} " in message for pod in await pool_pods(cluster, name))
     assert sha[:12] in message
+    return found
 
 
 async def scenario_module_unreachable(cluster: Cluster, workdir: Path) -> None:
-    """The runtime pod cannot fetch the module: its /readyz says so, and so does the pool."""
+    """The runtime pod cannot fetch the module from a signed URL: its /readyz says so, and so does the pool,
+    naming the source without its credentials; reconciliation retries with backoff."""
     closed = free_port("127.0.0.1")  # nothing listens there once the probe socket is closed
-    url = f"http://127.0.0.1:{closed}/echo.wasm"
-    async with cluster.operator():
-        await _runtime_stalls(
+    url = f"http://reader:pa55w0rd@127.0.0.1:{closed}/echo.wasm?X-Amz-Credential=AKIAX&X-Amz-Signature=s3cr3t"
+    async with cluster.operator() as running:
+        pool = await _runtime_stalls(
             cluster, "unreachable", url=url, sha=MODULE_SHA, workdir=workdir, reason="ModuleUnreachable"
         )
+        message = condition(pool, "Stalled")["message"]
+        assert f"http://127.0.0.1:{closed}/echo.wasm?<redacted>" in message
+        events = await events_for(cluster, "unreachable")
+        shown = [message, *(str(event.get("message")) for event in events)]
+        assert not [text for text in shown if "s3cr3t" in text or "pa55w0rd" in text or "AKIAX" in text], shown
+
+        async def retried() -> bool:
+            return await running.reconciles(result="stalled") >= 2
+
+        await wait_for(retried, what="retries of the stalled pool")
+        # The runtime itself must fetch the real thing: its rendered config keeps the full URL.
+        children = await all_children(cluster, "unreachable")
+        assert children is not None
+        assert "X-Amz-Signature=s3cr3t" in children["configmaps"]["data"]["runtime.yaml"]
 
 
 async def scenario_hash_mismatch(cluster: Cluster, workdir: Path) -> None:
