@@ -30,11 +30,23 @@ def test_more_pods_need_fewer_warm_per_pod() -> None:
 
 def test_pods_for_is_the_fewest_that_fit() -> None:
     loads = [20.0] * 10
-    pods = pods_for(loads, target=0.01, floor=1, cap=1024, pod_capacity=100, low=2, high=64)
+    pods, fits = pods_for(loads, target=0.01, floor=1, cap=1024, pod_capacity=100, low=2, high=64)
+    assert fits
     assert sum(warm_counts(loads, pods, 0.01, 1, 1024)) <= 100
     assert sum(warm_counts(loads, pods - 1, 0.01, 1, 1024)) > 100
 
 
 def test_pods_for_keeps_the_minimum_and_stops_at_the_maximum() -> None:
-    assert pods_for([0.1], target=0.01, floor=1, cap=64, pod_capacity=1024, low=2, high=8) == 2
-    assert pods_for([1000.0] * 50, target=0.01, floor=1, cap=1024, pod_capacity=10, low=2, high=8) == 8
+    assert pods_for([0.1], target=0.01, floor=1, cap=64, pod_capacity=1024, low=2, high=8) == (2, True)
+    assert pods_for([1000.0] * 50, target=0.01, floor=1, cap=1024, pod_capacity=10, low=2, high=8) == (8, False)
+
+
+def test_pods_that_would_not_help_are_not_asked_for() -> None:
+    # 300 idle tuples with a floor of 1 never fit 200 instances: the sum stays 300 at any pod count.
+    loads = [0.0] * 299 + [30.0]
+    pods, fits = pods_for(loads, target=0.01, floor=1, cap=1024, pod_capacity=200, low=2, high=64)
+    assert not fits
+    least = sum(warm_counts(loads, 64, 0.01, 1, 1024))
+    assert sum(warm_counts(loads, pods, 0.01, 1, 1024)) == least
+    assert sum(warm_counts(loads, pods - 1, 0.01, 1, 1024)) > least
+    assert pods < 64

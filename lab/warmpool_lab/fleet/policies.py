@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from warmpool_lab.fleet.model import FleetModel
 from warmpool_operator.fleet.decide import FleetState, decide
 from warmpool_operator.fleet.observations import FleetObservations, PodScrape, TupleKey
+from warmpool_operator.fleet.placement import place_under_cap
 from warmpool_operator.fleet.spec import FleetSpec, FleetTuning
 
 
@@ -42,7 +43,9 @@ class DecidePolicy:
     def start(self, tenants: Sequence[str]) -> tuple[int, list[int]]:
         # The simulator's scrapes name tuples by tenant with an empty module; the spec's tuples match.
         self.keys = [TupleKey(name, "") for name in tenants]
-        return self.spec.min_pods, [self.spec.warm_floor] * len(tenants)
+        floors = dict.fromkeys(self.keys, self.spec.warm_floor)
+        placed = place_under_cap(floors, {}, capacity=self.spec.pod_capacity, floor=self.spec.warm_floor)
+        return self.spec.min_pods, [placed.warm[key] for key in self.keys]
 
     def tick(self, now: float, scrapes: Sequence[PodScrape], pods_asked: int) -> tuple[int, list[int]]:
         observations = FleetObservations(tuples=self.keys, pods=scrapes, pods_asked=pods_asked)

@@ -34,7 +34,7 @@ class FleetReason(enum.Enum):
     SCALE_UP = "the tuples' warm counts would pass a pod's capacity: pods added"
     SCALE_DOWN = "the tuples fit in fewer pods: pods removed"
     DOWN_DELAYED = "the tuples fit in fewer pods: waiting out the scale-down delay"
-    AT_MAX_PODS = "the tuples do not fit even at max pods: the coldest give up instances"
+    DOES_NOT_FIT = "the tuples do not fit a pod at any pod count up to max pods: the coldest give up instances"
 
 
 class WarmReason(enum.Enum):
@@ -280,17 +280,30 @@ def decide(
 
     load_list = list(needs.values())
 
-    def fewest(high: int, fill: float) -> int:
+    # Floors that cannot all fit a pod do not shrink with more pods: pods are sized without them,
+    # and the placement takes the floors of the coldest tuples.
+    pod_floor = floor if floor * len(load_list) <= spec.pod_capacity else 0
+
+    def fewest(high: int, fill: float) -> tuple[int, bool]:
         return pods_for(
-            load_list, target=sizing_target, floor=floor, cap=cap, pod_capacity=spec.pod_capacity,
+            load_list, target=sizing_target, floor=pod_floor, cap=cap, pod_capacity=spec.pod_capacity,
             low=spec.min_pods, high=high, fill=fill,
         )
 
-    needed = fewest(spec.max_pods, 1.0)
+    needed, fits = fewest(spec.max_pods, 1.0)
+    if not fits:
+        # Every tuple with any load needs an instance on every pod, at any pod count: more pods
+        # cannot make them all fit. Pods are sized for the tuples that need more than two at the
+        # minimum pods; the placement takes instances from the coldest of the rest.
+        low = spec.min_pods
+        hot = [load for load in load_list if warm_for_load(load / low, sizing_target, 0, cap) > 2]
+        needed = pods_for(
+            hot, target=sizing_target, floor=0, cap=cap, pod_capacity=spec.pod_capacity, low=low, high=spec.max_pods
+        )[0]
     down_since = None
     if needed > asked:
         pods, reason = needed, FleetReason.SCALE_UP
-    elif needed < asked and (fewer := fewest(asked, tuning.down_fill)) < asked:
+    elif needed < asked and (fewer := fewest(asked, tuning.down_fill)[0]) < asked:
         down_since = state.down_since if state.down_since is not None else now
         if now - down_since >= spec.scale_down_delay_seconds:
             pods, reason, down_since = fewer, FleetReason.SCALE_DOWN, None
@@ -312,8 +325,8 @@ def decide(
     placed = place_under_cap(wanted, needs, capacity=spec.pod_capacity, floor=floor, needed=essential)
     for key in placed.evicted:
         reasons[key] = WarmReason.EVICTED
-    if placed.evictions and needed >= spec.max_pods:
-        reason = FleetReason.AT_MAX_PODS
+    if not fits:
+        reason = FleetReason.DOES_NOT_FIT
     next_state = FleetState(
         last_tick=now, pods=tick.pods, tuples=tuples, holding=holding, down_since=down_since
     )

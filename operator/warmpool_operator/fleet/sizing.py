@@ -31,26 +31,33 @@ def warm_counts(loads: Iterable[float], pods: int, target: float, floor: int, ca
 def pods_for(
     loads: list[float], *, target: float, floor: int, cap: int, pod_capacity: int, low: int, high: int,
     fill: float = 1.0,
-) -> int:
-    """Fewest pods in [low, high] whose tuples' warm counts sum to at most `fill` × `pod_capacity`.
+) -> tuple[int, bool]:
+    """Fewest pods in [low, high] whose tuples' warm counts sum to at most `fill` × `pod_capacity`,
+    and True; or, when no count fits, the fewest past which more pods would not lower the sum, and False.
 
     More pods spread each tuple's load thinner, so its warm count per pod falls: the sum is
-    non-increasing in the pod count and a bisection finds the fewest (`high` when none fits).
+    non-increasing in the pod count and a bisection finds the fewest. The floors do not shrink
+    with more pods, so tuples whose floors alone pass the capacity never fit: pods that would not
+    help are not asked for, and the placement under the cap decides who gives up instances.
     """
     budget = fill * pod_capacity
 
-    def fits(pods: int) -> bool:
-        return sum(warm_counts(loads, pods, target, floor, cap)) <= budget
+    def total(pods: int) -> int:
+        return sum(warm_counts(loads, pods, target, floor, cap))
 
-    if fits(low):
-        return low
+    if total(low) <= budget:
+        return low, True
+    least = total(high)
+    fits = least <= budget
+
+    def enough(pods: int) -> bool:
+        return total(pods) <= budget if fits else total(pods) <= least
+
     lo, hi = low, high
-    if not fits(hi):
-        return high
     while hi - lo > 1:
         mid = (lo + hi) // 2
-        if fits(mid):
+        if enough(mid):
             hi = mid
         else:
             lo = mid
-    return hi
+    return hi, fits
