@@ -74,3 +74,13 @@ def test_markdown_table_and_goals() -> None:
     assert "NOT MET" not in text
     failing = format_markdown([BenchRow("x", "fleet", 0.02, 0.02, 1000.0, 1.4, 0.02, 1024, 1024)])
     assert failing.count("NOT MET") == 2
+
+
+def test_warmpool_cli_dispatches_simulate_fleet(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from warmpool.cli import main
+
+    path = tmp_path / "small.csv"
+    generate(SMALL, 2).save(path)
+    assert main(["simulate", "--fleet", "--trace", str(path), "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert {"miss_ratio", "tenant_p95_miss_ratio", "memory_mb_seconds"} <= set(out)
