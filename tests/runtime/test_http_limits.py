@@ -277,6 +277,18 @@ async def test_a_client_that_pipelines_and_never_reads_cannot_stall_others(start
     del reader
 
 
+async def test_a_client_that_stops_reading_its_answers_is_disconnected(start: Start) -> None:
+    served = await start(**SHORT_TIMEOUTS)
+    reader, writer = await served.connect()
+    writer.transport.set_write_buffer_limits(high=1 << 30)  # keep writing whatever the server does
+    flood = b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n" * 20000
+    writer.write(flood)
+    await settle(lambda: any(not c.reading for c in served.server.connections.open), GUARD)
+    await settle(lambda: not served.server.connections.open, GUARD)  # closed from the server's side
+    writer.transport.abort()
+    del reader
+
+
 async def test_pipelined_answers_keep_their_order_under_flow_control(start: Start) -> None:
     served = await start()
     reader, writer = await served.connect()
