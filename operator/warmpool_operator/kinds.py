@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 from warmpool_operator.spec import GROUP, PLURAL, VERSION
@@ -65,6 +66,11 @@ def request_resource(path: str) -> str:
     return f"{plural}.{group}{sub}" if group else f"{plural}{sub}"
 
 
+# The authorizer's words: `cannot create resource "services" in API group "" in the namespace "x"`
+# (a server-side apply is a PATCH, yet what RBAC refused may be the create it implies).
+_RBAC_REFUSAL = re.compile(r'cannot (\w+) resource "([^"]+)"(?: in API group "([^"]*)")?')
+
+
 class ApiError(Exception):
     """A non-success answer from the API server; the message carries status, reason, request and cause."""
 
@@ -79,10 +85,17 @@ class ApiError(Exception):
 
     @property
     def verb(self) -> str:
+        """The verb RBAC refused as the API server names it, else the request's own."""
+        said = _RBAC_REFUSAL.search(self.message)
+        if said:
+            return said[1]
         return request_verb(self.method, self.path) if self.method else "?"
 
     @property
     def resource(self) -> str:
+        said = _RBAC_REFUSAL.search(self.message)
+        if said:
+            return f"{said[2]}.{said[3]}" if said[3] else said[2]
         return request_resource(self.path) if self.path else "?"
 
 

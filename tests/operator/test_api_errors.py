@@ -44,6 +44,15 @@ def test_an_api_error_carries_status_reason_request_and_message() -> None:
     assert (error.verb, error.resource) == ("create", "services")
 
 
+def test_a_refusal_names_what_rbac_refused_even_when_the_request_was_another_verb() -> None:
+    error = Forbidden(403, "Forbidden", 'services is forbidden: User "u" cannot create resource "services" in API '
+                      'group "" in the namespace "a"', method="PATCH", path="/api/v1/namespaces/a/services/x")
+    assert (error.verb, error.resource) == ("create", "services")
+    apps = Forbidden(403, "Forbidden", 'cannot patch resource "deployments" in API group "apps"', method="PATCH",
+                     path="/apis/apps/v1/namespaces/a/deployments/x")
+    assert (apps.verb, apps.resource) == ("patch", "deployments.apps")
+
+
 def test_an_api_error_without_a_message_says_so() -> None:
     assert str(ApiError(500, "", "")) == "500 error: (no message from the API server)"
 

@@ -26,19 +26,20 @@ async def test_a_forbidden_child_write_stalls_that_pool_only(cluster: EmulatedCl
             raise NotImplementedError  # the emulator's normal handling
         raise kmock.KubernetesError(
             status=403, reason="Forbidden",
-            message='services is forbidden: User "system:serviceaccount:ops:warmpool" cannot patch resource '
+            message='services is forbidden: User "system:serviceaccount:ops:warmpool" cannot create resource '
                     '"services" in API group "" in the namespace "pools"',
         )
 
-    # Children are written by server-side apply: a PATCH, which creates them too.
-    cluster.emulator[kmock.action.UPDATE, kmock.resource("v1/services")] << refuse_services_in_pools
+    # Whether the child is created by a POST or by a server-side apply (a PATCH), RBAC says `create`.
+    for action in (kmock.action.CREATE, kmock.action.UPDATE):
+        cluster.emulator[action, kmock.resource("v1/services")] << refuse_services_in_pools
     await cluster.api.create(WARMPOOLS, "pools", warmpool_manifest("denied"))
     await cluster.api.create(WARMPOOLS, "other", warmpool_manifest("allowed"))
     async with operator_running(cluster, namespaces=["pools", "other"]):
         pool = await wait_for(lambda: pool_with(cluster, "denied", "Stalled", "True", reason="Forbidden"),
                               what="Stalled=Forbidden")
         message = condition(pool, "Stalled")["message"]
-        assert message.startswith("the operator may not patch services in namespace pools: services is forbidden")
+        assert message.startswith("the operator may not create services in namespace pools: services is forbidden")
         assert condition(pool, "Ready")["status"] == "False"
         await wait_for(lambda: events_for(cluster, "denied", "Forbidden"), what="a Warning Event")
 
