@@ -135,3 +135,15 @@ def test_a_timer_is_learned_within_two_periods() -> None:
     assert third.warm[BUSY] >= needed
     between = by_time[2 * period - 40.0]
     assert between.warm[BUSY] < needed
+
+
+def test_overcommitted_floors_do_not_add_pods_that_would_not_help() -> None:
+    # 30 busy tuples with a floor of 1 cannot all fit 20 instances at any pod count.
+    spec = FleetSpec(max_total_warm=20, max_pods=64)
+    tuples = [TupleKey(f"t{i}", "m") for i in range(30)]
+    fleet = Fleet(spec, tuples)
+    for _ in range(5):
+        decision = fleet.tick(dict.fromkeys(tuples, 0.5))
+        assert decision.warm_per_pod <= 20
+    assert decision.pods <= 6
+    assert decision.evictions > 0

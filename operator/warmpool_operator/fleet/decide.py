@@ -291,15 +291,14 @@ def decide(
         )
 
     needed, fits = fewest(spec.max_pods, 1.0)
-    if not fits:
-        # Every tuple with any load needs an instance on every pod, at any pod count: more pods
-        # cannot make them all fit. Pods are sized for the tuples that need more than two at the
-        # minimum pods; the placement takes instances from the coldest of the rest.
+    if not fits or pod_floor != floor:
+        # Overcommitted: every tuple with any load needs an instance on every pod, so spreading
+        # a tuple thinner stops paying once it is down to single instances, which every added pod
+        # holds again. No more pods than the instances wanted on the minimum fleet need at a pod's
+        # capacity each; the placement takes instances from the coldest.
         low = spec.min_pods
-        hot = [load for load in load_list if warm_for_load(load / low, sizing_target, 0, cap) > 2]
-        needed = pods_for(
-            hot, target=sizing_target, floor=0, cap=cap, pod_capacity=spec.pod_capacity, low=low, high=spec.max_pods
-        )[0]
+        wanted_total = sum(warm_for_load(load / low, sizing_target, pod_floor, cap) for load in load_list) * low
+        needed = min(needed, max(low, math.ceil(wanted_total / spec.pod_capacity)))
     down_since = None
     if needed > asked:
         pods, reason = needed, FleetReason.SCALE_UP
