@@ -51,11 +51,9 @@ def installed_version() -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    # Shared fleets (many tenants per pod) have their own options: `simulate --fleet`, `bench fleet`.
-    if (argv[:1] == ["simulate"] and "--fleet" in argv) or argv[:2] == ["bench", "fleet"]:
-        from warmpool_lab.fleet.commands import bench_fleet_main, simulate_fleet_main
-
-        return simulate_fleet_main(argv[1:]) if argv[0] == "simulate" else bench_fleet_main(argv[2:])
+    fleet_code = lab_cli.run_fleet_command(argv)
+    if fleet_code is not None:
+        return fleet_code
     args = build_parser().parse_args(argv)
     code: int = args.func(args)
     return code

@@ -1,9 +1,10 @@
-"""`warmpool simulate` and `warmpool bench scaling`: argparse only, the lab's heavy imports wait for a run."""
+"""`warmpool simulate` and `warmpool bench scaling|fleet`: argparse only, the lab's heavy imports wait for a run."""
 
 from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +36,12 @@ def add_simulate_command(top: Any) -> None:
         "fleet, searched), clairvoyant (reference)",
     )
     _fleet_options(parser)
+    parser.add_argument(
+        "--fleet",
+        action="store_true",
+        help="the shared-fleet model for a multi-tenant trace (t,duration,tenant) instead: its own options, "
+        "see `warmpool simulate --fleet --help`",
+    )
     parser.add_argument("--initial-replicas", type=int, default=1, help="pods Ready at t=0 (default 1)")
     parser.add_argument("--timeline", type=Path, help="write the replicas asked for over time as CSV t,replicas")
     parser.add_argument("--plot", type=Path, help="write a PNG of load, replicas and misses over time")
@@ -55,6 +62,31 @@ def add_bench_commands(bench_sub: Any) -> None:
     _fleet_options(parser)
     parser.add_argument("--json", action="store_true", help="print the table as JSON")
     parser.set_defaults(func=_bench)
+
+    fleet = bench_sub.add_parser(
+        "fleet",
+        add_help=False,
+        help="shared fleets on multi-tenant traces: the fleet policy against static, dedicated and clairvoyant "
+        "fleets (options: `warmpool bench fleet --help`)",
+    )
+    fleet.set_defaults(func=lambda args: run_fleet_command(["bench", "fleet"]))
+
+
+def run_fleet_command(argv: Sequence[str]) -> int | None:
+    """`simulate --fleet` and `bench fleet` parse their own options (the shared-fleet model's); None for others."""
+    if argv[:1] == ["simulate"] and "--fleet" in argv:
+        try:
+            from warmpool_lab.fleet.commands import simulate_fleet_main
+        except ModuleNotFoundError as exc:
+            return _missing_extra("simulate --fleet", exc)
+        return simulate_fleet_main(argv[1:])
+    if argv[:2] == ["bench", "fleet"]:
+        try:
+            from warmpool_lab.fleet.commands import bench_fleet_main
+        except ModuleNotFoundError as exc:
+            return _missing_extra("bench fleet", exc)
+        return bench_fleet_main(argv[2:])
+    return None
 
 
 def _simulate(args: argparse.Namespace) -> int:
