@@ -1,8 +1,9 @@
-"""Pure comparison of desired child objects with what the API holds, and the writes that follow.
+"""Pure comparison of what the operator applies with what the API holds: is a write needed?
 
-Only the fields the operator renders are compared: fields the API server defaults, and labels or
-annotations that others add, are not drift. A desired `None` means "must be absent"; an `Exact`
-map is owned whole (a key someone added is drift, and the patch removes it).
+Only the fields the operator applies are compared: fields the API server defaults, labels or
+annotations others add, and items others add to lists keyed by name (a sidecar container, a
+volume) are not drift. A desired `None` means "must be absent"; an `Exact` map is owned whole
+(server-side apply treats it as atomic, so a key someone added is drift that the next apply removes).
 """
 
 from __future__ import annotations
@@ -52,6 +53,8 @@ def drift(desired: Any, actual: Any, path: str = "") -> list[str]:
             found += [f"{path}.{key}" for key in actual if key not in desired]
         return found
     if isinstance(desired, list):
+        if _keyed(desired) and isinstance(actual, list):
+            return _keyed_drift(desired, actual, path)
         if not isinstance(actual, list) or len(actual) != len(desired):
             return [path]
         found = []
@@ -59,36 +62,6 @@ def drift(desired: Any, actual: Any, path: str = "") -> list[str]:
             found += drift(want, have, f"{path}[{index}]")
         return found
     return [] if _same_scalar(desired, actual, path) else [path]
-
-
-def creation_body(desired: Any) -> Any:
-    """The object to POST: "must be absent" markers are simply left out."""
-    if isinstance(desired, Mapping):
-        return {key: creation_body(value) for key, value in desired.items() if value is not None}
-    if isinstance(desired, list):
-        return [creation_body(item) for item in desired]
-    return desired
-
-
-def merge_patch(desired: Mapping[str, Any], actual: Any = None) -> dict[str, Any]:
-    """A JSON merge patch (RFC 7386) applying `desired` to `actual`.
-
-    Maps merge, so labels and annotations others set survive, except in `Exact` maps, where keys
-    `actual` has beyond the rendered ones are deleted; `None` deletes; lists replace wholesale,
-    so inside them the markers are dropped instead.
-    """
-    have = actual if isinstance(actual, Mapping) else {}
-    out: dict[str, Any] = {}
-    if isinstance(desired, Exact):
-        out.update((key, None) for key in have if key not in desired)
-    for key, value in desired.items():
-        if isinstance(value, Mapping):
-            out[key] = merge_patch(value, have.get(key))
-        elif isinstance(value, list):
-            out[key] = creation_body(value)
-        else:
-            out[key] = value
-    return out
 
 
 def is_controlled_by(obj: Mapping[str, Any], uid: str) -> bool:
@@ -123,6 +96,20 @@ def _same_scalar(desired: Any, actual: Any, path: str) -> bool:
         want, have = parse_quantity(str(desired)), parse_quantity(str(actual))
         return want is not None and want == have
     return False
+
+
+def _keyed(items: list[Any]) -> bool:
+    """Lists of named objects (containers, volumes, ports, mounts) merge by name under server-side apply."""
+    return bool(items) and all(isinstance(item, Mapping) and isinstance(item.get("name"), str) for item in items)
+
+
+def _keyed_drift(desired: list[Any], actual: list[Any], path: str) -> list[str]:
+    by_name = {item.get("name"): item for item in actual if isinstance(item, Mapping)}
+    found: list[str] = []
+    for want in desired:
+        name = want["name"]
+        found += drift(want, by_name.get(name), f"{path}[name={name}]")
+    return found
 
 
 def _empty(value: Any) -> bool:

@@ -43,3 +43,22 @@ def deployment_replicas(spec: WarmPoolSpec, existing: Mapping[str, Any] | None) 
     if existing is not None:
         return None
     return max(1, spec.autoscaling.min_replicas)
+
+
+def carried_replicas(spec: WarmPoolSpec, existing: Mapping[str, Any] | None) -> int | None:
+    """The replicas sent along in the Deployment's apply without being part of its intent.
+
+    None when the spec owns them (they are rendered). Under the autoscaler: the first size for a
+    Deployment not yet created, else the Deployment's current value, unchanged. Server-side apply
+    deletes a field the applier set before and leaves out now unless another manager holds it too,
+    and the API server would then default the Deployment to one replica; the autoscaler's own
+    write takes ownership only when it changes the value. So reconciliation keeps sending the
+    value it finds, never decides it, and never writes because of it (it is left out of the applied
+    hash and of the drift check). The autoscaler writes under the same per-pool lock.
+    """
+    if replica_owner(spec) is ReplicaOwner.SPEC:
+        return None
+    if existing is None:
+        return deployment_replicas(spec, existing)
+    replicas = (existing.get("spec") or {}).get("replicas")
+    return replicas if isinstance(replicas, int) and not isinstance(replicas, bool) else None

@@ -1,7 +1,9 @@
 """One level-based reconciliation of a WarmPool: apply its children, observe, write status.
 
-Idempotent: it compares the rendered fields with what the API holds and writes only on drift,
-so running it again (timer, child event, restart) with nothing changed makes no write at all.
+Children are written by server-side apply, so fields other managers add (a sidecar, a volume,
+an annotation) stay. Idempotent: a child is applied only when its intent changed (its applied-hash
+annotation differs) or a field the operator owns drifted, so running it again (timer, child event,
+restart) with nothing changed makes no write at all.
 """
 
 from __future__ import annotations
@@ -11,10 +13,10 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
 
-from warmpool_operator.diff import creation_body, drift, is_controlled_by, merge_patch
+from warmpool_operator.diff import drift, is_controlled_by
 from warmpool_operator.health import Problem, current_pods, diagnose, progress_of
-from warmpool_operator.kinds import CONFIGMAPS, DEPLOYMENTS, KINDS_BY_NAME, PODS, WARMPOOLS, Conflict, Invalid, Kind
-from warmpool_operator.ownership import deployment_replicas
+from warmpool_operator.kinds import CONFIGMAPS, DEPLOYMENTS, KINDS_BY_NAME, PODS, WARMPOOLS, Invalid, Kind
+from warmpool_operator.ownership import ReplicaOwner, carried_replicas, replica_owner
 from warmpool_operator.probing import Prober
 from warmpool_operator.render import (
     ANNOTATION_CONFIG_HASH,
@@ -24,7 +26,6 @@ from warmpool_operator.render import (
     MANAGED_BY,
     RenderOptions,
     deployment_name,
-    forget_dropped_pod_metadata,
     render_children,
     selector_string,
 )
@@ -39,11 +40,7 @@ class Store(Protocol):
 
     async def list(self, kind: Kind, namespace: str, *, label_selector: str | None = None) -> list[dict[str, Any]]: ...
 
-    async def create(self, kind: Kind, namespace: str, body: Mapping[str, Any]) -> dict[str, Any]: ...
-
-    async def merge_patch(
-        self, kind: Kind, namespace: str, name: str, patch: Mapping[str, Any], *, subresource: str | None = None
-    ) -> dict[str, Any]: ...
+    async def apply(self, kind: Kind, namespace: str, name: str, body: Mapping[str, Any]) -> dict[str, Any]: ...
 
     async def patch_status(
         self, kind: Kind, namespace: str, name: str, status: Mapping[str, Any]
@@ -52,7 +49,7 @@ class Store(Protocol):
 
 @dataclass(frozen=True, slots=True)
 class Write:
-    verb: str  # "create" or "patch"
+    verb: str  # "create" or "apply"
     kind: str
     name: str
     fields: tuple[str, ...] = ()
@@ -93,9 +90,18 @@ def check_tenant_unchanged(pool: WarmPool, deployment: Mapping[str, Any] | None)
 
 
 async def apply(
-    store: Store, desired: Mapping[str, Any], actual: Mapping[str, Any] | None, owner_uid: str
+    store: Store,
+    desired: Mapping[str, Any],
+    actual: Mapping[str, Any] | None,
+    owner_uid: str,
+    *,
+    carried: Mapping[str, Any] | None = None,
 ) -> tuple[dict[str, Any] | None, Write | None, Problem | None]:
-    """Create or patch one child; returns (object now, write made, problem)."""
+    """Apply one child when needed; returns (object now, write made, problem).
+
+    `carried` holds fields sent along without being owned intent (see `ownership.carried_replicas`):
+    they are merged into the body but never cause a write.
+    """
     kind = KINDS_BY_NAME[desired["kind"]]
     namespace, name = desired["metadata"]["namespace"], desired["metadata"]["name"]
     if actual is not None and not is_controlled_by(actual, owner_uid):
@@ -104,23 +110,24 @@ async def apply(
         if labels.get(LABEL_MANAGED_BY) != MANAGED_BY or labels.get(LABEL_INSTANCE) != pool_name:
             message = f"{desired['kind']} {name} exists and is not managed by this WarmPool"
             return dict(actual), None, Problem("NameConflict", message)
+    changed = ["."] if actual is None else drift(desired, actual)
+    if not changed:
+        return dict(actual or {}), None, None
+    body = _with(desired, carried) if carried else desired
     try:
-        if actual is None:
-            try:
-                created = await store.create(kind, namespace, creation_body(desired))
-                return created, Write("create", desired["kind"], name), None
-            except Conflict:
-                # Created meanwhile (another reconcile, or a restart racing its predecessor).
-                actual = await store.get(kind, namespace, name)
-                if actual is None:
-                    raise
-        changed = drift(desired, actual)
-        if not changed:
-            return dict(actual), None, None
-        patched = await store.merge_patch(kind, namespace, name, merge_patch(desired, actual))
-        return patched, Write("patch", desired["kind"], name, tuple(changed)), None
+        applied = await store.apply(kind, namespace, name, body)
     except Invalid as exc:
         return None, None, Problem("Rejected", f"the API server refused {desired['kind']} {name}: {exc.message}", True)
+    verb = "create" if actual is None else "apply"
+    return applied, Write(verb, desired["kind"], name, tuple(changed) if actual is not None else ()), None
+
+
+def _with(base: Mapping[str, Any], extra: Mapping[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in extra.items():
+        current = out.get(key)
+        out[key] = _with(current, value) if isinstance(current, Mapping) and isinstance(value, Mapping) else value
+    return out
 
 
 async def reconcile(
@@ -131,7 +138,8 @@ async def reconcile(
     problem = await check_module_source(pool, store)
     deployment = await store.get(DEPLOYMENTS, meta.namespace, deployment_name(meta.name))
     problem = check_tenant_unchanged(pool, deployment) or problem
-    children = render_children(meta, spec, options=options, replicas=deployment_replicas(spec, deployment))
+    owned = spec.replicas if replica_owner(spec) is ReplicaOwner.SPEC else None
+    children = render_children(meta, spec, options=options, replicas=owned)
     if problem is None:
         # On a problem found beforehand the children stay as they are: the pods already
         # running keep serving the previous module rather than rolling to pods that cannot start.
@@ -139,8 +147,10 @@ async def reconcile(
             kind = KINDS_BY_NAME[rendered["kind"]]
             child_name = rendered["metadata"]["name"]
             actual = deployment if kind is DEPLOYMENTS else await store.get(kind, meta.namespace, child_name)
-            desired = forget_dropped_pod_metadata(rendered, actual) if kind is DEPLOYMENTS else rendered
-            obj, write, found = await apply(store, desired, actual, meta.uid)
+            carried = None
+            if kind is DEPLOYMENTS and (current := carried_replicas(spec, actual)) is not None:
+                carried = {"spec": {"replicas": current}}
+            obj, write, found = await apply(store, rendered, actual, meta.uid, carried=carried)
             if write is not None:
                 writes.append(write)
             if kind is DEPLOYMENTS:

@@ -1,18 +1,20 @@
 """Pure rendering of a WarmPool's children (ConfigMap, Service, Deployment) from its parsed spec.
 
-A value of `None` in a rendered object means "owned by the operator and must be absent": it is
-dropped on creation and sent as a deletion in merge patches (see `warmpool_operator.diff`).
+Each rendered object is the operator's server-side apply intent: only the fields it owns. A field
+left out of a later intent is removed by the API server unless another field manager also set it.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from warmpool_contract import HEALTHZ_PATH, HTTP_PORT, READYZ_PATH
-from warmpool_operator.diff import Exact
+from warmpool_operator.diff import Exact, parse_quantity
 from warmpool_operator.runtime_config import (
     CONFIG_DIR,
     CONFIG_FILE,
@@ -20,6 +22,7 @@ from warmpool_operator.runtime_config import (
     MODULES_DIR,
     config_hash,
     render_runtime_yaml,
+    termination_grace_seconds,
 )
 from warmpool_operator.spec import API_VERSION, GROUP, KIND, PoolMeta, WarmPoolSpec
 
@@ -34,9 +37,24 @@ LABEL_MANAGED_BY = "app.kubernetes.io/managed-by"
 LABEL_TENANT = f"{GROUP}/tenant"
 LABEL_MODULE = f"{GROUP}/module"
 ANNOTATION_CONFIG_HASH = f"{GROUP}/config-hash"
-# Which pod labels/annotations came from spec.runtime, so that ones dropped from the spec can be
-# removed from the template while those other tools add are left alone.
-ANNOTATION_POD_METADATA = f"{GROUP}/pod-metadata-keys"
+# Hash of the whole apply intent on each child: a changed intent (a field dropped from it included)
+# is applied even when every field still rendered already holds its value.
+ANNOTATION_APPLIED = f"{GROUP}/applied-hash"
+
+# Runtime pod sizing when spec.runtime.resources does not say otherwise (docs/operator.md).
+DEFAULT_CPU_REQUEST = "100m"
+DEFAULT_MEMORY_REQUEST = "128Mi"
+BASE_MEMORY_BYTES = 256 << 20
+"""The runtime's own memory: interpreter, wasmtime, compiled modules, HTTP buffers, freed slots kept hot."""
+COLD_INSTANCES = 2
+"""Instances beyond the warm set (misses served cold, instances being replaced) allowed for at once."""
+TUPLES_PER_POD = 1
+
+# Probe timing: a loaded node answers slowly, and a slow answer is no reason to restart.
+PROBE_TIMEOUT_SECONDS = 5
+STARTUP_PERIOD_SECONDS = 5
+LIVENESS_PERIOD_SECONDS = 10
+LIVENESS_FAILURES = 6
 
 APP_NAME = "warmpool-runtime"
 MANAGED_BY = "warmpool-operator"
@@ -114,12 +132,28 @@ def render_children(
     """`replicas=None` leaves `Deployment.spec.replicas` out: someone else (the autoscaler) owns it."""
     config_text = render_runtime_yaml(spec)
     return Children(
-        config_map=render_config_map(meta, spec, config_text),
-        service=render_service(meta, spec),
-        deployment=render_deployment(
-            meta, spec, options=options, replicas=replicas, config_digest=config_hash(config_text)
+        config_map=stamped(render_config_map(meta, spec, config_text)),
+        service=stamped(render_service(meta, spec)),
+        deployment=stamped(
+            render_deployment(meta, spec, options=options, replicas=replicas, config_digest=config_hash(config_text))
         ),
     )
+
+
+def applied_hash(obj: Mapping[str, Any]) -> str:
+    """Content hash of an apply intent, its own hash annotation left out."""
+    meta = dict(obj.get("metadata") or {})
+    annotations = {k: v for k, v in (meta.get("annotations") or {}).items() if k != ANNOTATION_APPLIED}
+    meta["annotations"] = annotations
+    text = json.dumps({**obj, "metadata": meta}, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def stamped(obj: dict[str, Any]) -> dict[str, Any]:
+    """`obj` with its applied-hash annotation set."""
+    digest = applied_hash(obj)
+    obj["metadata"].setdefault("annotations", {})[ANNOTATION_APPLIED] = digest
+    return obj
 
 
 def _metadata(meta: PoolMeta, spec: WarmPoolSpec, name: str) -> dict[str, Any]:
@@ -181,29 +215,36 @@ def render_deployment(
         }
     )
     metadata = _metadata(meta, spec, deployment_name(meta.name))
-    user_keys = {"labels": sorted(spec.runtime.pod_labels), "annotations": sorted(spec.runtime.pod_annotations)}
-    metadata["annotations"] = {ANNOTATION_POD_METADATA: json.dumps(user_keys, sort_keys=True, separators=(",", ":"))}
     return {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": metadata, "spec": deployment_spec}
 
 
-def forget_dropped_pod_metadata(desired: dict[str, Any], actual: Mapping[str, Any] | None) -> dict[str, Any]:
-    """Mark pod labels/annotations that an earlier spec set, and this one no longer does, as absent."""
-    if actual is None:
-        return desired
-    recorded = ((actual.get("metadata") or {}).get("annotations") or {}).get(ANNOTATION_POD_METADATA)
-    try:
-        previous = json.loads(recorded) if recorded else {}
-    except ValueError:
-        return desired
-    out = thaw(desired)
-    template_meta = out["spec"]["template"]["metadata"]
-    for field in ("labels", "annotations"):
-        current = template_meta.get(field) or {}
-        for key in previous.get(field) or []:
-            if isinstance(key, str) and key not in current:
-                template_meta.setdefault(field, {})[key] = None
-    result: dict[str, Any] = out
-    return result
+def memory_limit_bytes(spec: WarmPoolSpec) -> int:
+    """tuples x warm instances x limits.memoryBytes, plus headroom: BASE_MEMORY_BYTES and
+    COLD_INSTANCES more instances. Every instance's memory is capped by the runtime at memoryBytes,
+    so a guest that grows past it is refused by the runtime before the pod nears this limit."""
+    warm = min(TUPLES_PER_POD * spec.warm_instances_per_tuple, spec.max_total_warm)
+    return (warm + COLD_INSTANCES) * spec.limits.memory_bytes + BASE_MEMORY_BYTES
+
+
+def runtime_resources(spec: WarmPoolSpec) -> dict[str, Any]:
+    """Default requests and memory limit, under what spec.runtime.resources sets (which wins).
+
+    A resource the user limits but does not request gets no default request (the API server then
+    requests the limit); a memory request above the derived limit raises the limit to it.
+    """
+    given = thaw(spec.runtime.resources)
+    requests: dict[str, Any] = dict(given.get("requests") or {})
+    limits: dict[str, Any] = dict(given.get("limits") or {})
+    for resource, default in (("cpu", DEFAULT_CPU_REQUEST), ("memory", DEFAULT_MEMORY_REQUEST)):
+        if resource not in requests and resource not in limits:
+            requests[resource] = default
+    if "memory" not in limits:
+        limit = memory_limit_bytes(spec)
+        wanted = parse_quantity(str(requests.get("memory", "0")))
+        if wanted is not None and wanted > limit:
+            limit = int(wanted)
+        limits["memory"] = f"{math.ceil(limit / 2**20)}Mi"
+    return {**given, "requests": requests, "limits": limits}
 
 
 def _pod_spec(meta: PoolMeta, spec: WarmPoolSpec, options: RenderOptions) -> dict[str, Any]:
@@ -231,18 +272,28 @@ def _pod_spec(meta: PoolMeta, spec: WarmPoolSpec, options: RenderOptions) -> dic
         "args": ["--config", CONFIG_PATH, "--port", str(HTTP_PORT)],
         "ports": [{"name": "http", "containerPort": HTTP_PORT, "protocol": "TCP"}],
         # /readyz answers 200 only once every tuple is prewarmed: a pod is Ready only when warm.
+        # It fails at once on SIGTERM while the runtime keeps serving for its drain window.
         "readinessProbe": {
             "httpGet": {"path": READYZ_PATH, "port": "http"},
             "periodSeconds": 2,
-            "timeoutSeconds": 1,
+            "timeoutSeconds": 2,
             "failureThreshold": 2,
+        },
+        # Liveness waits for start-up (interpreter start, module download, compile, prewarm) to
+        # answer /healthz; /healthz stays 200 while the process lives, loading or not.
+        "startupProbe": {
+            "httpGet": {"path": HEALTHZ_PATH, "port": "http"},
+            "periodSeconds": STARTUP_PERIOD_SECONDS,
+            "timeoutSeconds": PROBE_TIMEOUT_SECONDS,
+            "failureThreshold": math.ceil(runtime.startup_seconds / STARTUP_PERIOD_SECONDS),
         },
         "livenessProbe": {
             "httpGet": {"path": HEALTHZ_PATH, "port": "http"},
-            "periodSeconds": 10,
-            "timeoutSeconds": 2,
-            "failureThreshold": 3,
+            "periodSeconds": LIVENESS_PERIOD_SECONDS,
+            "timeoutSeconds": PROBE_TIMEOUT_SECONDS,
+            "failureThreshold": LIVENESS_FAILURES,
         },
+        "resources": runtime_resources(spec),
         "securityContext": {
             "runAsNonRoot": True,
             "allowPrivilegeEscalation": False,
@@ -252,9 +303,7 @@ def _pod_spec(meta: PoolMeta, spec: WarmPoolSpec, options: RenderOptions) -> dic
         },
         "volumeMounts": mounts,
     }
-    if runtime.resources:
-        container["resources"] = thaw(runtime.resources)
-    return {
+    pod: dict[str, Any] = {
         "automountServiceAccountToken": False,
         "enableServiceLinks": False,
         "securityContext": {
@@ -263,12 +312,19 @@ def _pod_spec(meta: PoolMeta, spec: WarmPoolSpec, options: RenderOptions) -> dic
             "runAsGroup": RUN_AS_USER,
             "seccompProfile": {"type": "RuntimeDefault"},
         },
+        # No preStop hook: the image has no shell to sleep in, and the runtime's own drain window
+        # (readiness fails on SIGTERM, serving goes on) covers the time endpoints take to drop the pod.
+        "terminationGracePeriodSeconds": termination_grace_seconds(spec),
         "containers": [container],
         "volumes": volumes,
-        "nodeSelector": dict(runtime.node_selector) or None,
-        "tolerations": [thaw(t) for t in runtime.tolerations] or None,
-        "affinity": None if runtime.affinity is None else thaw(runtime.affinity),
     }
+    if runtime.node_selector:
+        pod["nodeSelector"] = dict(runtime.node_selector)
+    if runtime.tolerations:
+        pod["tolerations"] = [thaw(t) for t in runtime.tolerations]
+    if runtime.affinity is not None:
+        pod["affinity"] = thaw(runtime.affinity)
+    return pod
 
 
 def thaw(value: Any) -> Any:

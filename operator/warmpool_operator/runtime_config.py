@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import math
 from typing import Any
 
 import yaml
@@ -15,11 +16,19 @@ CONFIG_FILE = "runtime.yaml"
 CONFIG_PATH = f"{CONFIG_DIR}/{CONFIG_FILE}"
 MODULES_DIR = "/modules"
 
+DRAIN_SECONDS = 5
+"""After SIGTERM the runtime fails readiness at once and serves this long: endpoints drop the pod meanwhile."""
+SHUTDOWN_MARGIN_SECONDS = 2
+"""After the drain window and the longest call (limits.timeoutMs): last responses written, process gone."""
+GRACE_MARGIN_SECONDS = 5
+"""Between the runtime's own exit deadline and the kubelet's SIGKILL."""
+
 
 def runtime_config(spec: WarmPoolSpec) -> dict[str, Any]:
     """One tuple per pool: the pool's tenant and module, with the pool's limits as defaults."""
     return {
         "maxTotalWarm": spec.max_total_warm,
+        "settings": {"drainSeconds": DRAIN_SECONDS, "shutdownTimeoutSeconds": shutdown_timeout_seconds(spec)},
         "limits": _limits(spec.limits),
         "tuples": [
             {
@@ -29,6 +38,16 @@ def runtime_config(spec: WarmPoolSpec) -> dict[str, Any]:
             }
         ],
     }
+
+
+def shutdown_timeout_seconds(spec: WarmPoolSpec) -> int:
+    """The runtime exits within this long of SIGTERM: drain, then let the longest call finish."""
+    return DRAIN_SECONDS + math.ceil(spec.limits.timeout_ms / 1000) + SHUTDOWN_MARGIN_SECONDS
+
+
+def termination_grace_seconds(spec: WarmPoolSpec) -> int:
+    """The pod's grace period: longer than the runtime's own shutdown deadline, so it is never SIGKILLed."""
+    return shutdown_timeout_seconds(spec) + GRACE_MARGIN_SECONDS
 
 
 def module_source(source: ModuleSource) -> dict[str, str]:

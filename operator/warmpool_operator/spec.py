@@ -36,6 +36,9 @@ URL = re.compile(r"^https?://[^\s/]+(/\S*)?$")
 RESERVED_LABEL_PREFIXES = ("app.kubernetes.io/", f"{GROUP}/")
 
 DEFAULT_REPLICAS = 1
+DEFAULT_STARTUP_SECONDS = 300
+"""How long a runtime pod may take to start answering /healthz: a slow module download (the runtime's
+fetch deadline is 120 s) and a large module's compile, on a loaded node."""
 
 JsonObject = Mapping[str, Any]
 
@@ -101,6 +104,7 @@ class RuntimeSpec:
     affinity: JsonObject | None = None
     pod_labels: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
     pod_annotations: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
+    startup_seconds: int = DEFAULT_STARTUP_SECONDS
 
 
 @dataclass(frozen=True, slots=True)
@@ -258,7 +262,16 @@ def _parse_runtime(obj: Mapping[str, Any] | None) -> RuntimeSpec:
     _no_unknown(
         obj,
         where,
-        {"image", "resources", "nodeSelector", "tolerations", "affinity", "podLabels", "podAnnotations"},
+        {
+            "image",
+            "resources",
+            "nodeSelector",
+            "tolerations",
+            "affinity",
+            "podLabels",
+            "podAnnotations",
+            "startupSeconds",
+        },
     )
     image = obj.get("image")
     if image is not None and (not isinstance(image, str) or not image.strip()):
@@ -279,6 +292,7 @@ def _parse_runtime(obj: Mapping[str, Any] | None) -> RuntimeSpec:
         affinity=None if affinity is None else MappingProxyType(dict(affinity)),
         pod_labels=pod_labels,
         pod_annotations=_string_map(obj, "podAnnotations", where),
+        startup_seconds=_int(obj, "startupSeconds", where, DEFAULT_STARTUP_SECONDS, minimum=10, maximum=3600),
     )
 
 

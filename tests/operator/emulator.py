@@ -3,23 +3,31 @@
 kmock stores objects and streams watch events; on top of that this subclass stamps what a real
 API server does: `uid`, `creationTimestamp`, `generation` (bumped when `spec` changes),
 `resourceVersion` (bumped on every write), `generateName`, status-subresource semantics (a `/status` write only
-touches `status`, a main-endpoint write never does), and label-selector filtering of lists.
+touches `status`, a main-endpoint write never does), label-selector filtering of lists, and server-side
+apply as far as the operator relies on it: an apply creates a missing object, and fields a field manager
+applied before and leaves out now are removed (lists are replaced whole, not merged by key).
 """
 
 from __future__ import annotations
 
 import asyncio
+import copy
 import itertools
+import json
 import uuid
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
+import attrs
 import kmock
 from aiohttp import web
 
 OPERATOR_USER_AGENT_PREFIX = "warmpool-operator/"
 WRITE_METHODS = {"POST", "PATCH", "PUT", "DELETE"}
+APPLY_PATCH = "application/apply-patch+yaml"
+# Maps server-side apply replaces whole (atomic in the API's schema), by resource plural.
+ATOMIC_MAPS = {"services": (("spec", "selector"),)}
 
 RESOURCES: dict[str, kmock.ResourceInfo] = {
     "tensorwasm.dev/v1alpha1/warmpools": kmock.ResourceInfo(
@@ -93,12 +101,49 @@ class ApiServerEmulator(kmock.KubernetesEmulator):
         return str(next(counter))
 
     async def _handle(self, request: Any) -> Any:
+        if request.resource is not None and _is_apply(request):
+            # aiohttp parses JSON bodies of JSON content types only; an apply body is YAML (here JSON).
+            original = request
+            request = await self._as_merge(attrs.evolve(request, data=json.loads(request.text)))
+            # kmock routes a request only while it is the one in its log (by identity).
+            self._requests[self._requests.index(original)] = request
         if request.resource is not None and isinstance(request.data, dict):
             if request.action == kmock.action.CREATE:
                 self._stamp_create(request)
             elif request.action == kmock.action.UPDATE and request.name is not None:
                 self._stamp_update(request)
         return await super()._handle(request)
+
+    async def _as_merge(self, request: Any) -> Any:
+        """A server-side apply as the merge patch it amounts to for this manager (a missing object
+        is created first, from the applied body)."""
+        applied: dict[tuple[Any, ...], Any] | None = getattr(self, "_applied", None)
+        if applied is None:
+            applied = self._applied = {}
+        manager = (request.params or {}).get("fieldManager", "")
+        key = (str(request.resource), request.namespace, request.name, manager)
+        body = copy.deepcopy(request.data)
+        exists = self._current(request) is not None
+        previous = applied.get(key) if exists else None
+        applied[key] = copy.deepcopy(body)
+        if not exists:
+            created = attrs.evolve(request, data=body)
+            self._stamp_create(created)
+            async with self._lock:
+                self._objects[(request.resource, request.namespace, request.name)] = body
+                await self._buses[request.resource].put({"type": "ADDED", "object": body})
+            return attrs.evolve(request, data={})
+        patch = merged(_removals(previous, body), body) if previous else body
+        current = self._current(request) or {}
+        for path in ATOMIC_MAPS.get(str(getattr(request.resource, "plural", "")), ()):
+            want, have, into = body, current, patch
+            for part in path[:-1]:
+                want, have = want.get(part) or {}, have.get(part) or {}
+                into = into.setdefault(part, {})
+            leaf = path[-1]
+            if isinstance(want.get(leaf), dict):
+                into[leaf] = {**{k: None for k in have.get(leaf) or {}}, **want[leaf]}
+        return attrs.evolve(request, data=patch)
 
     def _stamp_create(self, request: Any) -> None:
         meta = request.data.setdefault("metadata", {})
@@ -161,6 +206,25 @@ def merged(base: Any, patch: Any) -> Any:
         else:
             out[key] = merged(out.get(key), value)
     return out
+
+
+def _removals(previous: Any, current: Any) -> Any:
+    """A merge patch deleting what `previous` set and `current` no longer does."""
+    if not isinstance(previous, Mapping) or not isinstance(current, Mapping):
+        return {}
+    out: dict[str, Any] = {}
+    for key, value in previous.items():
+        if key not in current:
+            out[key] = None
+        elif isinstance(value, Mapping):
+            out[key] = _removals(value, current[key])
+    return out
+
+
+def _is_apply(request: Any) -> bool:
+    method = str(getattr(request.method, "value", request.method)).upper()
+    content_type = (request.headers or {}).get("Content-Type", "")
+    return method == "PATCH" and content_type.startswith(APPLY_PATCH)
 
 
 def matches(selector: str, obj: Mapping[str, Any]) -> bool:

@@ -74,7 +74,7 @@ async def test_restart_in_the_middle_of_a_reconcile_converges(
     released = asyncio.Event()
 
     async def hang_service_creation(_: Any) -> Any:
-        # The first Service creation reaches the API (the emulator stores it) but its answer
+        # The first Service apply reaches the API (the emulator creates it) but its answer
         # never comes back: the operator is killed while it waits, mid-reconcile.
         if released.is_set():
             raise NotImplementedError  # fall through to the emulator's normal handling
@@ -82,7 +82,7 @@ async def test_restart_in_the_middle_of_a_reconcile_converges(
         await released.wait()
         raise NotImplementedError
 
-    emulator[kmock.action.CREATE, kmock.resource("v1/services")] << hang_service_creation
+    emulator[kmock.action.UPDATE, kmock.resource("v1/services")] << hang_service_creation
     kubeconfig = write_kubeconfig(tmp_path / "kubeconfig", str(emulator.url).rstrip("/"), cluster.namespace)
     await cluster.api.create(WARMPOOLS, cluster.namespace, warmpool_manifest("phoenix"))
 

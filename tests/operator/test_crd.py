@@ -155,12 +155,30 @@ def test_the_parser_accepts_every_field_the_crd_declares(schema: dict[str, Any])
             "affinity": {},
             "podLabels": {},
             "podAnnotations": {},
+            "startupSeconds": 600,
         },
     }
     assert set(full) == set(props)
     assert set(full["runtime"]) == set(props["runtime"]["properties"])
     assert set(props["module"]["properties"]["source"]["properties"]) == {"url", "path", "configMapRef"}
     parse_spec(full)
+
+
+def test_tenant_is_required_and_unknown_fields_are_not_preserved(schema: dict[str, Any]) -> None:
+    spec_schema = schema["properties"]["spec"]
+    assert "tenant" in spec_schema["required"]
+    preserved = [path for path, node in walk(schema) if node.get("x-kubernetes-preserve-unknown-fields")]
+    # Only the affinity, a whole Pod-spec affinity passed through as the user wrote it.
+    assert preserved == [".spec.runtime.affinity"]
+
+
+def test_startup_bounds_match_the_parser(schema: dict[str, Any]) -> None:
+    prop = schema["properties"]["spec"]["properties"]["runtime"]["properties"]["startupSeconds"]
+    base = {"tenant": "acme", "module": {"sha256": "0" * 64, "source": {"path": "/m.wasm"}}}
+    assert parse_spec({**base, "runtime": {"startupSeconds": prop["minimum"]}}).runtime.startup_seconds == 10
+    for wrong in (prop["minimum"] - 1, prop["maximum"] + 1):
+        with pytest.raises(spec_module.SpecError, match=r"spec\.runtime\.startupSeconds"):
+            parse_spec({**base, "runtime": {"startupSeconds": wrong}})
 
 
 def test_peering_crds_parse() -> None:

@@ -1,4 +1,4 @@
-"""Drift detection and the writes it leads to (pure)."""
+"""Drift detection: whether a child needs applying again (pure)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from warmpool_operator.diff import Exact, creation_body, drift, is_controlled_by, merge_patch, parse_quantity
+from warmpool_operator.diff import Exact, drift, is_controlled_by, parse_quantity
 
 pytestmark = pytest.mark.unit
 
@@ -18,7 +18,8 @@ DESIRED: dict[str, Any] = {
         "template": {
             "spec": {
                 "containers": [{"name": "runtime", "image": "i:1", "resources": {"limits": {"cpu": "1000m"}}}],
-                "nodeSelector": None,
+                "volumes": [{"name": "config", "configMap": {"name": "echo-runtime"}}],
+                "args": ["--port", "8080"],
             }
         },
     },
@@ -42,6 +43,8 @@ def actual(**overrides: Any) -> dict[str, Any]:
                             "terminationMessagePath": "/dev/termination-log",
                         }
                     ],
+                    "volumes": [{"name": "config", "configMap": {"name": "echo-runtime", "defaultMode": 420}}],
+                    "args": ["--port", "8080"],
                     "dnsPolicy": "ClusterFirst",
                 }
             },
@@ -62,18 +65,27 @@ def test_defaults_and_foreign_labels_are_not_drift() -> None:
         (lambda o: o["spec"].update(replicas=3), ".spec.replicas"),
         (lambda o: o["metadata"]["labels"].pop("a"), ".metadata.labels.a"),
         (lambda o: o["spec"]["template"]["spec"]["containers"][0].update(image="evil"),
-         ".spec.template.spec.containers[0].image"),
-        (lambda o: o["spec"]["template"]["spec"]["containers"].append({"name": "sidecar"}),
-         ".spec.template.spec.containers"),
-        (lambda o: o["spec"]["template"]["spec"].update(nodeSelector={"x": "y"}), ".spec.template.spec.nodeSelector"),
+         ".spec.template.spec.containers[name=runtime].image"),
+        (lambda o: o["spec"]["template"]["spec"]["containers"].clear(),
+         ".spec.template.spec.containers[name=runtime]"),
         (lambda o: o["spec"]["template"]["spec"]["containers"][0]["resources"]["limits"].update(cpu="2"),
-         ".spec.template.spec.containers[0].resources.limits.cpu"),
+         ".spec.template.spec.containers[name=runtime].resources.limits.cpu"),
+        (lambda o: o["spec"]["template"]["spec"]["args"].append("--debug"), ".spec.template.spec.args"),
     ],
 )
 def test_each_owned_change_is_reported_by_path(mutate: Any, path: str) -> None:
     obj = actual()
     mutate(obj)
     assert drift(DESIRED, obj) == [path]
+
+
+def test_items_others_add_to_named_lists_are_not_drift() -> None:
+    obj = actual()
+    pod = obj["spec"]["template"]["spec"]
+    pod["containers"].insert(0, {"name": "mesh-proxy", "image": "proxy:1"})
+    pod["volumes"].append({"name": "mesh-certs", "emptyDir": {}})
+    pod["nodeSelector"] = {"zone": "a"}
+    assert drift(DESIRED, obj) == []
 
 
 def test_type_changes_are_drift_but_equal_numbers_are_not() -> None:
@@ -90,26 +102,11 @@ def test_empty_maps_and_lists_count_as_absent() -> None:
     assert drift({"a": None}, {"a": {"k": "v"}}) == [".a"]
 
 
-def test_creation_body_drops_absence_markers_everywhere() -> None:
-    assert creation_body({"a": None, "b": {"c": None, "d": 1}, "e": [{"f": None, "g": 2}]}) == {
-        "b": {"d": 1},
-        "e": [{"g": 2}],
-    }
-
-
-def test_merge_patch_deletes_owned_absent_fields_and_replaces_lists() -> None:
-    patch = merge_patch({"a": None, "b": {"c": None, "d": 1}, "e": [{"f": None, "g": 2}]})
-    assert patch == {"a": None, "b": {"c": None, "d": 1}, "e": [{"g": 2}]}
-
-
-def test_an_exact_map_counts_added_keys_as_drift_and_the_patch_removes_them() -> None:
+def test_an_exact_map_counts_added_keys_as_drift() -> None:
     desired = {"metadata": {"labels": {"app": "x"}}, "spec": {"selector": Exact({"app": "x"})}}
     actual = {"metadata": {"labels": {"app": "x", "team": "y"}}, "spec": {"selector": {"app": "x", "canary": "1"}}}
     assert drift(desired, actual) == [".spec.selector.canary"]
-    assert merge_patch(desired, actual) == {"metadata": {"labels": {"app": "x"}},
-                                            "spec": {"selector": {"canary": None, "app": "x"}}}
     assert drift(desired, {"metadata": {"labels": {"app": "x"}}, "spec": {"selector": {"app": "x"}}}) == []
-    assert merge_patch(desired) == {"metadata": {"labels": {"app": "x"}}, "spec": {"selector": {"app": "x"}}}
 
 
 @pytest.mark.parametrize(

@@ -9,15 +9,20 @@ import pytest
 import yaml
 
 from tests.operator.harness import SHA_A, SHA_B, warmpool_manifest
-from warmpool_operator.ownership import deployment_replicas
+from warmpool_operator.diff import parse_quantity
+from warmpool_operator.ownership import carried_replicas, deployment_replicas
 from warmpool_operator.render import (
+    ANNOTATION_APPLIED,
     ANNOTATION_CONFIG_HASH,
+    BASE_MEMORY_BYTES,
+    COLD_INSTANCES,
     Children,
     RenderOptions,
-    forget_dropped_pod_metadata,
+    applied_hash,
     render_children,
     selector_string,
 )
+from warmpool_operator.runtime_config import DRAIN_SECONDS
 from warmpool_operator.spec import PoolMeta, WarmPoolSpec, parse_spec
 from warmpool_runtime.config import parse_config
 
@@ -85,6 +90,7 @@ def test_runtime_config_follows_docs_and_the_runtime_accepts_it(source: dict[str
     document = config(children)
     assert document == {
         "maxTotalWarm": 16,
+        "settings": {"drainSeconds": 5, "shutdownTimeoutSeconds": 8},
         "limits": {"memoryBytes": 67108864, "timeoutMs": 1000, "fuel": 5000},
         "tuples": [
             {"tenant": "acme", "module": {"sha256": SHA_A, "source": rendered}, "warmInstancesPerTuple": 4}
@@ -92,6 +98,7 @@ def test_runtime_config_follows_docs_and_the_runtime_accepts_it(source: dict[str
     }
     parsed = parse_config(document)  # the runtime's own parser, as the pod will run it
     assert parsed.tuples[0].tenant == "acme"
+    assert (parsed.settings.drain_seconds, parsed.settings.shutdown_timeout_seconds) == (5, 8)
 
 
 def test_configmap_sourced_module_is_mounted_read_only_at_modules() -> None:
@@ -126,6 +133,7 @@ def test_runtime_container_command_probes_and_restricted_security() -> None:
     assert container["ports"] == [{"name": "http", "containerPort": 8080, "protocol": "TCP"}]
     assert container["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "http"}
     assert container["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "http"}
+    assert container["startupProbe"]["httpGet"] == {"path": "/healthz", "port": "http"}
     assert container["securityContext"] == {
         "runAsNonRoot": True,
         "allowPrivilegeEscalation": False,
@@ -136,9 +144,8 @@ def test_runtime_container_command_probes_and_restricted_security() -> None:
     assert pod["securityContext"]["runAsNonRoot"] is True
     assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
     assert pod["automountServiceAccountToken"] is False
-    assert "resources" not in container
-    # Owned-but-unset scheduling fields are rendered as "must be absent".
-    assert (pod["nodeSelector"], pod["tolerations"], pod["affinity"]) == (None, None, None)
+    # Unset scheduling fields are left out of the intent: another manager may set them.
+    assert not {"nodeSelector", "tolerations", "affinity"} & set(pod)
 
 
 def test_runtime_settings_reach_the_pod_template() -> None:
@@ -158,6 +165,7 @@ def test_runtime_settings_reach_the_pod_template() -> None:
     template = children.deployment["spec"]["template"]
     pod = template["spec"]
     assert pod["containers"][0]["image"] == "registry.local/warmpool:2"
+    # The user's resources win; a memory limit given means no default memory request.
     assert pod["containers"][0]["resources"] == {"requests": {"cpu": "100m"}, "limits": {"memory": "256Mi"}}
     assert pod["nodeSelector"] == {"disk": "ssd"}
     assert pod["tolerations"] == [{"key": "wasm", "operator": "Exists", "effect": "NoSchedule"}]
@@ -209,16 +217,72 @@ def test_who_owns_the_replica_count() -> None:
     assert deployment_replicas(scale_to_zero, None) == 1
 
 
-def test_pod_metadata_dropped_from_the_spec_is_marked_absent() -> None:
-    before = render(spec(runtime={"podLabels": {"team": "a", "tier": "b"}, "podAnnotations": {"x/y": "1"}}))
-    recorded = before.deployment["metadata"]["annotations"]["tensorwasm.dev/pod-metadata-keys"]
-    assert recorded == '{"annotations":["x/y"],"labels":["team","tier"]}'
-    after = render(spec(runtime={"podLabels": {"tier": "b"}})).deployment
-    marked = forget_dropped_pod_metadata(after, before.deployment)
-    template = marked["spec"]["template"]["metadata"]
-    assert template["labels"]["team"] is None
-    assert template["labels"]["tier"] == "b"
-    assert template["annotations"]["x/y"] is None
-    assert after["spec"]["template"]["metadata"]["labels"].get("team") is None  # input untouched
-    assert "team" not in after["spec"]["template"]["metadata"]["labels"]
-    assert forget_dropped_pod_metadata(after, None) is after
+def test_the_autoscaler_s_replica_count_is_carried_not_decided() -> None:
+    manual = spec(replicas=3)
+    auto = spec(autoscaling={"enabled": True, "minReplicas": 2, "maxReplicas": 8})
+    assert carried_replicas(auto, {"spec": {"replicas": 5}}) == 5
+    assert carried_replicas(auto, None) == 2  # the first size
+    assert carried_replicas(manual, {"spec": {"replicas": 5}}) is None  # rendered: the spec owns them
+
+
+def test_each_child_carries_the_hash_of_its_intent() -> None:
+    for obj in render(spec()).all():
+        assert obj["metadata"]["annotations"][ANNOTATION_APPLIED] == applied_hash(obj)
+    before = render(spec(runtime={"podLabels": {"team": "a"}})).deployment
+    after = render(spec()).deployment
+    # Dropping a label changes the intent although every field still rendered is unchanged.
+    assert before["metadata"]["annotations"][ANNOTATION_APPLIED] != after["metadata"]["annotations"][ANNOTATION_APPLIED]
+    assert applied_hash(render(spec()).deployment) == applied_hash(after)
+
+
+def test_start_up_is_covered_by_a_startup_probe_and_liveness_only_checks_the_process() -> None:
+    container = pod_spec(render(spec()))["containers"][0]
+    startup, liveness = container["startupProbe"], container["livenessProbe"]
+    assert startup["periodSeconds"] * startup["failureThreshold"] >= 300
+    assert liveness["httpGet"]["path"] == "/healthz"
+    assert liveness["periodSeconds"] * liveness["failureThreshold"] >= 60
+    longer = pod_spec(render(spec(runtime={"startupSeconds": 900})))["containers"][0]["startupProbe"]
+    assert longer["periodSeconds"] * longer["failureThreshold"] >= 900
+
+
+def test_default_requests_and_a_memory_limit_from_the_warm_set() -> None:
+    resources = pod_spec(render(spec(warmInstancesPerTuple=4, limits={"memoryBytes": 32 << 20})))["containers"][0][
+        "resources"
+    ]
+    assert set(resources["requests"]) == {"cpu", "memory"}
+    limit = parse_quantity(resources["limits"]["memory"])
+    assert limit == (4 + COLD_INSTANCES) * (32 << 20) + BASE_MEMORY_BYTES
+    assert "cpu" not in resources["limits"]
+
+
+def test_memory_limit_follows_the_warm_set_capped_by_max_total_warm() -> None:
+    def limit(**changes: Any) -> Any:
+        return parse_quantity(pod_spec(render(spec(**changes)))["containers"][0]["resources"]["limits"]["memory"])
+
+    assert limit(warmInstancesPerTuple=8, maxTotalWarm=16) > limit(warmInstancesPerTuple=4, maxTotalWarm=16)
+    assert limit(warmInstancesPerTuple=8, maxTotalWarm=8, limits={"memoryBytes": 1 << 30}) >= 8 << 30
+
+
+def test_user_resources_win_over_the_defaults() -> None:
+    def resources(given: dict[str, Any]) -> dict[str, Any]:
+        found: dict[str, Any] = pod_spec(render(spec(runtime={"resources": given})))["containers"][0]["resources"]
+        return found
+
+    assert resources({"limits": {"memory": "1Gi", "cpu": "2"}})["limits"] == {"memory": "1Gi", "cpu": "2"}
+    # A limit without a request: the API server requests the limit, no default is added under it.
+    assert resources({"limits": {"memory": "1Gi", "cpu": "2"}})["requests"] == {}
+    assert resources({"requests": {"cpu": "1", "memory": "200Mi"}})["requests"] == {"cpu": "1", "memory": "200Mi"}
+    big = resources({"requests": {"memory": "64Gi"}})
+    assert big["limits"]["memory"] == f"{64 << 10}Mi"  # never below what is requested
+
+
+def test_grace_period_outlasts_the_drain_window_and_the_longest_call() -> None:
+    for timeout_ms in (1000, 30_000):
+        children = render(spec(limits={"timeoutMs": timeout_ms}))
+        grace = pod_spec(children)["terminationGracePeriodSeconds"]
+        settings = config(children)["settings"]
+        assert settings["drainSeconds"] == DRAIN_SECONDS
+        assert settings["shutdownTimeoutSeconds"] >= DRAIN_SECONDS + timeout_ms / 1000
+        assert grace > settings["shutdownTimeoutSeconds"]
+    # No preStop hook: there is no shell in the image, the runtime drains by itself.
+    assert "lifecycle" not in pod_spec(render(spec()))["containers"][0]
