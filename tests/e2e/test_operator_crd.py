@@ -123,3 +123,32 @@ async def test_the_tenant_cannot_change_after_creation(api: RealCluster) -> None
     patched = await api.api.merge_patch(WARMPOOLS, api.namespace, "settled", {"spec": changed})
     assert (patched["spec"]["tenant"], patched["spec"]["warmInstancesPerTuple"]) == ("acme", 2)
     assert patched["metadata"]["generation"] == 2
+
+
+def test_a_missing_tenant_is_refused_naming_the_field(crds: LocalCluster, namespace: str) -> None:
+    manifest = warmpool_manifest("tenantless")
+    del manifest["spec"]["tenant"]
+    result = crds.kubectl("create", f"--namespace={namespace}", "--filename=-", stdin=json.dumps(manifest),
+                          check=False)
+    assert result.returncode != 0
+    assert "spec.tenant: Required value" in result.stderr
+
+
+def test_unknown_fields_are_refused_under_strict_validation_and_pruned_otherwise(
+    crds: LocalCluster, namespace: str
+) -> None:
+    manifest = warmpool_manifest("typo", warmInstancesPerTupel=8)
+    manifest["spec"]["limits"] = {"timeoutMs": 500, "memoryByte": 1 << 20}
+    strict = crds.kubectl("create", f"--namespace={namespace}", "--validate=strict", "--filename=-",
+                          stdin=json.dumps(manifest), check=False)
+    assert strict.returncode != 0
+    assert 'unknown field "spec.warmInstancesPerTupel"' in strict.stderr
+    assert 'unknown field "spec.limits.memoryByte"' in strict.stderr
+    assert "NotFound" in crds.kubectl("get", "warmpool", "typo", f"--namespace={namespace}", check=False).stderr
+
+    # Without strict validation the API server drops them: nothing unknown is ever stored.
+    crds.kubectl("create", f"--namespace={namespace}", "--validate=false", "--filename=-",
+                 stdin=json.dumps(manifest))
+    stored = crds.kubectl_json("get", "warmpool", "typo", f"--namespace={namespace}")["spec"]
+    assert "warmInstancesPerTupel" not in stored
+    assert stored["limits"] == {"timeoutMs": 500, "memoryBytes": 67108864}

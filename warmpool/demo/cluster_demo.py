@@ -15,12 +15,11 @@ from typing import Any
 import aiohttp
 import yaml
 
-from warmpool.demo.load import LoadCounts, Phase, rate_at, run_load, total_seconds
+from warmpool.demo.load import LoadCounts, Phase, rate_at, ready_pod_targets, run_load, total_seconds
 from warmpool.demo.plot import Sample, plot
 from warmpool.dev import commands
 from warmpool.dev.build import ensure_kcluster
 from warmpool.dev.controlplane import kubectl
-from warmpool_operator.probing import probe_target
 from warmpool_operator.render import selector_string
 from warmpool_operator.scaling.exposition import ExpositionError, pool_metrics
 
@@ -28,6 +27,8 @@ ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = ROOT / "examples" / "classify.yaml"
 POOL = "classify"
 TICK = 2.0
+# Well inside the runtime's drain window (5 s): a pod being removed leaves the targets while it still serves.
+ENDPOINTS_REFRESH = 0.5
 TARGET_MISS = 0.02
 HOLD_MS = 100
 # A quiet start, a ramp to a plateau, then a drop: about 3 minutes.
@@ -80,14 +81,19 @@ class Kube:
 
 
 def ready_targets(kube: Kube) -> list[str]:
-    pods = kube.json("get", "pods", "-l", selector_string(POOL))["items"]
-    out = []
-    for pod in pods:
-        conditions = {c["type"]: c["status"] for c in pod.get("status", {}).get("conditions", [])}
-        target = probe_target(pod)
-        if conditions.get("Ready") == "True" and target and not pod["metadata"].get("deletionTimestamp"):
-            out.append(f"http://{target[0]}:{target[1]}")
-    return out
+    """The pool's pods a Service would send requests to, by pod IP."""
+    return ready_pod_targets(kube.json("get", "pods", "-l", selector_string(POOL))["items"])
+
+
+async def follow_endpoints(kube: Kube, targets: list[str], until: asyncio.Task[None]) -> None:
+    """Keep `targets` at the ready pods until `until` is done (on its own cadence, not the tick's)."""
+    loop = asyncio.get_running_loop()
+    while not until.done():
+        try:
+            targets[:] = await loop.run_in_executor(None, ready_targets, kube)
+        except RuntimeError as exc:  # a failed kubectl keeps the last list
+            say(f"  endpoints not refreshed: {exc}")
+        await asyncio.sleep(ENDPOINTS_REFRESH)
 
 
 def wait_ready(kube: Kube, timeout_s: float = 300) -> dict[str, Any]:
@@ -135,6 +141,7 @@ async def drive(kube: Kube, sha: str) -> list[Sample]:
     body = json.dumps({"args": [HOLD_MS]}).encode()
     load = asyncio.create_task(run_load(PHASES, lambda: targets, f"/v1/acme/{sha}/hold", body, counts,
                                         clock=time.monotonic, rng=random.Random(7)))
+    follower = asyncio.create_task(follow_endpoints(kube, targets, load))
     samples: list[Sample] = []
     start = last = time.monotonic()
     seen: dict[str, tuple[float, float]] = {}  # per pod: last (hits, misses); pods come and go
@@ -142,9 +149,8 @@ async def drive(kube: Kube, sha: str) -> list[Sample]:
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=1.5)) as session:
         while not load.done():
             await asyncio.sleep(TICK)
-            targets[:] = await loop.run_in_executor(None, ready_targets, kube)
             delta_hits = delta_misses = warm = 0.0
-            for base in targets:
+            for base in list(targets):
                 hits, misses, idle = await scrape(session, [base])
                 last_hits, last_misses = seen.get(base, (hits, misses))
                 delta_hits += max(0.0, hits - last_hits)
@@ -164,6 +170,7 @@ async def drive(kube: Kube, sha: str) -> list[Sample]:
             say(f"{t:5.0f}  {sample.offered_rps:8.1f}  {sample.served_rps:7.1f}  {miss}  "
                 f"{sample.desired:>9}/{sample.ready:<8}  {sample.warm:4d}  {status.get('scalingReason', '')[:60]}")
     await load
+    await follower
     say(f"load: {counts.sent} sent, {counts.ok} ok, {counts.failed} failed {counts.errors or ''}")
     return samples
 
@@ -183,7 +190,7 @@ def run(state_dir: Path, out: Path, keep: bool) -> int:
         wait_ready(kube)
         print(kube.run("get", "warmpool", POOL), flush=True)
         say(f"driving load: {total_seconds(PHASES):.0f} s of Poisson arrivals of hold({HOLD_MS} ms), "
-            "routed at random over Ready pods by pod IP")
+            "routed at random over Ready pods by pod IP, as a Service would")
         samples = asyncio.run(drive(kube, sha))
         picture = plot(samples, TARGET_MISS, out / "demo.png")
         print(kube.run("get", "warmpool", POOL), flush=True)

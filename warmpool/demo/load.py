@@ -1,12 +1,13 @@
-"""An open-loop load generator: Poisson arrivals at a scheduled rate, routed at random over Ready pods."""
+"""An open-loop load generator: Poisson arrivals at a scheduled rate, spread over the pods a Service would use."""
 
 from __future__ import annotations
 
 import asyncio
 import json
 import random
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import aiohttp
 
@@ -41,6 +42,27 @@ class LoadCounts:
     ok: int = 0
     failed: int = 0
     errors: dict[str, int] = field(default_factory=dict)
+
+
+def ready_pod_targets(pods: Sequence[Mapping[str, Any]], port_name: str = "http") -> list[str]:
+    """Base URLs (pod IP, named port) of the pods a Service sends traffic to: Ready and not being deleted.
+
+    That is the EndpointSlice controller's rule, applied to the pods directly: the local control
+    plane's pod IPs are loopback addresses, which EndpointSlices may not hold. A pod being deleted
+    leaves at once (its readiness also fails on SIGTERM) while it keeps serving for its drain window,
+    so a client following this reaches it only while it serves.
+    """
+    out = []
+    for pod in pods:
+        status = pod.get("status") or {}
+        conditions = {c.get("type"): c.get("status") for c in status.get("conditions") or ()}
+        if conditions.get("Ready") != "True" or (pod.get("metadata") or {}).get("deletionTimestamp"):
+            continue
+        ports = [p.get("containerPort") for c in (pod.get("spec") or {}).get("containers") or ()
+                 for p in c.get("ports") or () if p.get("name") == port_name]
+        if status.get("podIP") and ports:
+            out.append(f"http://{status['podIP']}:{ports[0]}")
+    return sorted(out)
 
 
 async def run_load(
