@@ -168,7 +168,10 @@ def operator(cluster: Kube, installed: dict[str, Any], tmp_path_factory: pytest.
     # Same flags, but ports free on this machine instead of the pod's own.
     args = [a for a in argv[1:] if not a.startswith(("--metrics-port=", "--health-port="))]
     args += [f"--metrics-port={metrics_port}", f"--health-port={health_port}"]
-    env = {item["name"]: item["value"] for item in container["env"]}
+    # The API server stores an empty value as no value at all.
+    env = {item["name"]: item.get("value", "") for item in container["env"]}
+    # In its pod the operator takes the Lease's namespace from its service account: here, say it.
+    env["WARMPOOL_OPERATOR_LEASE_NAMESPACE"] = env.get("WARMPOOL_OPERATOR_LEASE_NAMESPACE") or RELEASE_NAMESPACE
     env.update({"KUBECONFIG": str(kubeconfig), "WARMPOOL_OPERATOR_METRICS_HOST": "127.0.0.1",
                 "WARMPOOL_OPERATOR_HEALTH_HOST": "127.0.0.1", "PATH": os.environ.get("PATH", ""), "HOME": str(home)})
     log = home / "operator.log"
@@ -222,6 +225,48 @@ def test_the_installed_operator_brings_a_warmpool_to_ready(
     events = cluster.json("-n", "helm-e2e", "get", "events", "--field-selector", "involvedObject.name=classify")
     assert "PoolWarm" in {event["reason"] for event in events["items"]}
     assert "forbidden" not in operator.read_text().lower()
+
+
+def pool_pod_uids(cluster: Kube) -> set[str]:
+    pods = cluster.json("-n", "helm-e2e", "get", "pods", "--selector=app.kubernetes.io/instance=classify")
+    assert all(s["restartCount"] == 0 for pod in pods["items"] for s in pod["status"]["containerStatuses"])
+    return {pod["metadata"]["uid"] for pod in pods["items"] if not pod["metadata"].get("deletionTimestamp")}
+
+
+def test_helm_upgrade_and_a_crd_upgrade_keep_warmpools_and_running_pods(
+    cluster: Kube, helm: Helm, operator: Path
+) -> None:
+    before = cluster.json("-n", "helm-e2e", "get", "warmpool", "classify")
+    pods = pool_pod_uids(cluster)
+    assert len(pods) == 2
+    result = helm.run_with_kubeconfig(cluster.kubeconfig, "upgrade", RELEASE, str(CHART), "--namespace",
+                                      RELEASE_NAMESPACE, "--reuse-values")
+    assert "STATUS: deployed" in result.stdout
+    assert "REVISION: 2" in result.stdout
+    # The operator keeps running as the local process: its Deployment goes back to zero replicas.
+    cluster.run("-n", RELEASE_NAMESPACE, "scale", "deployment", f"{RELEASE}-warmpool-operator", "--replicas=0")
+
+    # Helm leaves crds/ alone on upgrade: a newer CRD (here: one more optional field) is applied by
+    # hand over the stored v1alpha1 objects, which read back unchanged.
+    crd = yaml.safe_load((CHART / "crds" / "warmpools.tensorwasm.dev.yaml").read_text())
+    spec_schema = crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]
+    spec_schema["properties"]["note"] = {"type": "string", "description": "A field a later version adds."}
+    cluster.run("apply", "--server-side", "--force-conflicts", "--filename=-", stdin=json.dumps(crd))
+    cluster.run("wait", "--for=condition=Established", "crd/warmpools.tensorwasm.dev", "--timeout=60s")
+    after = cluster.json("-n", "helm-e2e", "get", "warmpool", "classify")
+    assert after["spec"] == before["spec"]
+    assert after["metadata"]["generation"] == before["metadata"]["generation"]
+    cluster.run("-n", "helm-e2e", "replace", "--dry-run=server", "--filename=-", stdin=json.dumps(after))
+
+    def still_ready() -> dict[str, Any] | None:
+        body: dict[str, Any] = cluster.json("-n", "helm-e2e", "get", "warmpool", "classify")
+        conditions = {c["type"]: c for c in (body.get("status") or {}).get("conditions") or []}
+        ready = conditions.get("Ready", {})
+        current = ready.get("observedGeneration") == body["metadata"]["generation"]
+        return body if current and ready.get("status") == "True" else None
+
+    wait_for("WarmPool helm-e2e/classify still Ready", still_ready, timeout_s=120)
+    assert pool_pod_uids(cluster) == pods  # the same pods: nothing restarted or replaced
 
 
 def test_helm_uninstall_removes_the_release_and_keeps_the_crds(cluster: Kube, helm: Helm, operator: Path) -> None:
