@@ -49,7 +49,7 @@ class Store(Protocol):
 
 @dataclass(frozen=True, slots=True)
 class Write:
-    verb: str  # "create" or "apply"
+    verb: str  # "create" (the apply made the object) or "patch"
     kind: str
     name: str
     fields: tuple[str, ...] = ()
@@ -118,7 +118,7 @@ async def apply(
         applied = await store.apply(kind, namespace, name, body)
     except Invalid as exc:
         return None, None, Problem("Rejected", f"the API server refused {desired['kind']} {name}: {exc.message}", True)
-    verb = "create" if actual is None else "apply"
+    verb = "create" if actual is None else "patch"
     return applied, Write(verb, desired["kind"], name, tuple(changed) if actual is not None else ()), None
 
 
