@@ -120,12 +120,16 @@ class WorkerLane:
 
     def __init__(self, settings: RuntimeSettings, tenants: Iterable[str] = ()) -> None:
         self._workers = settings.workers
-        self._share = settings.tenant_max_workers or max(1, settings.workers - 1)
+        names = set(tenants)
+        self._share = settings.tenant_max_workers or (
+            settings.workers if len(names) == 1 else max(1, settings.workers - 1))
+        """Workers one tenant may occupy: `tenant_max_workers`, else all but one, so that a tenant whose
+        guests are all stuck leaves one to the others; all of them on a pod configured for one tenant."""
         self._max_calls = settings.tenant_max_calls
         self._max_queued = settings.max_queued_calls
         self._high = max(1, math.ceil(settings.queue_high_water * settings.max_queued_calls))
         self._low = math.floor(settings.queue_low_water * settings.max_queued_calls)
-        self._tenants: dict[str, _Tenant] = {name: _Tenant(name) for name in tenants}
+        self._tenants: dict[str, _Tenant] = {name: _Tenant(name) for name in names}
         self._ring: deque[_Tenant] = deque()
         self._queued = 0
         self._running = 0

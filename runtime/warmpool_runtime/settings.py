@@ -35,8 +35,9 @@ class RuntimeSettings:
     slow_export_seconds: float = field(default=10.0, metadata=_min(0))
     """How long an export that counts as slow goes straight to a worker."""
     tenant_max_workers: int = field(default=0, metadata=_min(0))
-    """Worker threads one tenant's calls may occupy at once. 0: all but one (at least one), so a
-    tenant whose guests are all stuck until their deadline always leaves a worker to the others."""
+    """Worker threads one tenant's calls may occupy at once. 0: all but one (at least one) while the
+    pod serves several tenants, so a tenant whose guests are all stuck until their deadline always
+    leaves a worker to the others; all of them while it serves one tenant."""
     tenant_max_calls: int = field(default=32, metadata=_min(1))
     """Worker-lane calls (running plus queued) one tenant may have; more are refused with 429."""
     max_queued_calls: int = field(default=128, metadata=_min(1))

@@ -171,3 +171,17 @@ async def test_another_tenants_call_runs_while_eight_guests_of_one_tenant_are_st
     # Each either slept to its deadline, or waited for one of alpha's workers as long and was refused.
     assert all(isinstance(outcome, DeadlineExceeded | TenantLimit) for outcome in outcomes)
     assert sum(isinstance(outcome, DeadlineExceeded) for outcome in outcomes) >= 3
+
+
+@pytest.mark.unit
+async def test_a_pod_configured_for_one_tenant_gives_it_every_worker() -> None:
+    lane = WorkerLane(RuntimeSettings(workers=3), ["a"])  # a dedicated pool's pod: no one to keep a worker for
+    gate = Gate()
+    try:
+        calls = [submit(lane, "a", gate.job(f"a{i}", wait=True)) for i in range(5)]
+        await settle(lambda: load_of(lane, "a") == (3, 2))
+        gate.opened.set()
+        await asyncio.wait_for(asyncio.gather(*calls), HANG_GUARD)
+    finally:
+        gate.opened.set()
+        lane.close()

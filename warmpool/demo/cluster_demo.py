@@ -171,7 +171,8 @@ async def drive(kube: Kube, sha: str) -> list[Sample]:
                 f"{sample.desired:>9}/{sample.ready:<8}  {sample.warm:4d}  {status.get('scalingReason', '')[:60]}")
     await load
     await follower
-    say(f"load: {counts.sent} sent, {counts.ok} ok, {counts.failed} failed {counts.errors or ''}")
+    say(f"load: {counts.sent} sent, {counts.ok} ok, {counts.shed} shed (429/503 with Retry-After), "
+        f"{counts.failed} failed {counts.errors or ''}")
     return samples
 
 

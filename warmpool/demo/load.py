@@ -40,6 +40,8 @@ class LoadCounts:
 
     sent: int = 0
     ok: int = 0
+    shed: int = 0
+    """Refused by an overloaded runtime with 429/503 and `Retry-After`: load shedding, not a failure."""
     failed: int = 0
     errors: dict[str, int] = field(default_factory=dict)
 
@@ -101,6 +103,9 @@ async def _invoke(session: aiohttp.ClientSession, url: str, body: bytes, counts:
             payload = await resp.read()
             if resp.status == 200:
                 counts.ok += 1
+                return
+            if resp.status in (429, 503) and "Retry-After" in resp.headers:
+                counts.shed += 1
                 return
             code = json.loads(payload).get("error", {}).get("code", str(resp.status))
     except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
