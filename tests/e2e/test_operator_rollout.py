@@ -28,6 +28,7 @@ from tests.e2e.real_cluster import (
     ready_pods,
     wait_pool_ready,
 )
+from tests.operator.runtime_pods import free_port
 from warmpool_operator.render import LABEL_MODULE
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(600)]
@@ -191,3 +192,41 @@ def test_a_sha256_that_does_not_match_the_bytes_stalls_the_pool_while_old_pods_s
     reasons = {e["reason"] for e in operator.kubectl_json(
         "get", "events", f"--namespace={namespace}", f"--field-selector=involvedObject.name={POOL}")["items"]}
     assert "Recovered" in reasons
+
+
+def test_a_module_source_that_cannot_be_reached_stalls_the_pool_while_old_pods_serve(
+    operator: LocalCluster, namespace: str
+) -> None:
+    wasm, sha = example_module()
+    _, new_sha = v2_module(wasm)
+    closed = free_port("127.0.0.1")  # nothing listens there once the probe socket is closed
+    url = f"http://reader:pa55w0rd@127.0.0.1:{closed}/classify.wasm?X-Amz-Signature=s3cr3t"
+    operator.kubectl("apply", f"--namespace={namespace}", f"--filename={EXAMPLE}")
+    wait_pool_ready(operator, namespace, POOL, replicas=2)
+    old = {pod["metadata"]["name"] for pod in ready_pods(operator, namespace, POOL)}
+
+    patch = {"spec": {"module": {"sha256": new_sha, "source": {"url": url, "configMapRef": None}}}}
+    operator.kubectl("patch", "warmpool", POOL, f"--namespace={namespace}", "--type=merge",
+                     f"--patch={json.dumps(patch)}")
+
+    def stalled() -> dict[str, Any] | None:
+        cond = conditions(get_pool(operator, namespace, POOL)).get("Stalled") or {}
+        return cond if (cond.get("status"), cond.get("reason")) == ("True", "ModuleUnreachable") else None
+
+    cond = operator.wait_for("Stalled=True ModuleUnreachable", stalled, timeout_s=ROLLOUT_PATIENCE_SECONDS)
+    assert f"http://127.0.0.1:{closed}/classify.wasm?<redacted>" in cond["message"]
+    assert "s3cr3t" not in cond["message"]
+    assert "pa55w0rd" not in cond["message"]
+
+    # The new pod never turns Ready, so the rollout holds: the old pods keep serving the old module.
+    serving = ready_pods(operator, namespace, POOL)
+    assert {pod["metadata"]["name"] for pod in serving} == old
+    for pod in serving:
+        assert invoke(pod["status"]["podIP"], sha, "add", [2, 3]) == (200, {"results": [5]})
+
+    back = {"spec": {"module": {"sha256": sha, "source": {
+        "url": None, "configMapRef": {"name": "classify-module", "key": "classify.wasm"}}}}}
+    operator.kubectl("patch", "warmpool", POOL, f"--namespace={namespace}", "--type=merge",
+                     f"--patch={json.dumps(back)}")
+    recovered = wait_pool_ready(operator, namespace, POOL, generation=3, replicas=2)
+    assert conditions(recovered)["Stalled"]["status"] == "False"
