@@ -46,8 +46,9 @@ DEFAULT_CPU_REQUEST = "100m"
 DEFAULT_MEMORY_REQUEST = "128Mi"
 BASE_MEMORY_BYTES = 256 << 20
 """The runtime's own memory: interpreter, wasmtime, compiled modules, HTTP buffers, freed slots kept hot."""
-COLD_INSTANCES = 2
-"""Instances beyond the warm set (misses served cold, instances being replaced) allowed for at once."""
+COLD_INSTANCES = 5
+"""Instances beyond the warm set that can touch memory at once: misses served cold run only on the
+runtime's 4 worker threads and its inline lane (its default `workers` setting plus one)."""
 TUPLES_PER_POD = 1
 
 # Probe timing: a loaded node answers slowly, and a slow answer is no reason to restart.

@@ -13,6 +13,8 @@ from tests.e2e.real_cluster import example_documents, pool_pods, wait_pool_ready
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(900)]
 
 # Ten runtime processes starting together on the two shared cores (each compiles and prewarms).
+# The local node agent ignores startupProbe, so this proves the patient liveness probe and the
+# requests; the rendered startupProbe itself is tests/operator/test_render.py's.
 POOLS = 10
 
 

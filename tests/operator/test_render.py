@@ -246,6 +246,9 @@ def test_start_up_is_covered_by_a_startup_probe_and_liveness_only_checks_the_pro
 
 
 def test_default_requests_and_a_memory_limit_from_the_warm_set() -> None:
+    # Proven here and not on the local control plane: its node agent runs pods as plain processes and
+    # enforces no cgroup memory limit, so a kernel OOM kill cannot be produced there. The runtime's side
+    # (memory growth past limits.memoryBytes refused) is tests/runtime/test_guest_failures.py.
     resources = pod_spec(render(spec(warmInstancesPerTuple=4, limits={"memoryBytes": 32 << 20})))["containers"][0][
         "resources"
     ]
