@@ -54,6 +54,22 @@ WORKER_QUEUE_DEPTH: Final = "tensor_wasm_worker_queue_depth"
 WORKER_BUSY: Final = "tensor_wasm_worker_busy"
 SATURATED: Final = "tensor_wasm_saturated"
 
+# --- files the operator mounts into runtime pods and the runtime reads ----------------------------
+WATCH_CONFIG_FLAG: Final = "--watch-config"
+"""`warmpool runtime serve --config PATH --watch-config`: apply changes to the config file live
+(tuples added, removed and resized without a restart), as a mounted ConfigMap is updated."""
+PULL_SECRETS_DIR: Final = "/var/run/warmpool/pull-secrets"
+"""A `kubernetes.io/dockerconfigjson` Secret named N is mounted at PULL_SECRETS_DIR/N."""
+DOCKER_CONFIG_KEY: Final = ".dockerconfigjson"
+"""The key of a pull secret (and so the file name under its mount)."""
+HEADERS_DIR: Final = "/var/run/warmpool/headers"
+"""A url source's `headersFrom.secretRef` N is mounted at HEADERS_DIR/N: one file per header."""
+CA_BUNDLES_DIR: Final = "/var/run/warmpool/ca"
+"""A url source's `caBundle.configMapRef` N is mounted at CA_BUNDLES_DIR/N."""
+TOKENS_DIR: Final = "/var/run/warmpool/tokens"
+"""The Secret of callers' bearer-token digests is mounted here: one file per tenant, one sha256
+hex digest of an accepted token per line (several during a rotation)."""
+
 # --- module sources ------------------------------------------------------------------------------
 REDACTED: Final = "<redacted>"
 """What stands in for a hidden part of a module source."""
