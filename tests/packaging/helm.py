@@ -78,7 +78,7 @@ class Helm:
         self, values: dict[str, Any] | None = None, *, name: str = "values", namespace: str = "warmpool-system",
         release: str = "wp",
     ) -> list[dict[str, Any]]:
-        """Rendered manifests (templates only; helm keeps crds/ out of `template` output)."""
+        """Rendered manifests, the CRDs (templates/crds.yaml) and the `helm test` pod included."""
         result = self.template_result(values, name=name, namespace=namespace, release=release)
         if result.returncode != 0:
             raise AssertionError(f"helm template failed:\n{result.stderr}")
