@@ -48,6 +48,21 @@ VALUE_SETS: dict[str, dict[str, Any]] = {
         "podLabels": {"team": "platform"},
         "podAnnotations": {"example.com/owner": "platform"},
     },
+    "conventions": {
+        "global": {"imageRegistry": "mirror.example", "imagePullSecrets": ["mirror"], "storageClass": "fast"},
+        "crds": {"keep": False},
+        "serviceAccount": {"name": "warmpool", "annotations": {"example.com/role": "operator"}},
+        "replicaCount": 2,
+        "podDisruptionBudget": {"minAvailable": None, "maxUnavailable": 1},
+        "affinity": {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": [
+            {"matchExpressions": [{"key": "kubernetes.io/arch", "operator": "In", "values": ["amd64"]}]}]}}},
+        "topologySpreadConstraints": [{"maxSkew": 1, "topologyKey": "kubernetes.io/hostname",
+                                       "whenUnsatisfiable": "DoNotSchedule"}],
+        "extraEnv": [{"name": "TZ", "value": "UTC"}],
+        "extraArgs": ["--lease-name=warmpool-blue"],
+        "extraVolumes": [{"name": "ca", "configMap": {"name": "ca"}}],
+        "extraVolumeMounts": [{"name": "ca", "mountPath": "/etc/ca", "readOnly": True}],
+    },
 }
 
 

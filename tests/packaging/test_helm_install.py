@@ -14,12 +14,14 @@ import hashlib
 import http.server
 import json
 import os
+import re
 import shutil
 import signal
 import socket
 import subprocess
 import sys
 import threading
+import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -301,6 +303,18 @@ def test_the_examples_bring_their_own_module_and_get_ready(
         body = wait_for(f"WarmPool {namespace}/{name} to be Ready",
                         functools.partial(pool_ready, cluster, namespace, name), timeout_s=180)
         assert body["status"]["readyReplicas"] >= 1
+    # The README's invoke step (its path and body), sent to a staging pod at its IP (port 8080, as the
+    # Service's): the local node agent runs pods on loopback addresses and has no port-forward.
+    quickstart = (ROOT / "README.md").read_text().split("### Quickstart on a cluster", 1)[1]
+    (path,) = re.findall(r"localhost:8080(/v1/\S+)", quickstart)
+    (data,) = re.findall(r"-d '([^']+)'", quickstart)
+    pods = cluster.json("-n", "acme-staging", "get", "pods", "--selector=app.kubernetes.io/instance=classify")
+    ip = next(pod["status"]["podIP"] for pod in pods["items"] if pod["status"].get("podIP"))
+    request = urllib.request.Request(f"http://{ip}:8080{path}", data=data.encode(), method="POST",
+                                     headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=10) as response:
+        (score,) = json.loads(response.read())["results"]
+    assert f'{{"results": [{score}]}}' in quickstart
     for namespace in ("examples", "acme-staging"):
         cluster.run("delete", "namespace", namespace, "--wait=false")
 
