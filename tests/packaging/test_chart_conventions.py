@@ -334,6 +334,9 @@ def test_helm_test_pod_asks_the_operators_health_endpoint_through_the_service(he
     docs = helm.template({"health": {"port": 8088}}, name="test-hook")
     pod = helm_test_pod(docs)
     assert pod["metadata"]["annotations"]["helm.sh/hook"] == "test"
+    # Neither the Service nor a disruption budget may take the test pod for an operator pod.
+    assert not one(docs, "Service")["spec"]["selector"].items() <= pod["metadata"]["labels"].items()
+    assert not one(docs, "Deployment")["spec"]["selector"]["matchLabels"].items() <= pod["metadata"]["labels"].items()
     assert pod["spec"]["restartPolicy"] == "Never"
     assert pod["spec"]["automountServiceAccountToken"] is False
     (container,) = pod["spec"]["containers"]
@@ -450,3 +453,12 @@ def test_docs_name_the_release_like_the_objects_it_creates() -> None:
         assert "helm install warmpool-operator charts/warmpool-operator" in text, path
         assert "helm install warmpool " not in text, path
     assert "deploy/warmpool-operator" in (ROOT / "docs" / "troubleshooting.md").read_text()
+
+
+def test_rendered_yaml_with_a_key_twice_is_refused() -> None:
+    """The checker itself: helm.template's loader refuses what PyYAML would silently collapse (a label given twice)."""
+    from tests.packaging.helm import UniqueKeyLoader
+
+    with pytest.raises(yaml.YAMLError, match=r"duplicate key 'app\.kubernetes\.io/component'"):
+        yaml.load("labels:\n  app.kubernetes.io/component: operator\n  app.kubernetes.io/component: test\n",
+                  Loader=UniqueKeyLoader)

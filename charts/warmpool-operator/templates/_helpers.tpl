@@ -137,7 +137,8 @@ No wildcards, no Secrets, no delete (children go with their WarmPool through own
 {{- end }}
 
 {{/*
-warmpool-operator.crdLabels: labels of the CRDs (no instance or component: they are cluster-wide).
+warmpool-operator.crdLabels: labels of the CRDs (no instance or component: they are cluster-wide), and
+the base of the test pod's.
 */}}
 {{- define "warmpool-operator.crdLabels" -}}
 helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
