@@ -89,14 +89,14 @@ class OciSource:
         return self.repository.split("/", 1)[1]
 
     def describe(self) -> str:
-        tail = "" if self.reference is None else (f"@{self.reference}" if DIGEST.match(self.reference)
+        tail = "" if self.reference is None else (f"@{self.reference}" if DIGEST.fullmatch(self.reference)
                                                  else f":{self.reference}")
         return f"oci://{self.repository}{tail}"
 
 
 def parse_repository(value: str) -> str:
     """`value` if it is host[:port]/path with an explicit registry host; raises OciReferenceError otherwise."""
-    match = REPOSITORY.match(value)
+    match = REPOSITORY.fullmatch(value)
     if match is None:
         raise OciReferenceError("must be host[:port]/path with no scheme, tag or digest (path components "
                                 "lowercase letters, digits and . _ -)")
@@ -110,10 +110,10 @@ def parse_repository(value: str) -> str:
 def parse_reference(value: str) -> str:
     """A tag or a manifest digest `sha256:<64 hex>`; raises OciReferenceError otherwise."""
     if value.startswith("sha256:"):
-        if not DIGEST.match(value):
+        if not DIGEST.fullmatch(value):
             raise OciReferenceError("a digest reference must be sha256: and 64 lowercase hex characters")
         return value
-    if not TAG.match(value):
+    if not TAG.fullmatch(value):
         raise OciReferenceError("must be a tag (letters, digits, _ . -, at most 128, not starting with . or -) "
                                 "or a manifest digest sha256:<hex>")
     return value
@@ -276,7 +276,7 @@ def fetch_blob(source: OciSource, sha256: str, max_bytes: int, settings: Runtime
     """The bytes of blob `sha256:<sha256>` of the source's repository, through its manifest when a reference is
     given (whose Wasm layer must be that very blob). Retries and deadlines as for a URL source; errors name the
     registry, repository and HTTP status, never a password or token."""
-    if not SHA256_HEX.match(sha256):
+    if not SHA256_HEX.fullmatch(sha256):
         raise ModuleError(f"module sha256 {sha256!r} is not 64 lowercase hex characters")
     credentials = None
     if source.docker_config is not None:
@@ -301,7 +301,7 @@ def fetch_blob(source: OciSource, sha256: str, max_bytes: int, settings: Runtime
                                           max_bytes=MAX_MANIFEST_BYTES, progress=Progress(),
                                           what=f"manifest of {source.describe()}", accept=", ".join(MANIFEST_TYPES),
                                           missing=f"manifest {source.reference} not found")
-                if DIGEST.match(source.reference) and \
+                if DIGEST.fullmatch(source.reference) and \
                         f"sha256:{hashlib.sha256(manifest).hexdigest()}" != source.reference:
                     raise ModuleError(f"registry {source.host} answered {source.name}@{source.reference} with a "
                                       "manifest of another digest")

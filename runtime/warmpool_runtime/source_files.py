@@ -32,7 +32,7 @@ def read_headers(directory: str) -> dict[str, str]:
         name = path.name
         if not path.is_file():  # follows the symlinks a Secret mount makes
             continue
-        if not HEADER_NAME.match(name):
+        if not HEADER_NAME.fullmatch(name):
             raise ModuleError(f"headersDir {directory}: file {name!r} is not a valid header name (an HTTP token)")
         if name.lower() in FORBIDDEN_HEADERS:
             raise ModuleError(f"headersDir {directory}: header {name} is set by the fetch itself and cannot be given")
