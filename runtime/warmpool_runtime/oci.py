@@ -306,10 +306,12 @@ def fetch_blob(source: OciSource, sha256: str, max_bytes: int, settings: Runtime
                     raise ModuleError(f"registry {source.host} answered {source.name}@{source.reference} with a "
                                       "manifest of another digest")
                 layer = wasm_layer(manifest, source)
-                if layer.get("digest") != digest:
+                found = layer.get("digest")
+                if found != digest:
+                    shown = found if isinstance(found, str) and DIGEST.fullmatch(found) else repr(found)[:80]
                     raise ModuleError(
                         f"the Wasm layer of {source.describe()} in registry {source.host} has digest "
-                        f"{layer.get('digest')!s:.80}, but the module is pinned to {digest}")
+                        f"{shown}, but the module is pinned to {digest}")
                 size = layer.get("size")
                 if isinstance(size, int) and not isinstance(size, bool) and size > max_bytes:
                     raise ModuleTooLarge(f"module {source.describe()} is {size} bytes (its manifest says), over the "
