@@ -235,13 +235,15 @@ class ModuleStore:
     def _compile(self, source: ModuleSource, sha256: str, data: bytes) -> _Loaded:
         size = len(data)
         layout: Layout | None = None
+        hidden: frozenset[int] = frozenset()
         with contextlib.suppress(LayoutError):  # wasmtime's compile below names the defect
             layout = scan(data)
             if layout.in_place_reset_ok and layout.hidden_globals:
                 # Compile with the hidden globals exported, so an in-place reset can restore them.
+                hidden = layout.hidden_globals
                 data = export_hidden_globals(data, layout)
-                layout = replace(layout, exported_globals=layout.exported_globals | layout.hidden_globals)
-        module = self._from_disk_cache(sha256, layout)
+                layout = replace(layout, exported_globals=layout.exported_globals | hidden)
+        module = self._from_disk_cache(sha256, hidden)
         if module is None:
             try:
                 module = wasmtime.Module(self._engine, data)
@@ -299,7 +301,7 @@ class ModuleStore:
             return None
         return self._cache_dir / f"{sha256}-{importlib.metadata.version('wasmtime')}.cwasm"
 
-    def _from_disk_cache(self, sha256: str, layout: Layout | None) -> wasmtime.Module | None:
+    def _from_disk_cache(self, sha256: str, hidden: frozenset[int]) -> wasmtime.Module | None:
         path = self._cache_path(sha256)
         if path is None or not path.exists() or not _owned_by_us(path):
             return None
@@ -307,10 +309,10 @@ class ModuleStore:
             module = wasmtime.Module.deserialize_file(self._engine, str(path))
         except wasmtime.WasmtimeError:
             module = None
-        if module is not None and layout is not None and layout.in_place_reset_ok:
+        if module is not None and hidden:
             # It must export the hidden globals as this build exports them, or an in-place reset would miss some.
             names = {e.name for e in module.exports}
-            if not all(f"{HIDDEN_GLOBAL_PREFIX}{i}" in names for i in layout.hidden_globals):
+            if not all(f"{HIDDEN_GLOBAL_PREFIX}{i}" in names for i in hidden):
                 module = None
         if module is None:
             path.unlink(missing_ok=True)

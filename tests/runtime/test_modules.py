@@ -217,3 +217,32 @@ def test_a_module_whose_start_traps_never_becomes_ready(make_runtime, tmp_path) 
 
 def test_compile_wat_helper_produces_binary() -> None:
     assert compile_wat(STATEFUL).startswith(b"\0asm")
+
+
+HIDDEN_GLOBAL = """
+(module
+  (memory (export "memory") 1)
+  (global $calls (mut i32) (i32.const 0))
+  (func (export "bump") (result i32)
+    (global.set $calls (i32.add (global.get $calls) (i32.const 1))) (global.get $calls)))
+"""
+
+
+def test_a_cached_module_keeps_its_layout_and_must_export_its_hidden_globals(engine, tmp_path) -> None:
+    path, sha = write_module(tmp_path, HIDDEN_GLOBAL)
+    cache = tmp_path / "cache"
+    exported = "__warmpool_global_0"
+    first = ModuleStore(engine, str(cache))
+    assert exported in {e.name for e in first.load(ModuleSource(path=str(path)), sha, 1 << 20, True).exports}
+    again = ModuleStore(engine, str(cache))
+    module = again.load(ModuleSource(path=str(path)), sha, 1 << 20, True)
+    assert again.counts.compiled_cache_hits == 1
+    assert again.layouts[sha].in_place_reset_ok  # read from the cached bytes: an in-place reset stays possible
+    assert exported in {e.name for e in module.exports}
+    # A compiled file without the export (built otherwise) would let a reset miss the global: it is discarded.
+    (cwasm,) = cache.glob(f"{sha}-*.cwasm")
+    cwasm.write_bytes(wasmtime.Module(engine, path.read_bytes()).serialize())
+    fresh = ModuleStore(engine, str(cache))
+    module = fresh.load(ModuleSource(path=str(path)), sha, 1 << 20, True)
+    assert (fresh.counts.discarded, fresh.counts.compiled) == (1, 1)
+    assert exported in {e.name for e in module.exports}

@@ -129,3 +129,20 @@ def test_two_tenants_pulling_one_module_fetch_and_compile_it_once(pushed, make_r
     assert {s.tenant for s in runtime.registry.statuses() if s.ready} == {"acme", "globex"}
     counts = runtime.registry.modules.counts
     assert (counts.fetched, counts.compiled) == (1, 1)
+
+
+def test_a_tuple_refused_by_the_registry_fails_alone_with_a_reason_free_of_secrets(pushed, make_runtime) -> None:
+    host = pushed["registry"].host
+    good = {"repository": f"{host}/{REPO}", "insecure": True, "dockerConfig": pushed["secret"]}
+    refused = {**good, "dockerConfig": pushed["wrong"]}
+    runtime = make_runtime({"maxTotalWarm": 4, "tuples": [
+        {"tenant": "refused", "module": {"sha256": SHA, "source": {"oci": refused}}, "warmInstancesPerTuple": 1},
+        {"tenant": "good", "module": {"sha256": SHA, "source": {"oci": good}}, "warmInstancesPerTuple": 1},
+    ]}, wait_ready=False)
+    statuses = {s.tenant: s for s in runtime.registry.statuses()}
+    error = statuses["refused"].error
+    assert error is not None
+    assert error.code == "module_unreachable"
+    assert f"401 from registry {host} for {REPO}: credentials refused" in error.message
+    assert "not-the-password" not in error.message
+    assert statuses["good"].error is None  # the same module from a source that works: loaded
