@@ -62,6 +62,8 @@ REPOSITORY = re.compile(rf"^(?P<host>{_HOST}(?::[0-9]{{1,5}})?)/(?P<path>{_COMPO
 """host[:port]/path, the path as the distribution spec's name grammar has it."""
 TAG = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
 DIGEST = re.compile(r"^sha256:[a-f0-9]{64}$")
+_TOKEN = re.compile(r"[\x21-\x7e]{1,16384}")
+"""A usable bearer token: visible ASCII, as a header value allows it."""
 
 
 class OciReferenceError(ValueError):
@@ -183,7 +185,7 @@ class _Pull:
             return await get_body(self.client, url, self.request(), max_bytes=max_bytes, progress=progress,
                                   on_status=functools.partial(self._first_status, missing), what=what, accept=accept)
         except _Unauthorized as unauthorized:
-            await self.authenticate(unauthorized.challenge, progress)
+            await self.authenticate(unauthorized.challenge)
         return await get_body(self.client, url, self.request(), max_bytes=max_bytes, progress=progress,
                               on_status=functools.partial(self._status, missing), what=what, accept=accept)
 
@@ -202,7 +204,7 @@ class _Pull:
             return self.failure(404, missing)
         return self.failure(status, f"HTTP {status}", retry_after=parse_retry_after(headers.get("Retry-After")))
 
-    async def authenticate(self, challenge: Challenge | None, progress: Progress) -> None:
+    async def authenticate(self, challenge: Challenge | None) -> None:
         """Answer a 401's challenge: Basic with the credentials, or a Bearer token from the challenge's realm."""
         if challenge is None or challenge.scheme not in ("basic", "bearer"):
             raise self.failure(401, "an auth challenge this client does not speak (Basic and Bearer only)", False)
@@ -229,14 +231,14 @@ class _Pull:
             return self.failure(status, f"token service answered HTTP {status}")
 
         body = await get_body(self.client, token_url, Request(headers=headers), max_bytes=MAX_TOKEN_BYTES,
-                              progress=progress, on_status=on_status,
+                              progress=Progress(), on_status=on_status,
                               what=f"token answer of registry {self.source.host}")
         try:
             answer = json.loads(body)
         except (UnicodeDecodeError, json.JSONDecodeError):
             answer = None
         token = (answer.get("token") or answer.get("access_token")) if isinstance(answer, dict) else None
-        if not isinstance(token, str) or not token or any(c in token for c in "\r\n"):
+        if not isinstance(token, str) or not _TOKEN.fullmatch(token):
             raise self.failure(200, "the token service's answer holds no token", False)
         self.secrets.append(token)
         self.authorization = f"Bearer {token}"

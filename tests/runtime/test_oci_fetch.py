@@ -59,6 +59,7 @@ class Registry:
         self.fail: dict[str, int] = {}
         """Path -> how many more times it answers 503."""
         self.redirect_blobs_to: str | None = None
+        self.token_answer = json.dumps({"token": TOKEN}).encode()
         registry = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
@@ -73,7 +74,7 @@ class Registry:
                     expected = "Basic " + base64.b64encode(f"{USER}:{PASSWORD}".encode()).decode()
                     if self.headers.get("Authorization") != expected:
                         return self.answer(401, b'{"errors":[{"code":"UNAUTHORIZED"}]}')
-                    return self.answer(200, json.dumps({"token": TOKEN}).encode())
+                    return self.answer(200, registry.token_answer)
                 if registry.bearer and self.headers.get("Authorization") != f"Bearer {TOKEN}":
                     challenge = (f'Bearer realm="{registry.url}/token",service="test-registry",'
                                  f'scope="repository:{NAME}:pull"')
@@ -233,3 +234,17 @@ def test_a_broken_pull_secret_is_named_without_its_content(registry, tmp_path) -
         fetch_blob(source, SHA, 1 << 20, FAST)
     assert str(config) in caught.value.message
     assert_no_secret(caught.value.message)
+
+
+@pytest.mark.parametrize("answer", [b"not json", b'{"token": ""}', b'{"token": "two words"}', b'{"token": 7}',
+                                    json.dumps({"access_token": "x\r\nX-Injected: 1"}).encode()])
+def test_a_token_answer_without_a_usable_token_is_refused(registry, tmp_path, answer: bytes) -> None:
+    registry.token_answer = answer
+    with pytest.raises(errors.ModuleUnreachable, match="the token service's answer holds no token"):
+        fetch_blob(registry.source(tmp_path), SHA, 1 << 20, FAST)
+    assert registry.hits[f"/v2/{NAME}/blobs/sha256:{SHA}"] == 1  # never asked again with it
+
+
+def test_an_access_token_answer_is_accepted(registry, tmp_path) -> None:
+    registry.token_answer = json.dumps({"access_token": TOKEN, "expires_in": 300}).encode()
+    assert fetch_blob(registry.source(tmp_path), SHA, 1 << 20, FAST) == MODULE
