@@ -19,7 +19,6 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import urlencode
 
 import aiohttp
 from yarl import URL
@@ -221,7 +220,7 @@ class _Pull:
             raise self.failure(401, "a Bearer challenge whose realm is plain http for an https registry", False)
         query = {k: challenge.params[k] for k in ("service",) if k in challenge.params}
         query["scope"] = challenge.params.get("scope", f"repository:{self.source.name}:pull")
-        token_url = realm_url.with_query(urlencode(query))
+        token_url = realm_url.update_query(query)
         headers = {"Authorization": basic(self.credentials)} if self.credentials else {}
 
         def on_status(status: int, headers: Mapping[str, str]) -> Exception:

@@ -14,6 +14,7 @@ import json
 import logging
 import socket
 import threading
+import urllib.parse
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
@@ -60,6 +61,7 @@ class Registry:
         """Path -> how many more times it answers 503."""
         self.redirect_blobs_to: str | None = None
         self.token_answer = json.dumps({"token": TOKEN}).encode()
+        self.token_queries: list[dict[str, list[str]]] = []
         registry = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
@@ -71,6 +73,7 @@ class Registry:
                     registry.fail[path] -= 1
                     return self.answer(503, b"busy")
                 if path == "/token":
+                    registry.token_queries.append(urllib.parse.parse_qs(urllib.parse.urlsplit(self.path).query))
                     expected = "Basic " + base64.b64encode(f"{USER}:{PASSWORD}".encode()).decode()
                     if self.headers.get("Authorization") != expected:
                         return self.answer(401, b'{"errors":[{"code":"UNAUTHORIZED"}]}')
@@ -141,6 +144,7 @@ def test_a_bearer_challenge_is_answered_with_a_token_from_the_pull_secret(regist
     assert paths == [f"/v2/{NAME}/blobs/sha256:{SHA}", "/token", f"/v2/{NAME}/blobs/sha256:{SHA}"]
     assert str(registry.authorizations[1][1]).startswith("Basic ")
     assert registry.authorizations[2][1] == f"Bearer {TOKEN}"
+    assert registry.token_queries == [{"service": ["test-registry"], "scope": [f"repository:{NAME}:pull"]}]
 
 
 def test_without_credentials_the_error_names_registry_repository_and_status(registry, tmp_path) -> None:
