@@ -12,6 +12,7 @@ import datetime
 import hashlib
 import http.server
 import json
+import os
 import secrets
 import subprocess
 import threading
@@ -136,7 +137,7 @@ def token_registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[s
     (root / "config.yml").write_text(yaml.safe_dump(config))
     log = (root / "registry.log").open("wb")
     process = subprocess.Popen([str(ensure_registry()), "serve", str(root / "config.yml")], stdout=log,
-                               stderr=subprocess.STDOUT, env=registry_env(__import__("os").environ))
+                               stderr=subprocess.STDOUT, env=registry_env(os.environ))
     try:
         deadline = time.monotonic() + 60
         while True:
