@@ -205,6 +205,8 @@ class ModuleStore:
         """What each module's binary says about its mutable state."""
         self.counts = StoreCounts()
         self._lock = threading.Lock()
+        self._disk_lock = threading.Lock()
+        """Serialises updates of the bytes cache (not held with `_lock`: writes may be slow)."""
         self._loads = _Flights()
         self._compiles = _Flights()
         self._cache_dir = _owned_cache_dir(cache_dir) if cache_dir else None
@@ -307,7 +309,7 @@ class ModuleStore:
         path = self._bytes_path(sha256)
         if path is None:
             return
-        with self._lock:  # the bytes before the source that vouches for them
+        with self._disk_lock:  # the bytes before the source that vouches for them
             sources = self._sources_on_disk(path)
             if not path.exists():
                 _write_atomically(path, data)
