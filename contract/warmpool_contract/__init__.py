@@ -6,9 +6,9 @@ import re
 from typing import Final
 
 # --- identities -------------------------------------------------------------------------------
-TENANT_PATTERN: Final = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
+TENANT_PATTERN: Final = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?\Z")
 """A tenant is a DNS-1123 label (it becomes a label value and a URL path segment)."""
-SHA256_HEX: Final = re.compile(r"^[0-9a-f]{64}$")
+SHA256_HEX: Final = re.compile(r"^[0-9a-f]{64}\Z")
 """A module is named by the lowercase hex sha256 of its bytes."""
 SHORT_HASH: Final = 12
 """The `module` label and Kubernetes labels carry this many hex characters of the sha256."""
