@@ -53,14 +53,14 @@ class ConfigWatcher:
 
     def start(self) -> None:
         if self._path is not None:
-            self._baseline(self._path)
+            self.baseline(self._path)
         self._thread.start()
 
     def stop(self) -> None:
         self._stop.set()
         self._thread.join(timeout=2.0)
 
-    def _baseline(self, path: str) -> None:
+    def baseline(self, path: str) -> None:
         """Take the file as it is now as the one already applied (the process started from it)."""
         self._stamp = _stamp(path)
         try:
