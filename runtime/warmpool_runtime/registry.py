@@ -143,9 +143,15 @@ class TupleRegistry:
         except RuntimeFault as exc:
             with self._lock:
                 current = self._entries.get(t.key) is entry
+                old = None
                 if current:
                     entry.error = exc
                     self.load_errors[t.key] = exc
+                    # A replacement that fails: the old pool's source or limits are no longer the config's.
+                    old = self.pools.pop(t.key, None)
+                    self.version += 1
+            if old is not None:
+                self._retire(old)
             if current:
                 log.error("tuple %s/%s not loaded: %s", t.tenant, t.sha256[:SHORT_HASH], exc.message)
             return

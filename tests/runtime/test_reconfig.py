@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from prometheus_client import generate_latest
 
-from tests.runtime.conftest import invoke, wait_until
+from tests.runtime.conftest import invoke, settle, wait_until
 from tests.runtime.live import MountedDir
 from tests.runtime.wasm import STATEFUL, tuple_entry, write_module
 from warmpool_runtime.config import ConfigError, parse_config
@@ -138,3 +138,34 @@ def test_the_watcher_applies_a_kubelet_style_swap_and_refuses_a_bad_file(make_ru
     assert (runtime.reloads.applied, runtime.reloads.refused) == (1, 1)
     assert runtime.reloads.last_error == "tuples must be a list"
     assert set(runtime.registry.pools) == {("a", sha), ("b", sha)}
+
+
+@pytest.mark.component
+async def test_a_tuple_whose_limits_change_is_rebuilt_and_its_old_pool_drained(make_runtime, tmp_path: Path) -> None:
+    path, sha = write_module(tmp_path, STATEFUL)
+    raw = {"tuples": [tuple_entry("a", path, sha, 2), tuple_entry("b", path, sha, 2)],
+           "settings": {"poolSlots": 64, "maxMemoryBytes": 16 << 20}}
+    runtime = make_runtime(raw)
+    old, other = runtime.registry.pools[("a", sha)], runtime.registry.pools[("b", sha)]
+    assert await invoke(runtime, "a", sha, "add", [1, 2]) == [3]
+
+    changed = {**raw, "tuples": [tuple_entry("a", path, sha, 2, timeoutMs=5000), raw["tuples"][1]]}
+    changes = runtime.apply(parse_config(changed))
+    assert ([t.tenant for t in changes.replace], changes.restart_needed) == (["a"], ())
+    await settle(lambda: runtime.registry.pools[("a", sha)] is not old)
+    new = runtime.registry.pools[("a", sha)]
+    assert new.template.limits.timeout_ms == 5000
+    assert await invoke(runtime, "a", sha, "add", [2, 2]) == [4]
+    await settle(lambda: old.floor == 0 and old.warm == 0)  # drained: its instances are freed
+    assert runtime.registry.pools[("b", sha)] is other
+    assert other.warm == 2
+
+    # A replacement that cannot load: the tuple fails, and its old pool is not kept serving the old limits.
+    broken = {**raw, "tuples": [tuple_entry("a", path, sha, 2, memoryBytes=1024), raw["tuples"][1]]}
+    runtime.apply(parse_config(broken))
+    await settle(lambda: ("a", sha) in runtime.registry.load_errors)
+    assert ("a", sha) not in runtime.registry.pools
+    (state,) = [s for s in runtime.registry.statuses() if s.tenant == "a"]
+    assert state.state == "failed"
+    await settle(lambda: new.floor == 0 and new.warm == 0)  # the call's instance came back on the loop
+    assert runtime.registry.pools[("b", sha)] is other
