@@ -140,7 +140,11 @@ class TupleRegistry:
         t = entry.config
         try:
             pool = self.load(t)
-        except RuntimeFault as exc:
+        except Exception as exc:
+            if not isinstance(exc, RuntimeFault):
+                log.exception("tuple %s/%s: loading crashed", t.tenant, t.sha256[:SHORT_HASH])
+                exc = ModuleError(f"module {t.sha256[:SHORT_HASH]} could not be loaded ({type(exc).__name__}); "
+                                  "see the runtime's log")
             with self._lock:
                 current = self._entries.get(t.key) is entry
                 old = None

@@ -127,8 +127,10 @@ def test_the_watcher_applies_a_kubelet_style_swap_and_refuses_a_bad_file(make_ru
     mounted = MountedDir(tmp_path / "etc")
     mounted.write({"config.json": json.dumps(raw)})
     watcher = ConfigWatcher(runtime, str(mounted.root / "config.json"))
-    watcher.baseline(str(mounted.root / "config.json"))
-    assert not watcher.check(str(mounted.root / "config.json"))  # unchanged
+    assert not watcher.check(str(mounted.root / "config.json"))  # the config the runtime started with
+    assert not watcher.check(str(mounted.root / "config.json"))  # unchanged: not even read
+    mounted.write({"config.json": json.dumps(raw, indent=2)})
+    assert not watcher.check(str(mounted.root / "config.json"))  # another text of the same config
 
     mounted.write({"config.json": json.dumps({**raw, "tuples": [*raw["tuples"], tuple_entry("b", path, sha, 1)]})})
     assert watcher.check(str(mounted.root / "config.json"))
@@ -137,7 +139,11 @@ def test_the_watcher_applies_a_kubelet_style_swap_and_refuses_a_bad_file(make_ru
     assert not watcher.check(str(mounted.root / "config.json"))
     assert (runtime.reloads.applied, runtime.reloads.refused) == (1, 1)
     assert runtime.reloads.last_error == "tuples must be a list"
-    assert set(runtime.registry.pools) == {("a", sha), ("b", sha)}
+    assert set(runtime.registry.pools) == {("a", sha), ("b", sha)}  # the running set is kept
+    mounted.write({"config.json": json.dumps(raw)})  # back to the first config: b is removed
+    assert watcher.check(str(mounted.root / "config.json"))
+    assert runtime.reloads.last_error is None
+    assert set(runtime.registry.pools) == {("a", sha)}
 
 
 @pytest.mark.component
