@@ -14,6 +14,7 @@ from tests.runtime.conftest import invoke, settle, wait_until
 from tests.runtime.live import MountedDir
 from tests.runtime.wasm import STATEFUL, tuple_entry, write_module
 from warmpool_runtime.config import ConfigError, parse_config
+from warmpool_runtime.errors import UnknownTenant
 from warmpool_runtime.metrics import build_registry
 from warmpool_runtime.reconfig import capped_floors, diff
 from warmpool_runtime.watch import ConfigWatcher, redact_error
@@ -175,3 +176,30 @@ async def test_a_tuple_whose_limits_change_is_rebuilt_and_its_old_pool_drained(m
     assert state.state == "failed"
     await settle(lambda: new.floor == 0 and new.warm == 0)  # the call's instance came back on the loop
     assert runtime.registry.pools[("b", sha)] is other
+
+
+@pytest.mark.component
+async def test_a_removed_tuple_is_refused_at_once_and_its_pool_freed(make_runtime, tmp_path: Path) -> None:
+    import gc
+    import weakref
+
+    path, sha = write_module(tmp_path, STATEFUL)
+    raw = {"tuples": [tuple_entry("a", path, sha, 2), tuple_entry("b", path, sha, 2)],
+           "settings": {"poolSlots": 64, "maxMemoryBytes": 16 << 20}}
+    runtime = make_runtime(raw)
+    assert await invoke(runtime, "a", sha, "add", [1, 2]) == [3]
+    gone = weakref.ref(runtime.registry.pools[("a", sha)])
+    version = runtime.registry.version
+
+    changes = runtime.apply(parse_config({**raw, "tuples": [raw["tuples"][1]]}))
+    assert changes.remove == (("a", sha),)
+    assert runtime.registry.version > version  # cached routes are dropped
+    with pytest.raises(UnknownTenant, match="'a'"):
+        runtime.registry.target("a", sha, "add")
+    assert await invoke(runtime, "b", sha, "add", [2, 3]) == [5]
+
+    def freed() -> bool:
+        gc.collect()
+        return gone() is None
+
+    await settle(freed)  # no thread, table or pending reset keeps the removed pool (and its instances) alive
