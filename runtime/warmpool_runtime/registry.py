@@ -64,7 +64,7 @@ class TupleStatus:
 class _Entry:
     """One configured tuple: its config, its pool once loaded (None while loading or failed), its load error."""
 
-    __slots__ = ("auth", "config", "draws", "error", "last_used", "pool")
+    __slots__ = ("auth", "config", "draws", "error", "last_used", "pool", "submitted")
 
     def __init__(self, config: TupleConfig, auth: TokenFile | None, now: float) -> None:
         self.config = config
@@ -72,6 +72,8 @@ class _Entry:
         self.pool: TuplePool | None = None
         self.error: RuntimeFault | None = None
         self.draws = 0
+        self.submitted = False
+        """Its load was handed to a loader thread (once: startup and a live change may both ask)."""
         self.last_used = now
         """When a call last drew from its pool (sampled by `tick`, never on the call path)."""
 
@@ -133,8 +135,14 @@ class TupleRegistry:
         slow source holds back no other tuple); each becomes routable as soon as it is warm."""
         with self._lock:
             entries = list(self._entries.values())
-        futures: list[Future[None]] = [self._loader.submit(self._load_entry, e) for e in entries]
-        wait(futures)
+        wait(self._submit(entries))
+
+    def _submit(self, entries: list[_Entry]) -> list[Future[None]]:
+        with self._lock:
+            fresh = [e for e in entries if not e.submitted]
+            for e in fresh:
+                e.submitted = True
+        return [self._loader.submit(self._load_entry, e) for e in fresh]
 
     def _load_entry(self, entry: _Entry) -> None:
         t = entry.config
@@ -275,8 +283,7 @@ class TupleRegistry:
         for pool in retired:
             self._retire(pool)
         self._apply_floors()
-        for entry in loads:
-            self._loader.submit(self._load_entry, entry)
+        self._submit(loads)
         return changes
 
     def _retire(self, pool: TuplePool) -> None:
