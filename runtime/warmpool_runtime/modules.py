@@ -220,6 +220,14 @@ class ModuleStore:
         check_imports(loaded.module, wasi_enabled)
         return loaded.module
 
+    def forget(self, sha256: str) -> None:
+        """Drop a module no tuple uses any more from memory (the disk caches keep it); the next load of it
+        must prove its source again."""
+        with self._lock:
+            self._loaded.pop(sha256, None)
+            self.layouts.pop(sha256, None)
+            self._proven = {entry for entry in self._proven if entry[0] != sha256}
+
     def _memory(self, sha256: str, source: ModuleSource | None) -> _Loaded | None:
         """The compiled module, if this source has delivered it (any source: None)."""
         with self._lock:

@@ -296,7 +296,12 @@ class TupleRegistry:
             while pool.busy and time.monotonic() < deadline:
                 time.sleep(0.01)
             pool.drain()
-            log.info("tuple %s/%s drained", pool.template.tenant, pool.template.sha256[:SHORT_HASH])
+            sha256 = pool.template.sha256
+            with self._lock:
+                in_use = any(key[1] == sha256 for key in self._entries)
+            if not in_use:
+                self.modules.forget(sha256)
+            log.info("tuple %s/%s drained", pool.template.tenant, sha256[:SHORT_HASH])
 
         threading.Thread(target=run, name="tuple-drain", daemon=True).start()
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -203,3 +204,21 @@ async def test_a_removed_tuple_is_refused_at_once_and_its_pool_freed(make_runtim
         return gone() is None
 
     await settle(freed)  # no thread, table or pending reset keeps the removed pool (and its instances) alive
+
+
+@pytest.mark.unit
+async def test_a_module_leaves_memory_with_the_last_tuple_that_uses_it(make_runtime, tmp_path: Path) -> None:
+    path, sha = write_module(tmp_path, STATEFUL)
+    raw = {"tuples": [tuple_entry("a", path, sha, 1), tuple_entry("b", path, sha, 1)],
+           "settings": {"poolSlots": 64, "maxMemoryBytes": 16 << 20}}
+    runtime = make_runtime(raw)
+    store = runtime.registry.modules
+    assert await invoke(runtime, "a", sha, "add", [1, 2]) == [3]
+    runtime.apply(parse_config({**raw, "tuples": [raw["tuples"][1]]}))
+    await settle(lambda: not any(t.name == "tuple-drain" for t in threading.enumerate()))
+    # "a" is drained; "b" still uses the module
+    assert store._memory(sha, None) is not None
+
+    runtime.apply(parse_config({**raw, "tuples": []}))
+    await settle(lambda: store._memory(sha, None) is None)
+    assert sha not in store.layouts
