@@ -65,7 +65,7 @@ def _say_how_to_push(layout: Layout, access: RegistryAccess) -> None:
 
 
 def up(*, kubeconfig: Path, state_dir: Path | None, operator: bool, crds: Path | None,
-       registry: bool = True) -> int:
+       registry: bool = False) -> int:
     layout = Layout(state_dir=(state_dir or default_state_dir(kubeconfig.absolute())).absolute(),
                     kubeconfig=kubeconfig.expanduser().absolute())
     if operator and not controlplane.operator_available():
