@@ -120,11 +120,13 @@ class DistributionClient:
                 data: bytes | None = None) -> requests.Response:
         """Send, and on a 401 answer its challenge once (Basic credentials or a Bearer token), then resend."""
         response = self._send(method, url, headers=headers, data=data)
-        if response.status_code == 401 and self._authorization is None:
+        if response.status_code == 401:
             challenge = parse_challenge(response.headers.get("WWW-Authenticate", ""))
-            response.close()
-            self._authorization = self._answer(challenge, scope)
-            response = self._send(method, url, headers=headers, data=data)
+            # A bearer token covers the scopes it was issued for: a request needing more asks for a new one.
+            if self._authorization is None or (challenge is not None and challenge.scheme == "bearer"):
+                response.close()
+                self._authorization = self._answer(challenge, scope)
+                response = self._send(method, url, headers=headers, data=data)
         if response.status_code in (401, 403):
             detail = _error_detail(response)
             response.close()
@@ -155,7 +157,8 @@ class DistributionClient:
         if parsed.scheme == "http" and not self.insecure:
             raise AuthenticationError(f"registry {self.registry}: refusing to send credentials to the plain-HTTP "
                                       f"token realm {parsed.netloc} (pass --insecure to allow)")
-        params = {"scope": challenge.params.get("scope") or scope}
+        # The scope the whole operation needs (pull,push for a push), not only the one request's.
+        params = {"scope": scope or challenge.params.get("scope", "")}
         if "service" in challenge.params:
             params["service"] = challenge.params["service"]
         headers = {"Accept": "application/json"}
