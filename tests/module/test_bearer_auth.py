@@ -7,6 +7,7 @@ import base64
 import hashlib
 import io
 import json
+import os
 import secrets
 import threading
 import time
@@ -110,8 +111,6 @@ def token_registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TokenRe
     config["auth"] = {"token": {"realm": f"http://127.0.0.1:{server.server_address[1]}/token", "service": SERVICE,
                                 "issuer": ISSUER, "jwks": str(root / "jwks.json"), "signingalgorithms": ["ES256"]}}
     (root / "config.yml").write_text(yaml.safe_dump(config))
-    import os
-
     record = procs.start_detached([str(ensure_registry()), "serve", str(root / "config.yml")], log=root / "log",
                                   pid_file=root / "pid", env=registry_env(os.environ))
     try:
