@@ -6,6 +6,7 @@ blobs are read up to a size limit and checked against their digest, and there ar
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 import re
@@ -153,7 +154,7 @@ class DistributionClient:
         realm = challenge.params.get("realm", "")
         parsed = urllib.parse.urlsplit(realm)
         if parsed.scheme not in ("https", "http") or not parsed.netloc:
-            raise AuthenticationError(f"registry {self.registry}: token realm {realm!r} is not an http(s) URL")
+            raise AuthenticationError(f"registry {self.registry}: token realm {realm[:200]!r} is not an http(s) URL")
         if parsed.scheme == "http" and not self.insecure:
             raise AuthenticationError(f"registry {self.registry}: refusing to send credentials to the plain-HTTP "
                                       f"token realm {parsed.netloc} (pass --insecure to allow)")
@@ -262,8 +263,6 @@ class DistributionClient:
 
 
 def _basic(credentials: Credentials) -> str:
-    import base64
-
     return base64.b64encode(f"{credentials.username}:{credentials.password}".encode()).decode()
 
 
