@@ -7,6 +7,7 @@ import json
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 
 import pytest
 
@@ -71,6 +72,18 @@ class _Hostile(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(body)
 
+    def do_HEAD(self) -> None:
+        self.send_response(404)  # no blob is ever there
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def do_POST(self) -> None:
+        # An upload "continues" on another host: the client must not send the module (or a login) there.
+        self.send_response(202)
+        self.send_header("Location", "http://198.51.100.7/uploads/elsewhere")
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
     def log_message(self, *_args: object) -> None:
         pass
 
@@ -109,3 +122,13 @@ def test_inspect_refuses_what_a_hostile_registry_sends(
     err = capsys.readouterr().err
     assert code == 1
     assert complaint in err
+
+
+def test_push_refuses_an_upload_location_on_another_host(
+    hostile: str, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("DOCKER_CONFIG", "/nonexistent")
+    module = tmp_path / "upper.wasm"
+    module.write_bytes(MODULE)
+    assert main(["module", "push", str(module), f"{hostile}/acme/redirect:v1", "--insecure"]) == 1
+    assert f"registry {hostile}: the upload location points to another host" in capsys.readouterr().err
