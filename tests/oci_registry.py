@@ -20,6 +20,9 @@ from warmpool.dev.registry import (
     stop_registry,
     write_private,
 )
+from warmpool.module.commands import publish
+from warmpool.module.credentials import Credentials
+from warmpool.module.reference import OciReference
 
 
 @dataclass(frozen=True)
@@ -40,6 +43,13 @@ class OciRegistry:
         """A docker config.json document logging in to this registry (with another password, if given)."""
         return docker_config(RegistryAccess(host=self.host, username=self.username,
                                             password=self.password if password is None else password))
+
+    def push_module(self, data: bytes, path: str, tag: str = "v1") -> OciReference:
+        """Push module bytes as a CNCF Wasm artifact to `path:tag` here; the reference carries the manifest digest."""
+        reference = OciReference(registry=self.host, path=path, tag=tag)
+        credentials = Credentials(username=self.username, password=self.password, origin="the test registry")
+        digest = publish(data, reference, title="module.wasm", insecure=True, credentials=credentials)
+        return reference.with_digest(digest)
 
     def write_docker_config(self, directory: Path, *, password: str | None = None) -> Path:
         """Write `directory/config.json` (mode 0600) and return its path; DOCKER_CONFIG=directory uses it."""
