@@ -20,6 +20,9 @@ from warmpool.dev.registry import (
     stop_registry,
     write_private,
 )
+from warmpool.module.commands import publish
+from warmpool.module.credentials import Credentials
+from warmpool.module.reference import OciReference
 
 
 @dataclass(frozen=True)
@@ -41,6 +44,13 @@ class OciRegistry:
         return docker_config(RegistryAccess(host=self.host, username=self.username,
                                             password=self.password if password is None else password))
 
+    def push_module(self, data: bytes, path: str, tag: str = "v1") -> OciReference:
+        """Push module bytes as a CNCF Wasm artifact to `path:tag` here; the reference carries the manifest digest."""
+        reference = OciReference(registry=self.host, path=path, tag=tag)
+        credentials = Credentials(username=self.username, password=self.password, origin="the test registry")
+        digest = publish(data, reference, title="module.wasm", insecure=True, credentials=credentials)
+        return reference.with_digest(digest)
+
     def write_docker_config(self, directory: Path, *, password: str | None = None) -> Path:
         """Write `directory/config.json` (mode 0600) and return its path; DOCKER_CONFIG=directory uses it."""
         path = directory / "config.json"
@@ -61,7 +71,7 @@ def running_registry(root: Path, pytestconfig: pytest.Config | None = None) -> I
             binary = ensure_registry(log=say)
     except BuildError as exc:
         pytest.fail(f"cannot build the OCI registry: {exc}")
-    files = RegistryFiles(root)
+    files = RegistryFiles.under(root)
     try:
         access = start_registry(binary=binary, files=files)
     except RegistryError as exc:

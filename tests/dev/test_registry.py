@@ -90,10 +90,11 @@ def test_docker_config_helper_writes_a_private_login(oci_registry: OciRegistry, 
 
 @pytest.mark.component
 def test_start_writes_private_credentials_and_stop_ends_the_process(tmp_path: Path) -> None:
-    files = RegistryFiles(tmp_path / "registry")
+    files = RegistryFiles.under(tmp_path / "registry")
     access = start_registry(binary=ensure_registry(), files=files, password="pw-under-test")
     try:
         assert running(files)
+        assert stat.S_IMODE(files.root.stat().st_mode) == 0o700
         for private in (files.credentials, files.htpasswd, files.config, files.docker_config_dir / "config.json"):
             assert stat.S_IMODE(private.stat().st_mode) == 0o600, private
         assert read_access(files) == access
@@ -108,3 +109,20 @@ def test_start_writes_private_credentials_and_stop_ends_the_process(tmp_path: Pa
     assert not running(files)
     with pytest.raises(urllib.error.URLError):
         _v2(access.url)
+
+
+@pytest.mark.component
+def test_push_module_helper_stores_a_wasm_artifact_by_tag_and_digest(oci_registry: OciRegistry) -> None:
+    data = b"\0asm\x01\0\0\0"
+    reference = oci_registry.push_module(data, "fixture/empty", tag="t1")
+    assert reference.repository == f"{oci_registry.host}/fixture/empty"
+    assert reference.tag == "t1"
+    assert reference.digest is not None
+    auth = (oci_registry.username, oci_registry.password)
+    token = base64.b64encode(f"{auth[0]}:{auth[1]}".encode()).decode()
+    for ref in ("t1", reference.digest):
+        request = urllib.request.Request(f"{oci_registry.url}/v2/fixture/empty/manifests/{ref}", headers={
+            "Authorization": f"Basic {token}", "Accept": "application/vnd.oci.image.manifest.v1+json"})
+        with urllib.request.urlopen(request, timeout=10) as response:
+            manifest = json.loads(response.read())
+        assert manifest["layers"][0]["mediaType"] == "application/wasm"
