@@ -116,7 +116,8 @@ def test_cel_patterns_match_the_parser(schema: dict[str, Any]) -> None:
         assert bool(TENANT_PATTERN.match(sample)) == in_crd, sample
     # CEL's RE2 `$` is the end of the text; Python's would also accept a trailing newline, hence `\Z`.
     assert cel_regex(nodes[".spec.module.sha256"]) == SHA256_HEX.pattern.replace("\\Z", "$")
-    assert SHA256_HEX.match("0" * 64 + "\n") is None and TENANT_PATTERN.match("acme\n") is None
+    assert SHA256_HEX.match("0" * 64 + "\n") is None
+    assert TENANT_PATTERN.match("acme\n") is None
     assert cel_regex(nodes[".spec.module.source.url"]) == spec_module.URL.pattern
     assert cel_regex(nodes[".spec.module.source.configMapRef.name"]) == spec_module.DNS1123_SUBDOMAIN.pattern
     assert cel_regex(nodes[".spec.module.source.configMapRef.key"]) == spec_module.CONFIGMAP_KEY.pattern
