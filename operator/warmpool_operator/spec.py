@@ -32,11 +32,12 @@ DNS1123_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z
 DNS1035_LABEL = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
 CONFIGMAP_KEY = re.compile(r"^[-._a-zA-Z0-9]+$")
 URL = re.compile(r"^https?://[^\s/]+(/\S*)?$")
-# An OCI repository without scheme: a registry host (DNS name, IPv4 or [IPv6]) with an optional port,
-# then the distribution spec's lowercase path components.
+# An OCI repository without scheme: a registry host that cannot be mistaken for a path component (a
+# name with a dot, a port, [IPv6] or localhost, as Docker reads references), then the distribution
+# spec's lowercase path components. The CRD carries the same pattern, spelled out.
 OCI_REPOSITORY = re.compile(
-    r"^([a-zA-Z0-9]([-a-zA-Z0-9]*[a-zA-Z0-9])?(\.[a-zA-Z0-9]([-a-zA-Z0-9]*[a-zA-Z0-9])?)*|\[[0-9a-fA-F:.]+\])"
-    r"(:[0-9]{1,5})?(/[a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*)+$"
+    r"^(\[[0-9a-fA-F:.]+\](:[0-9]{1,5})?|[a-zA-Z0-9]([-a-zA-Z0-9]*[a-zA-Z0-9])?(\.[a-zA-Z0-9]([-a-zA-Z0-9]*[a-zA-Z0-9])?)+"
+    r"(:[0-9]{1,5})?|[a-zA-Z0-9]([-a-zA-Z0-9]*[a-zA-Z0-9])?:[0-9]{1,5}|localhost)(/[a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*)+$"
 )
 # A tag (distribution spec) or a manifest digest.
 OCI_REFERENCE = re.compile(r"^([a-zA-Z0-9_][a-zA-Z0-9._-]{0,127}|sha256:[0-9a-f]{64})$")
@@ -297,7 +298,8 @@ def _parse_oci(oci: Mapping[str, Any], where: str) -> OciSource:
     if len(repository) > 255 or not OCI_REPOSITORY.match(repository):
         raise SpecError(
             f"{where}.repository",
-            "must be host[:port]/path without a scheme, the path in lowercase (e.g. registry.example/acme/classify)",
+            "must be host[:port]/path without a scheme: the host a name with a dot, a port or localhost, "
+            "the path in lowercase (e.g. registry.example/acme/classify)",
         )
     reference = oci.get("reference")
     if reference is not None and (not isinstance(reference, str) or not OCI_REFERENCE.match(reference)):

@@ -67,8 +67,8 @@ def test_an_oci_source_is_parsed_with_its_defaults_and_registry() -> None:
 
 @pytest.mark.parametrize(
     "repository",
-    ["127.0.0.1:5000/acme/classify", "localhost/m", "registry.example/a/b/c", "[::1]:5000/acme/m",
-     "r.example/a_b/c__d/e--f.g"],
+    ["127.0.0.1:5000/acme/classify", "localhost/m", "localhost:5000/m", "reg:5000/m", "registry.example/a/b/c",
+     "[::1]:5000/acme/m", "[::1]/m", "r.example/a_b/c__d/e--f.g"],
 )
 def test_repositories_in_host_port_path_form_are_accepted(repository: str) -> None:
     oci = parse_spec(with_source({"oci": {"repository": repository}})).module.source.oci
@@ -106,6 +106,8 @@ def test_a_url_source_carries_its_header_secret_and_ca_bundle() -> None:
         ({"oci": "127.0.0.1:5000/acme/m"}, "spec.module.source.oci", "must be an object"),
         ({"oci": {"repository": "https://127.0.0.1:5000/acme/m"}}, "spec.module.source.oci.repository", "scheme"),
         ({"oci": {"repository": "127.0.0.1:5000"}}, "spec.module.source.oci.repository", "host[:port]/path"),
+        # Docker would read `registry` as a path component on its default registry: the host must be explicit.
+        ({"oci": {"repository": "registry/acme/m"}}, "spec.module.source.oci.repository", "a name with a dot"),
         ({"oci": {"repository": "r.example/Acme/m"}}, "spec.module.source.oci.repository", "lowercase"),
         ({"oci": {"repository": "r.example/acme/m:v1"}}, "spec.module.source.oci.repository", "host[:port]/path"),
         ({"oci": {"repository": "r.example/acme/m@sha256:" + "c" * 64}}, "spec.module.source.oci.repository",
