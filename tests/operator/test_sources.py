@@ -27,6 +27,7 @@ from warmpool_operator.spec import (
     WarmPool,
     parse_spec,
 )
+from warmpool_runtime.config import parse_config
 
 pytestmark = pytest.mark.unit
 
@@ -212,6 +213,34 @@ def test_a_url_source_mounts_its_header_secret_and_ca_bundle_where_the_config_po
     plain, plain_pod = rendered({"url": "https://modules.internal/classify.wasm"})
     assert plain == {"url": "https://modules.internal/classify.wasm"}
     assert set(mounted(plain_pod)) == {"config", "tmp"}
+
+
+@pytest.mark.parametrize(
+    "source",
+    [
+        {"oci": {"repository": REPO, "reference": DIGEST, "insecure": True, "pullSecretRef": {"name": "regcred"}}},
+        {"oci": {"repository": "localhost/acme/m"}},
+        {"url": "https://modules.internal/m.wasm", "headersFrom": {"secretRef": {"name": "token"}},
+         "caBundle": {"configMapRef": {"name": "ca", "key": "ca.pem"}}},
+        {"url": "http://127.0.0.1:8000/m.wasm", "headersFrom": {"secretRef": {"name": "token"}}},
+    ],
+)
+def test_the_runtime_parses_every_rendered_source_as_written(source: dict[str, Any]) -> None:
+    children = render_children(META, parse_spec(with_source(source)), options=OPTIONS, replicas=1)
+    document = yaml.safe_load(children.config_map["data"]["runtime.yaml"])
+    (tuple_,) = parse_config(document).tuples  # the runtime's own parser, as the pod runs it
+    parsed, spec_source = tuple_.source, parse_spec(with_source(source)).module.source
+    if spec_source.oci is not None:
+        assert parsed.oci is not None
+        assert (parsed.oci.repository, parsed.oci.reference, parsed.oci.insecure) == (
+            spec_source.oci.repository, spec_source.oci.reference, spec_source.oci.insecure)
+        assert parsed.oci.host == spec_source.oci.registry
+        expected = None if spec_source.oci.pull_secret is None else f"{PULL_SECRETS_DIR}/regcred/.dockerconfigjson"
+        assert parsed.oci.docker_config == expected
+    else:
+        assert parsed.url == spec_source.url
+        assert parsed.headers_dir == f"{HEADERS_DIR}/token"
+        assert parsed.ca_file == (None if spec_source.ca_bundle is None else f"{CA_BUNDLES_DIR}/ca/ca.pem")
 
 
 def test_changing_a_secret_reference_rolls_the_pods() -> None:
