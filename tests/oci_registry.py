@@ -61,7 +61,7 @@ def running_registry(root: Path, pytestconfig: pytest.Config | None = None) -> I
             binary = ensure_registry(log=say)
     except BuildError as exc:
         pytest.fail(f"cannot build the OCI registry: {exc}")
-    files = RegistryFiles(root)
+    files = RegistryFiles.under(root)
     try:
         access = start_registry(binary=binary, files=files)
     except RegistryError as exc:

@@ -90,7 +90,7 @@ def test_docker_config_helper_writes_a_private_login(oci_registry: OciRegistry, 
 
 @pytest.mark.component
 def test_start_writes_private_credentials_and_stop_ends_the_process(tmp_path: Path) -> None:
-    files = RegistryFiles(tmp_path / "registry")
+    files = RegistryFiles.under(tmp_path / "registry")
     access = start_registry(binary=ensure_registry(), files=files, password="pw-under-test")
     try:
         assert running(files)

@@ -36,6 +36,13 @@ class RegistryFiles:
     """Where one registry keeps its configuration, credentials, blobs, log and PID."""
 
     root: Path
+    pid: Path
+    log: Path
+
+    @classmethod
+    def under(cls, root: Path) -> RegistryFiles:
+        """Everything in one directory."""
+        return cls(root=root, pid=root / "registry.pid", log=root / "registry.log")
 
     @property
     def config(self) -> Path:
@@ -59,13 +66,6 @@ class RegistryFiles:
     def storage(self) -> Path:
         return self.root / "storage"
 
-    @property
-    def log(self) -> Path:
-        return self.root / "registry.log"
-
-    @property
-    def pid(self) -> Path:
-        return self.root / "registry.pid"
 
 
 @dataclass(frozen=True)
