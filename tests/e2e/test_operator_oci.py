@@ -6,7 +6,10 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import subprocess
+import sys
 import urllib.request
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -115,6 +118,33 @@ def test_a_pool_from_an_authenticated_registry_becomes_ready_and_serves(
     assert oci_registry.password not in runtime_yaml
     volumes = {v["name"]: v for v in pod["spec"]["volumes"]}
     assert volumes["pull-secret"]["secret"]["secretName"] == "regcred"
+
+
+def test_a_module_pushed_with_warmpool_module_push_serves_from_its_printed_manifest(
+    operator: LocalCluster, namespace: str, oci_registry: OciRegistry, tmp_path: Path
+) -> None:
+    wasm, sha = example_module()
+    module = tmp_path / "classify.wasm"
+    module.write_bytes(wasm)
+    warmpool = Path(sys.executable).with_name("warmpool")
+    pushed = subprocess.run(
+        [str(warmpool), "module", "push", str(module), f"{oci_registry.host}/{namespace}/classify:v1",
+         "--insecure", "--tenant", "acme", "--name", "pushed", "--pull-secret", "regcred",
+         "--username", oci_registry.username, "--password-stdin"],
+        input=oci_registry.password, capture_output=True, text=True, timeout=120, check=False,
+    )
+    assert pushed.returncode == 0, pushed.stderr
+    assert oci_registry.password not in pushed.stdout + pushed.stderr
+    apply_in(operator, namespace, pull_secret("regcred", oci_registry.docker_config()))
+    # The printed manifest, applied as it is.
+    operator.kubectl("apply", f"--namespace={namespace}", "--filename=-", stdin=pushed.stdout)
+
+    pool = wait_pool_ready(operator, namespace, "pushed", replicas=1)
+    oci = pool["spec"]["module"]["source"]["oci"]
+    assert (pool["spec"]["module"]["sha256"], oci["repository"]) == (sha, f"{oci_registry.host}/{namespace}/classify")
+    assert oci["reference"].startswith("sha256:")  # pinned to the manifest digest, not the tag
+    (pod,) = ready_pods(operator, namespace, "pushed")
+    assert invoke(pod["status"]["podIP"], sha, "add", [2, 3]) == (200, {"results": [5]})
 
 
 def test_a_wrong_pull_secret_stalls_naming_the_registry_and_the_401(
