@@ -1,18 +1,24 @@
-"""Modules from an OCI registry on the real control plane: a real registry with htpasswd auth on loopback,
-runtime pods that pull from it with a mounted pull secret, and a pool that says why when they cannot."""
+"""Modules from an OCI registry and from an authenticated https URL on the real control plane: a real
+registry with htpasswd auth and a real https server with a private CA on loopback, runtime pods that fetch
+with the Secrets and ConfigMap the operator mounts, and a pool that says why when they cannot."""
 
 from __future__ import annotations
 
 import base64
 import hashlib
+import http.server
 import json
 import subprocess
 import sys
+import threading
 import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pytest
+from cryptography.hazmat.primitives import serialization
 
 from tests.e2e.conftest import LocalCluster
 from tests.e2e.real_cluster import (
@@ -27,6 +33,7 @@ from tests.e2e.real_cluster import (
 )
 from tests.oci_registry import OciRegistry
 from tests.operator.harness import warmpool_manifest
+from tests.runtime.test_sources_http import make_ca, server_context
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(600)]
 
@@ -250,3 +257,80 @@ def test_the_api_server_accepts_every_new_source_field(crds: LocalCluster, names
         created = json.loads(crds.kubectl("create", f"--namespace={namespace}", "--dry-run=server", "--output=json",
                                           "--filename=-", stdin=json.dumps(manifest)).stdout)
         assert created["spec"]["module"]["source"] == source  # nothing pruned
+
+
+TOKEN = "Bearer s3cr3t-t0ken-for-modules"
+
+
+@dataclass
+class ModuleHost:
+    """An https server on 127.0.0.1 (certificate from a private CA) serving one module to callers that send
+    TOKEN in Authorization; it records the Authorization headers it was sent."""
+
+    url: str
+    ca_pem: str
+    sha256: str
+    seen: list[str] = field(default_factory=list)
+
+
+@pytest.fixture
+def module_host(tmp_path: Path) -> Iterator[ModuleHost]:
+    wasm, sha = example_module()
+    ca_key, ca_cert, _ = make_ca(tmp_path, "warmpool-e2e-ca")
+    seen: list[str] = []
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            seen.append(self.headers.get("Authorization") or "")
+            ok = self.path == "/classify.wasm" and self.headers.get("Authorization") == TOKEN
+            body = wasm if ok else b""
+            self.send_response(200 if ok else 401)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, format: str, *args: Any) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server.socket = server_context(tmp_path, ca_key, ca_cert).wrap_socket(server.socket, server_side=True)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    pem = ca_cert.public_bytes(serialization.Encoding.PEM).decode()
+    try:
+        yield ModuleHost(url=f"https://127.0.0.1:{server.server_address[1]}/classify.wasm", ca_pem=pem,
+                         sha256=sha, seen=seen)
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def header_secret(name: str, value: str) -> dict[str, Any]:
+    return {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": name}, "type": "Opaque",
+            "stringData": {"Authorization": value}}
+
+
+def url_pool(name: str, host: ModuleHost, secret: str) -> dict[str, Any]:
+    source = {"url": host.url, "headersFrom": {"secretRef": {"name": secret}},
+              "caBundle": {"configMapRef": {"name": "internal-ca", "key": "ca.pem"}}}
+    return warmpool_manifest(name, module={"sha256": host.sha256, "source": source}, replicas=1)
+
+
+def test_a_url_behind_a_private_ca_and_a_token_header_serves_and_a_wrong_token_stalls(
+    operator: LocalCluster, namespace: str, module_host: ModuleHost
+) -> None:
+    ca = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "internal-ca"},
+          "data": {"ca.pem": module_host.ca_pem}}
+    apply_in(operator, namespace, ca, header_secret("module-token", TOKEN), url_pool("classify", module_host,
+                                                                                      "module-token"))
+    wait_pool_ready(operator, namespace, "classify", replicas=1)
+    (pod,) = ready_pods(operator, namespace, "classify")
+    assert invoke(pod["status"]["podIP"], module_host.sha256, "add", [2, 3]) == (200, {"results": [5]})
+    assert TOKEN in module_host.seen  # the header came from the mounted Secret; TLS trusted the mounted CA
+
+    wrong = "Bearer expired-t0ken-0000"
+    apply_in(operator, namespace, header_secret("old-token", wrong), url_pool("denied", module_host, "old-token"))
+    cond = stalled_with(operator, namespace, "denied", "ModuleUnreachable")
+    assert module_host.url in cond["message"]
+    assert "401" in cond["message"]
+    assert "expired-t0ken" not in cond["message"]
+    assert wrong in module_host.seen
