@@ -127,9 +127,7 @@ def test_pod_security_check_catches_each_gap() -> None:
 
 
 @pytest.mark.parametrize("name", sorted(VALUE_SETS))
-def test_rbac_has_no_wildcards_no_secret_reads_but_get_no_escalation(
-    rendered: dict[str, list[dict[str, Any]]], name: str
-) -> None:
+def test_rbac_has_no_wildcards_no_secrets_no_escalation(rendered: dict[str, list[dict[str, Any]]], name: str) -> None:
     seen = 0
     for role, rule in rules(rendered[name]):
         seen += 1
