@@ -160,7 +160,8 @@ def parse_oci(raw: Any, where: str) -> OciSource:
             parse_reference(reference)
         except OciReferenceError as exc:
             raise ConfigError(f"{where}.reference {redact_url(reference)!r} {exc}") from None
-    insecure = raw.get("insecure", False)
+    insecure = raw.get("insecure")
+    insecure = False if insecure is None else insecure
     if not isinstance(insecure, bool):
         raise ConfigError(f"{where}.insecure must be a boolean, got {insecure!r}")
     docker_config = raw.get("dockerConfig")

@@ -29,6 +29,8 @@ log = logging.getLogger(__name__)
 _DEFAULTS = RuntimeSettings()
 _CHUNK = 1 << 16
 MAX_REDIRECTS = 10
+_SCRUBBED_MIN = 4
+"""Header values this long or longer are scrubbed from any reason (shorter ones cannot be told from words)."""
 _T = TypeVar("_T")
 
 
@@ -122,7 +124,8 @@ def fetch_url(url: str, max_bytes: int, settings: RuntimeSettings = _DEFAULTS, *
 
     def clean(reason: str) -> str:
         for value in request.headers.values():
-            reason = reason.replace(value, REDACTED)
+            if len(value) >= _SCRUBBED_MIN:
+                reason = reason.replace(value, REDACTED)
         return scrub(reason, url)
 
     return retrying(shown, attempt, settings, clean=clean, sleep=sleep, rng=rng)

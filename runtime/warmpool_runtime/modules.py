@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import hashlib
 import importlib.metadata
+import json
 import logging
 import os
 import stat
@@ -18,7 +20,7 @@ from typing import Any, TypeVar, cast
 
 import wasmtime
 
-from warmpool_contract import SHORT_HASH, redact_url
+from warmpool_contract import SHA256_HEX, SHORT_HASH, redact_url
 from warmpool_runtime.errors import (
     MissingImport,
     ModuleError,
@@ -38,6 +40,8 @@ WASM_MAGIC = b"\0asm"
 WASI_P1 = "wasi_snapshot_preview1"
 _DEFAULTS = RuntimeSettings()
 _T = TypeVar("_T")
+_MAX_SOURCES = 64
+"""Sources remembered per cached module (the oldest forgotten first)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -179,14 +183,15 @@ class _Flights:
 
 
 class ModuleStore:
-    """Modules by sha256, each fetched and compiled once however many tuples use it; thread-safe.
+    """Modules by sha256, each compiled once however many tuples use it, and fetched once per source; thread-safe.
 
-    Loads of one module from one source at once share one fetch and compile (and its error); loads of one sha256
-    from different sources share one compile, each fetching from its own source (a slow source holds back no tuple
-    that has another; one that loses the race finds the module compiled). With a cache
-    directory (only this user may write it), the verified bytes are kept there as `<sha256>.wasm` (verified again
-    when read; a corrupt one is discarded and the module fetched again) beside the precompiled
-    `<sha256>-<wasmtime version>.cwasm`.
+    A tuple gets a module only through its own source: the first load of a (module, source) pair fetches from
+    that source, which proves the tuple may have it (a tenant naming another tenant's module with a source it
+    cannot read gets nothing). Loads of one module from one source at once share one fetch and compile (and its
+    error); loads from different sources share one compile (a slow source holds back no tuple that has another).
+    With a cache directory (only this user may write it), the verified bytes are kept there as `<sha256>.wasm`
+    (verified again when read; a corrupt one is discarded and fetched again) with `<sha256>.sources`, the digests
+    of the sources that delivered them, beside the precompiled `<sha256>-<wasmtime version>.cwasm`.
     """
 
     def __init__(self, engine: wasmtime.Engine, cache_dir: str | None = None,
@@ -194,25 +199,32 @@ class ModuleStore:
         self._engine = engine
         self._settings = settings
         self._loaded: dict[str, _Loaded] = {}
+        self._proven: set[tuple[str, ModuleSource]] = set()
+        """(sha256, source) pairs whose source delivered the module's bytes."""
         self.layouts: dict[str, Layout] = {}
         """What each module's binary says about its mutable state."""
         self.counts = StoreCounts()
         self._lock = threading.Lock()
+        self._disk_lock = threading.Lock()
+        """Serialises updates of the bytes cache (not held with `_lock`: writes may be slow)."""
         self._loads = _Flights()
         self._compiles = _Flights()
         self._cache_dir = _owned_cache_dir(cache_dir) if cache_dir else None
 
     def load(self, source: ModuleSource, sha256: str, max_bytes: int, wasi_enabled: bool) -> wasmtime.Module:
-        loaded = self._memory(sha256) or self._loads.run(
+        loaded = self._memory(sha256, source) or self._loads.run(
             (sha256, source, max_bytes),
-            lambda: self._memory(sha256) or self._fetch_and_compile(source, sha256, max_bytes))
+            lambda: self._memory(sha256, source) or self._fetch_and_compile(source, sha256, max_bytes))
         if loaded.size > max_bytes:  # loaded for a tuple with a larger cap
             raise ModuleTooLarge(f"module {source.describe()} is {loaded.size} bytes, over the {max_bytes}-byte cap")
         check_imports(loaded.module, wasi_enabled)
         return loaded.module
 
-    def _memory(self, sha256: str) -> _Loaded | None:
+    def _memory(self, sha256: str, source: ModuleSource | None) -> _Loaded | None:
+        """The compiled module, if this source has delivered it (any source: None)."""
         with self._lock:
+            if source is not None and (sha256, source) not in self._proven:
+                return None
             loaded = self._loaded.get(sha256)
             if loaded is not None:
                 self.counts.shared += 1
@@ -220,28 +232,33 @@ class ModuleStore:
 
     def _fetch_and_compile(self, source: ModuleSource, sha256: str, max_bytes: int) -> _Loaded:
         data = self._obtain(source, sha256, max_bytes)
-        return self._compiles.run(sha256, lambda: self._memory(sha256) or self._compile(source, sha256, data))
+        with self._lock:
+            self._proven.add((sha256, source))
+        return self._compiles.run(sha256, lambda: self._memory(sha256, None) or self._compile(source, sha256, data))
 
     def _obtain(self, source: ModuleSource, sha256: str, max_bytes: int) -> bytes:
-        """The module's verified bytes: from the bytes cache, or fetched (and then cached)."""
-        data = self._bytes_from_disk(sha256, max_bytes)
+        """The module's verified bytes: from the bytes cache if this source delivered them, or fetched (and cached)."""
+        identity = source_identity(source)
+        data = self._bytes_from_disk(sha256, max_bytes, identity)
         if data is None:
             data = fetch_bytes(source, sha256, max_bytes, self._settings)
             verify(data, sha256, source.describe())
             self._count("fetched")
-            self._bytes_to_disk(sha256, data)
+            self._bytes_to_disk(sha256, data, identity)
         return data
 
     def _compile(self, source: ModuleSource, sha256: str, data: bytes) -> _Loaded:
         size = len(data)
         layout: Layout | None = None
+        hidden: frozenset[int] = frozenset()
         with contextlib.suppress(LayoutError):  # wasmtime's compile below names the defect
             layout = scan(data)
             if layout.in_place_reset_ok and layout.hidden_globals:
                 # Compile with the hidden globals exported, so an in-place reset can restore them.
+                hidden = layout.hidden_globals
                 data = export_hidden_globals(data, layout)
-                layout = replace(layout, exported_globals=layout.exported_globals | layout.hidden_globals)
-        module = self._from_disk_cache(sha256, layout)
+                layout = replace(layout, exported_globals=layout.exported_globals | hidden)
+        module = self._from_disk_cache(sha256, hidden)
         if module is None:
             try:
                 module = wasmtime.Module(self._engine, data)
@@ -264,9 +281,9 @@ class ModuleStore:
     def _bytes_path(self, sha256: str) -> Path | None:
         return None if self._cache_dir is None else self._cache_dir / f"{sha256}.wasm"
 
-    def _bytes_from_disk(self, sha256: str, max_bytes: int) -> bytes | None:
+    def _bytes_from_disk(self, sha256: str, max_bytes: int, identity: str) -> bytes | None:
         path = self._bytes_path(sha256)
-        if path is None:
+        if path is None or identity not in self._sources_on_disk(path):
             return None
         try:
             size = path.stat().st_size
@@ -288,10 +305,26 @@ class ModuleStore:
         self._count("bytes_cache_hits")
         return data
 
-    def _bytes_to_disk(self, sha256: str, data: bytes) -> None:
+    def _bytes_to_disk(self, sha256: str, data: bytes, identity: str) -> None:
         path = self._bytes_path(sha256)
-        if path is not None:
-            _write_atomically(path, data)
+        if path is None:
+            return
+        with self._disk_lock:  # the bytes before the source that vouches for them
+            sources = self._sources_on_disk(path)
+            if not path.exists():
+                _write_atomically(path, data)
+            if identity not in sources:
+                kept = [*sources[-(_MAX_SOURCES - 1):], identity]
+                _write_atomically(path.with_suffix(".sources"), "".join(f"{s}\n" for s in kept).encode())
+
+    @staticmethod
+    def _sources_on_disk(path: Path) -> list[str]:
+        """The digests of the sources that delivered the cached bytes at `path` (none if unreadable)."""
+        try:
+            text = path.with_suffix(".sources").read_text("ascii")[:_MAX_SOURCES * 65]
+        except (OSError, UnicodeDecodeError):
+            return []
+        return [line for line in text.splitlines() if SHA256_HEX.fullmatch(line)]
 
     # The compiled cache ----------------------------------------------------------------------------------
     def _cache_path(self, sha256: str) -> Path | None:
@@ -299,7 +332,7 @@ class ModuleStore:
             return None
         return self._cache_dir / f"{sha256}-{importlib.metadata.version('wasmtime')}.cwasm"
 
-    def _from_disk_cache(self, sha256: str, layout: Layout | None) -> wasmtime.Module | None:
+    def _from_disk_cache(self, sha256: str, hidden: frozenset[int]) -> wasmtime.Module | None:
         path = self._cache_path(sha256)
         if path is None or not path.exists() or not _owned_by_us(path):
             return None
@@ -307,10 +340,10 @@ class ModuleStore:
             module = wasmtime.Module.deserialize_file(self._engine, str(path))
         except wasmtime.WasmtimeError:
             module = None
-        if module is not None and layout is not None and layout.in_place_reset_ok:
+        if module is not None and hidden:
             # It must export the hidden globals as this build exports them, or an in-place reset would miss some.
             names = {e.name for e in module.exports}
-            if not all(f"{HIDDEN_GLOBAL_PREFIX}{i}" in names for i in layout.hidden_globals):
+            if not all(f"{HIDDEN_GLOBAL_PREFIX}{i}" in names for i in hidden):
                 module = None
         if module is None:
             path.unlink(missing_ok=True)
@@ -323,6 +356,11 @@ class ModuleStore:
         path = self._cache_path(sha256)
         if path is not None:
             _write_atomically(path, module.serialize())
+
+
+def source_identity(source: ModuleSource) -> str:
+    """A digest naming the source in full (credentials-bearing parts included, so never shown, only compared)."""
+    return hashlib.sha256(json.dumps(dataclasses.asdict(source), sort_keys=True).encode()).hexdigest()
 
 
 def _write_atomically(path: Path, data: bytes | bytearray) -> None:

@@ -19,7 +19,6 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import urlencode
 
 import aiohttp
 from yarl import URL
@@ -62,6 +61,8 @@ REPOSITORY = re.compile(rf"^(?P<host>{_HOST}(?::[0-9]{{1,5}})?)/(?P<path>{_COMPO
 """host[:port]/path, the path as the distribution spec's name grammar has it."""
 TAG = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
 DIGEST = re.compile(r"^sha256:[a-f0-9]{64}$")
+_TOKEN = re.compile(r"[\x21-\x7e]{1,16384}")
+"""A usable bearer token: visible ASCII, as a header value allows it."""
 
 
 class OciReferenceError(ValueError):
@@ -183,7 +184,7 @@ class _Pull:
             return await get_body(self.client, url, self.request(), max_bytes=max_bytes, progress=progress,
                                   on_status=functools.partial(self._first_status, missing), what=what, accept=accept)
         except _Unauthorized as unauthorized:
-            await self.authenticate(unauthorized.challenge, progress)
+            await self.authenticate(unauthorized.challenge)
         return await get_body(self.client, url, self.request(), max_bytes=max_bytes, progress=progress,
                               on_status=functools.partial(self._status, missing), what=what, accept=accept)
 
@@ -202,7 +203,7 @@ class _Pull:
             return self.failure(404, missing)
         return self.failure(status, f"HTTP {status}", retry_after=parse_retry_after(headers.get("Retry-After")))
 
-    async def authenticate(self, challenge: Challenge | None, progress: Progress) -> None:
+    async def authenticate(self, challenge: Challenge | None) -> None:
         """Answer a 401's challenge: Basic with the credentials, or a Bearer token from the challenge's realm."""
         if challenge is None or challenge.scheme not in ("basic", "bearer"):
             raise self.failure(401, "an auth challenge this client does not speak (Basic and Bearer only)", False)
@@ -219,7 +220,7 @@ class _Pull:
             raise self.failure(401, "a Bearer challenge whose realm is plain http for an https registry", False)
         query = {k: challenge.params[k] for k in ("service",) if k in challenge.params}
         query["scope"] = challenge.params.get("scope", f"repository:{self.source.name}:pull")
-        token_url = realm_url.with_query(urlencode(query))
+        token_url = realm_url.update_query(query)
         headers = {"Authorization": basic(self.credentials)} if self.credentials else {}
 
         def on_status(status: int, headers: Mapping[str, str]) -> Exception:
@@ -229,14 +230,14 @@ class _Pull:
             return self.failure(status, f"token service answered HTTP {status}")
 
         body = await get_body(self.client, token_url, Request(headers=headers), max_bytes=MAX_TOKEN_BYTES,
-                              progress=progress, on_status=on_status,
+                              progress=Progress(), on_status=on_status,
                               what=f"token answer of registry {self.source.host}")
         try:
             answer = json.loads(body)
         except (UnicodeDecodeError, json.JSONDecodeError):
             answer = None
         token = (answer.get("token") or answer.get("access_token")) if isinstance(answer, dict) else None
-        if not isinstance(token, str) or not token or any(c in token for c in "\r\n"):
+        if not isinstance(token, str) or not _TOKEN.fullmatch(token):
             raise self.failure(200, "the token service's answer holds no token", False)
         self.secrets.append(token)
         self.authorization = f"Bearer {token}"
@@ -306,10 +307,12 @@ def fetch_blob(source: OciSource, sha256: str, max_bytes: int, settings: Runtime
                     raise ModuleError(f"registry {source.host} answered {source.name}@{source.reference} with a "
                                       "manifest of another digest")
                 layer = wasm_layer(manifest, source)
-                if layer.get("digest") != digest:
+                found = layer.get("digest")
+                if found != digest:
+                    shown = found if isinstance(found, str) and DIGEST.fullmatch(found) else repr(found)[:80]
                     raise ModuleError(
                         f"the Wasm layer of {source.describe()} in registry {source.host} has digest "
-                        f"{layer.get('digest')!s:.80}, but the module is pinned to {digest}")
+                        f"{shown}, but the module is pinned to {digest}")
                 size = layer.get("size")
                 if isinstance(size, int) and not isinstance(size, bool) and size > max_bytes:
                     raise ModuleTooLarge(f"module {source.describe()} is {size} bytes (its manifest says), over the "

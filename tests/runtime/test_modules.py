@@ -144,14 +144,31 @@ def test_a_cached_module_over_a_tuples_cap_is_refused(engine, tmp_path) -> None:
         ModuleStore(engine, str(cache)).load(ModuleSource(path=str(path)), sha, 64, True)
 
 
-def test_one_module_from_several_sources_is_compiled_once(engine, tmp_path, module_server) -> None:
+def test_one_module_from_several_sources_is_compiled_once_and_fetched_from_each(engine, tmp_path,
+                                                                               module_server) -> None:
     path, sha = write_module(tmp_path, STATEFUL)
     store = ModuleStore(engine)
     sources = (ModuleSource(url=f"{module_server}/{path.name}"), ModuleSource(path=str(path)),
                ModuleSource(dir=str(tmp_path)))
-    modules = [store.load(source, sha, 1 << 20, True) for source in sources]
+    modules = [store.load(source, sha, 1 << 20, True) for source in sources * 2]
     assert all(m is modules[0] for m in modules)
-    assert (store.counts.fetched, store.counts.compiled, store.counts.shared) == (1, 1, 2)
+    # Each source had to deliver the bytes once (that proves the tuple may have them); one compile served all.
+    assert (store.counts.fetched, store.counts.compiled, store.counts.shared) == (3, 1, 5)
+
+
+def test_a_source_that_cannot_deliver_a_module_gets_nothing_from_the_cache(engine, tmp_path) -> None:
+    path, sha = write_module(tmp_path, STATEFUL)
+    cache = tmp_path / "cache"
+    store = ModuleStore(engine, str(cache))
+    store.load(ModuleSource(path=str(path)), sha, 1 << 20, True)
+    # Another tenant names the same module with a source it cannot read: neither memory nor disk serves it.
+    elsewhere = ModuleSource(path=str(tmp_path / "not-there.wasm"))
+    with pytest.raises(errors.ModuleUnreachable):
+        store.load(elsewhere, sha, 1 << 20, True)
+    with pytest.raises(errors.ModuleUnreachable):
+        ModuleStore(engine, str(cache)).load(elsewhere, sha, 1 << 20, True)
+    path.unlink()  # the source that delivered them still gets the cached bytes
+    assert ModuleStore(engine, str(cache)).load(ModuleSource(path=str(path)), sha, 1 << 20, True)
 
 
 def test_concurrent_loads_of_one_module_share_one_fetch_and_compile(engine, tmp_path) -> None:
@@ -217,3 +234,32 @@ def test_a_module_whose_start_traps_never_becomes_ready(make_runtime, tmp_path) 
 
 def test_compile_wat_helper_produces_binary() -> None:
     assert compile_wat(STATEFUL).startswith(b"\0asm")
+
+
+HIDDEN_GLOBAL = """
+(module
+  (memory (export "memory") 1)
+  (global $calls (mut i32) (i32.const 0))
+  (func (export "bump") (result i32)
+    (global.set $calls (i32.add (global.get $calls) (i32.const 1))) (global.get $calls)))
+"""
+
+
+def test_a_cached_module_keeps_its_layout_and_must_export_its_hidden_globals(engine, tmp_path) -> None:
+    path, sha = write_module(tmp_path, HIDDEN_GLOBAL)
+    cache = tmp_path / "cache"
+    exported = "__warmpool_global_0"
+    first = ModuleStore(engine, str(cache))
+    assert exported in {e.name for e in first.load(ModuleSource(path=str(path)), sha, 1 << 20, True).exports}
+    again = ModuleStore(engine, str(cache))
+    module = again.load(ModuleSource(path=str(path)), sha, 1 << 20, True)
+    assert again.counts.compiled_cache_hits == 1
+    assert again.layouts[sha].in_place_reset_ok  # read from the cached bytes: an in-place reset stays possible
+    assert exported in {e.name for e in module.exports}
+    # A compiled file without the export (built otherwise) would let a reset miss the global: it is discarded.
+    (cwasm,) = cache.glob(f"{sha}-*.cwasm")
+    cwasm.write_bytes(wasmtime.Module(engine, path.read_bytes()).serialize())
+    fresh = ModuleStore(engine, str(cache))
+    module = fresh.load(ModuleSource(path=str(path)), sha, 1 << 20, True)
+    assert (fresh.counts.discarded, fresh.counts.compiled) == (1, 1)
+    assert exported in {e.name for e in module.exports}

@@ -31,6 +31,8 @@ def test_an_oci_source_parses_with_every_field() -> None:
     assert parse_source({"oci": {"repository": "r.example/m", "reference": DIGEST}}, WHERE).oci == \
         OciSource("r.example/m", DIGEST)
     assert parse_source({"oci": {"repository": "r.example/m"}}, WHERE).oci == OciSource("r.example/m")
+    nulls = {"repository": "r.example/m", "reference": None, "insecure": None, "dockerConfig": None}
+    assert parse_source({"oci": nulls, "headersDir": None}, WHERE).oci == OciSource("r.example/m")
 
 
 @pytest.mark.parametrize(("raw", "message"), [
@@ -114,7 +116,7 @@ def test_bad_header_files_are_refused_naming_the_file_never_the_value(tmp_path: 
 def test_header_files_are_bounded_and_a_missing_directory_is_named(tmp_path: Path) -> None:
     root = tmp_path / "h"
     root.mkdir()
-    (root / "X-Big").write_bytes(b"a" * (8 << 10 + 1))
+    (root / "X-Big").write_bytes(b"a" * ((8 << 10) + 1))
     with pytest.raises(ModuleError, match="over"):
         read_headers(str(root))
     (root / "X-Big").unlink()
