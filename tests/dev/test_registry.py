@@ -94,6 +94,7 @@ def test_start_writes_private_credentials_and_stop_ends_the_process(tmp_path: Pa
     access = start_registry(binary=ensure_registry(), files=files, password="pw-under-test")
     try:
         assert running(files)
+        assert stat.S_IMODE(files.root.stat().st_mode) == 0o700
         for private in (files.credentials, files.htpasswd, files.config, files.docker_config_dir / "config.json"):
             assert stat.S_IMODE(private.stat().st_mode) == 0o600, private
         assert read_access(files) == access

@@ -200,3 +200,12 @@ def test_a_missing_tag_or_manifest_is_named(
     code, _out, err = _run(capsys, "module", "inspect", f"{logged_in.host}/acme/absent:v9", "--insecure")
     assert code == 1
     assert f"registry {logged_in.host}: no manifest acme/absent:v9 (404 Not Found)" in err
+
+
+def test_a_registry_that_does_not_answer_is_named_at_once(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("DOCKER_CONFIG", str(tmp_path))
+    code, _out, err = _run(capsys, "module", "inspect", "127.0.0.1:9/acme/x:v1", "--insecure")
+    assert code == 1
+    assert "registry 127.0.0.1:9: GET /v2/acme/x/manifests/v1 failed: ConnectionError" in err

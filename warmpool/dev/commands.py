@@ -42,10 +42,10 @@ def registry_files(layout: Layout) -> RegistryFiles:
     return RegistryFiles(root=layout.registry, pid=layout.pid("registry"), log=layout.log("registry"))
 
 
-def _start_registry(binary: Path, layout: Layout) -> RegistryAccess:
+def _start_registry(binary: Path, registry_binary: Path, layout: Layout) -> RegistryAccess:
     """The OCI registry on loopback, and its login as a pull Secret in the default namespace."""
     files = registry_files(layout)
-    access = start_registry(binary=ensure_registry(log=_say), files=files, log=_say)
+    access = start_registry(binary=registry_binary, files=files, log=_say)
     created = controlplane.kubectl(
         binary, layout.kubeconfig, "create", "secret", "generic", PULL_SECRET, "--namespace=default",
         "--type=kubernetes.io/dockerconfigjson",
@@ -65,7 +65,7 @@ def _say_how_to_push(layout: Layout, access: RegistryAccess) -> None:
 
 
 def up(*, kubeconfig: Path, state_dir: Path | None, operator: bool, crds: Path | None,
-       registry: bool = True) -> int:
+       registry: bool = False) -> int:
     layout = Layout(state_dir=(state_dir or default_state_dir(kubeconfig.absolute())).absolute(),
                     kubeconfig=kubeconfig.expanduser().absolute())
     if operator and not controlplane.operator_available():
@@ -74,6 +74,8 @@ def up(*, kubeconfig: Path, state_dir: Path | None, operator: bool, crds: Path |
         return 1
     try:
         binary = ensure_kcluster(log=_say)
+        # Built before anything starts, so a failed build leaves nothing running.
+        registry_binary = ensure_registry(log=_say) if registry else None
         cluster = controlplane.start_control_plane(binary=binary, layout=layout, log=_say)
     except (BuildError, ClusterError) as exc:
         _say(f"failed: {exc}")
@@ -83,8 +85,8 @@ def up(*, kubeconfig: Path, state_dir: Path | None, operator: bool, crds: Path |
         controlplane.install_crds(binary=binary, layout=layout, crds_dir=crds or REPO_CRDS, log=_say)
         if operator:
             controlplane.start_operator(layout=layout, log=_say)
-        if registry:
-            access = _start_registry(binary, layout)
+        if registry_binary is not None:
+            access = _start_registry(binary, registry_binary, layout)
     except (ClusterError, BuildError, RegistryError) as exc:
         _say(f"failed: {exc}")
         controlplane.stop_components(layout, log=_say)

@@ -156,6 +156,7 @@ def start_registry(
     password = password or generate_password()
     port = procs.free_port(HOST)
     access = RegistryAccess(host=f"{HOST}:{port}", username=username, password=password)
+    files.root.mkdir(mode=0o700, parents=True, exist_ok=True)
     files.storage.mkdir(parents=True, exist_ok=True)
     write_private(files.htpasswd, htpasswd_line(username, password))
     config = registry_config(port=port, storage=files.storage, htpasswd=files.htpasswd,

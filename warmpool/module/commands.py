@@ -46,6 +46,18 @@ def _fail(command: str, exc: BaseException, err: TextIO) -> int:
     return 1
 
 
+def publish(data: bytes, reference: OciReference, *, title: str, insecure: bool,
+            credentials: Credentials | None) -> str:
+    """Push module bytes as a Wasm artifact under reference's tag; return the manifest digest."""
+    if not reference.tag:
+        raise BadReference(f"{reference}: pushing needs a tag")
+    artifact = build_artifact(data, title=title, created=dt.datetime.now(dt.UTC))
+    with DistributionClient(reference.registry, insecure=insecure, credentials=credentials) as client:
+        client.push_blob(reference.path, artifact.config)
+        client.push_blob(reference.path, artifact.module)
+        return client.push_manifest(reference.path, reference.tag, artifact.manifest, MANIFEST_MEDIA_TYPE)
+
+
 def push(
     *, file: Path, target: str, tenant: str, name: str | None, insecure: bool, pull_secret: str | None,
     login: Login, stdin: TextIO | None = None, out: TextIO | None = None, err: TextIO | None = None,
@@ -63,11 +75,7 @@ def push(
         document = warmpool_document(name=name or default_name(reference), tenant=tenant, sha256=info.sha256,
                                      reference=reference, insecure=insecure, pull_secret=pull_secret)
         credentials = _credentials(login, reference.registry, stdin, os.environ if environ is None else environ)
-        artifact = build_artifact(data, title=file.name, created=dt.datetime.now(dt.UTC))
-        with DistributionClient(reference.registry, insecure=insecure, credentials=credentials) as client:
-            client.push_blob(reference.path, artifact.config)
-            client.push_blob(reference.path, artifact.module)
-            digest = client.push_manifest(reference.path, str(reference.tag), artifact.manifest, MANIFEST_MEDIA_TYPE)
+        digest = publish(data, reference, title=file.name, insecure=insecure, credentials=credentials)
     except _FAILURES as exc:
         return _fail("push", exc, err)
     pinned = reference.with_digest(digest)

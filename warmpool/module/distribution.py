@@ -6,6 +6,7 @@ blobs are read up to a size limit and checked against their digest, and there ar
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 import re
@@ -107,8 +108,10 @@ class DistributionClient:
             return self._session.request(method, url, headers=sent, data=data, stream=stream,
                                          timeout=(CONNECT_TIMEOUT_S, READ_TIMEOUT_S), allow_redirects=True)
         except requests.RequestException as exc:
+            # str(exc) may quote an upload URL whose query carries opaque upload state: name the kind only.
+            kind = (exc.__class__.__doc__ or "").strip().rstrip(".")
             raise RegistryError(f"registry {self.registry}: {method} {self._shown(url)} failed: "
-                                f"{type(exc).__name__}: {exc.__class__.__doc__ or exc}".rstrip()) from None
+                                f"{type(exc).__name__}" + (f" ({kind})" if kind else "")) from None
 
     def _shown(self, url: str) -> str:
         """A URL as errors may show it: path only (upload locations carry opaque state in their query)."""
@@ -118,11 +121,13 @@ class DistributionClient:
                 data: bytes | None = None) -> requests.Response:
         """Send, and on a 401 answer its challenge once (Basic credentials or a Bearer token), then resend."""
         response = self._send(method, url, headers=headers, data=data)
-        if response.status_code == 401 and self._authorization is None:
+        if response.status_code == 401:
             challenge = parse_challenge(response.headers.get("WWW-Authenticate", ""))
-            response.close()
-            self._authorization = self._answer(challenge, scope)
-            response = self._send(method, url, headers=headers, data=data)
+            # A bearer token covers the scopes it was issued for: a request needing more asks for a new one.
+            if self._authorization is None or (challenge is not None and challenge.scheme == "bearer"):
+                response.close()
+                self._authorization = self._answer(challenge, scope)
+                response = self._send(method, url, headers=headers, data=data)
         if response.status_code in (401, 403):
             detail = _error_detail(response)
             response.close()
@@ -149,11 +154,12 @@ class DistributionClient:
         realm = challenge.params.get("realm", "")
         parsed = urllib.parse.urlsplit(realm)
         if parsed.scheme not in ("https", "http") or not parsed.netloc:
-            raise AuthenticationError(f"registry {self.registry}: token realm {realm!r} is not an http(s) URL")
+            raise AuthenticationError(f"registry {self.registry}: token realm {realm[:200]!r} is not an http(s) URL")
         if parsed.scheme == "http" and not self.insecure:
             raise AuthenticationError(f"registry {self.registry}: refusing to send credentials to the plain-HTTP "
                                       f"token realm {parsed.netloc} (pass --insecure to allow)")
-        params = {"scope": challenge.params.get("scope") or scope}
+        # The scope the whole operation needs (pull,push for a push), not only the one request's.
+        params = {"scope": scope or challenge.params.get("scope", "")}
         if "service" in challenge.params:
             params["service"] = challenge.params["service"]
         headers = {"Accept": "application/json"}
@@ -196,34 +202,31 @@ class DistributionClient:
         if self.blob_exists(path, digest):
             return digest
         scope = f"repository:{path}:pull,push"
-        started = self.request("POST", f"{self.base}/v2/{path}/blobs/uploads/", scope=scope,
-                               headers={"Content-Length": "0"})
-        started.close()
-        location = started.headers.get("Location")
-        if started.status_code != 202 or not location:
-            raise RegistryError(f"registry {self.registry}: starting a blob upload to {path} answered HTTP "
-                                f"{started.status_code}{_error_detail(started)}")
+        with self.request("POST", f"{self.base}/v2/{path}/blobs/uploads/", scope=scope,
+                          headers={"Content-Length": "0"}) as started:
+            location = started.headers.get("Location")
+            if started.status_code != 202 or not location:
+                raise RegistryError(f"registry {self.registry}: starting a blob upload to {path} answered HTTP "
+                                    f"{started.status_code}{_error_detail(started)}")
         target = urllib.parse.urljoin(f"{self.base}/", location)
         if urllib.parse.urlsplit(target).netloc != urllib.parse.urlsplit(self.base).netloc:
             raise RegistryError(f"registry {self.registry}: the upload location points to another host")
         separator = "&" if urllib.parse.urlsplit(target).query else "?"
-        finished = self.request("PUT", f"{target}{separator}digest={urllib.parse.quote(digest)}", scope=scope,
-                                headers={"Content-Type": "application/octet-stream"}, data=data)
-        finished.close()
-        if finished.status_code != 201:
-            raise RegistryError(f"registry {self.registry}: uploading blob {digest} to {path} answered HTTP "
-                                f"{finished.status_code}{_error_detail(finished)}")
+        with self.request("PUT", f"{target}{separator}digest={urllib.parse.quote(digest)}", scope=scope,
+                          headers={"Content-Type": "application/octet-stream"}, data=data) as finished:
+            if finished.status_code != 201:
+                raise RegistryError(f"registry {self.registry}: uploading blob {digest} to {path} answered HTTP "
+                                    f"{finished.status_code}{_error_detail(finished)}")
         return digest
 
     def push_manifest(self, path: str, reference: str, body: bytes, media_type: str) -> str:
         """PUT a manifest under a tag or digest; return its digest."""
         digest = sha256_digest(body)
-        response = self.request("PUT", self._url(path, "manifests", reference), scope=f"repository:{path}:pull,push",
-                                headers={"Content-Type": media_type}, data=body)
-        response.close()
-        if response.status_code != 201:
-            raise RegistryError(f"registry {self.registry}: storing the manifest {path}:{reference} answered HTTP "
-                                f"{response.status_code}{_error_detail(response)}")
+        with self.request("PUT", self._url(path, "manifests", reference), scope=f"repository:{path}:pull,push",
+                          headers={"Content-Type": media_type}, data=body) as response:
+            if response.status_code != 201:
+                raise RegistryError(f"registry {self.registry}: storing the manifest {path}:{reference} answered "
+                                    f"HTTP {response.status_code}{_error_detail(response)}")
         answered = response.headers.get("Docker-Content-Digest")
         if answered and answered != digest:
             raise RegistryError(f"registry {self.registry}: stored manifest digest {answered} differs from {digest}")
@@ -260,8 +263,6 @@ class DistributionClient:
 
 
 def _basic(credentials: Credentials) -> str:
-    import base64
-
     return base64.b64encode(f"{credentials.username}:{credentials.password}".encode()).decode()
 
 

@@ -11,6 +11,7 @@ from warmpool_runtime import abi
 from warmpool_runtime.wasi_host import WASI_MODULE
 
 WASM_MAGIC = b"\0asm"
+START_FUNCTIONS = ("_start", "_initialize")
 
 
 class NotAModule(ValueError):
@@ -79,6 +80,8 @@ def _role(name: str, kind: str, signature: abi.Signature | None, *, has_memory: 
         return "not callable (only functions are)"
     if signature is None:
         return "not callable over HTTP (takes or returns non-numeric values)"
+    if name in START_FUNCTIONS:
+        return "numeric export; a WASI start-up function, which the runtime never calls by itself"
     if name == abi.ALLOC_EXPORT and signature.params == ("i32",) and signature.results == ("i32",):
         return "bytes ABI allocator (the host calls alloc(len) before each bytes call)"
     if signature.is_bytes_handler:
