@@ -169,6 +169,7 @@ async def run_operator(
         if metrics_runner is not None:
             await metrics_runner.cleanup()
         await prober.close()
+        await ctl.readyz.close()
         await api.close()
 
 

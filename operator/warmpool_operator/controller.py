@@ -23,6 +23,7 @@ from warmpool_operator.kinds import (
     DEPLOYMENTS,
     PEERINGS,
     PODS,
+    RUNTIMEFLEETS,
     WARMPOOLS,
     Conflict,
     Forbidden,
@@ -35,8 +36,19 @@ from warmpool_operator.ownership import ReplicaOwner, manifest_replica_owner
 from warmpool_operator.probing import Prober, probe_target
 from warmpool_operator.reconcile import Outcome, reconcile
 from warmpool_operator.render import RenderOptions, deployment_name, selector_string
+from warmpool_operator.runtimefleet.reader import ReadyzReader
+from warmpool_operator.runtimefleet.reconcile import (
+    FleetOutcome,
+    invalid_fleet_problem,
+    missing_fleet_problem,
+    naming_pools,
+    reconcile_fleet,
+    stall_members,
+    stalled_fleet_status,
+)
+from warmpool_operator.runtimefleet.spec import parse_fleet
 from warmpool_operator.settings import OperatorConfig
-from warmpool_operator.spec import SpecError, parse_warmpool
+from warmpool_operator.spec import SpecError, WarmPool, parse_warmpool
 from warmpool_operator.status import invalid_spec_status, notices, scaling_off_status, scaling_status
 
 log = logging.getLogger(__name__)
@@ -53,6 +65,14 @@ class Result:
 
     body: Mapping[str, Any]
     outcome: Outcome
+
+
+@dataclass(frozen=True, slots=True)
+class FleetResult:
+    """One reconciliation of a RuntimeFleet: the fleet as read, and what came of it (its members too)."""
+
+    body: Mapping[str, Any]
+    outcome: FleetOutcome
 
 
 @dataclass
@@ -97,6 +117,9 @@ class Controller:
     """Watched namespaces; empty means all of them."""
     locks: PoolLocks = field(default_factory=PoolLocks)
     watch: WatchHealth = field(default_factory=WatchHealth)
+    fleet_locks: PoolLocks = field(default_factory=PoolLocks)
+    """One lock per RuntimeFleet, taken after a member's pool lock (never the other way round)."""
+    readyz: ReadyzReader = field(default_factory=ReadyzReader)
 
     @property
     def render_options(self) -> RenderOptions:
@@ -133,6 +156,8 @@ class Controller:
             pool = parse_warmpool(body)
         except SpecError as exc:
             return Result(body, await self._report_invalid(body, exc))
+        if pool.spec.fleet_ref is not None:
+            return Result(body, await self._reconcile_member(pool, body))
         try:
             outcome = await reconcile(
                 pool, store=self.api, prober=self.prober, options=self.render_options, now=self.clock()
@@ -142,6 +167,74 @@ class Controller:
             message = f"the operator may not {exc.verb} {exc.resource} in namespace {namespace}: {exc.message}"
             return Result(body, await self._report_stalled(body, Problem("Forbidden", message)))
         return Result(body, outcome)
+
+    async def _reconcile_member(self, pool: WarmPool, body: Mapping[str, Any]) -> Outcome:
+        """A pool hosted by a RuntimeFleet: the fleet's reconciliation writes its status."""
+        assert pool.spec.fleet_ref is not None
+        namespace, name = pool.spec.fleet_ref.resolve(pool.meta.namespace)
+        key = (pool.meta.namespace, pool.meta.name)
+        fleet = await self.api.get(RUNTIMEFLEETS, namespace, name)
+        found = None
+        if fleet is not None and not (fleet.get("metadata") or {}).get("deletionTimestamp"):
+            result = await self.reconcile_fleet(namespace, name, trigger="member")
+            found = None if result is None else result.outcome.members.get(key)
+        if found is None:
+            members = await stall_members(self.api, [body], missing_fleet_problem(namespace, name), self.clock())
+            found = members[key]
+        return Outcome(status=found.status, problem=found.problem, notices=found.notices, writes=(),
+                       status_written=False)
+
+    async def reconcile_fleet(self, namespace: str, name: str, *, trigger: str) -> FleetResult | None:
+        """None when the RuntimeFleet is gone or being deleted (its children go with it)."""
+        async with self.fleet_locks.hold(namespace, name):
+            started = time.perf_counter()
+            try:
+                result = await self._reconcile_fleet(namespace, name)
+            finally:
+                self.metrics.duration.labels(trigger=f"fleet-{trigger}").observe(time.perf_counter() - started)
+            if result is not None:
+                for write in result.outcome.writes:
+                    self.metrics.child_writes.labels(kind=write.kind, verb=write.verb).inc()
+            return result
+
+    async def _reconcile_fleet(self, namespace: str, name: str) -> FleetResult | None:
+        body = await self.api.get(RUNTIMEFLEETS, namespace, name)
+        if body is None or (body.get("metadata") or {}).get("deletionTimestamp"):
+            return None
+        now = self.clock()
+        try:
+            fleet = parse_fleet(body)
+        except SpecError as exc:
+            problem = Problem("InvalidSpec", str(exc), permanent=True)
+            status = await self._stall_fleet(body, problem, now)
+            pools = await naming_pools(self.api, namespace, name, self._plain_namespaces())
+            members = await stall_members(self.api, pools, invalid_fleet_problem(f"{namespace}/{name}", exc), now)
+            return FleetResult(body, FleetOutcome(status, problem, tuple(notices(body.get("status") or {}, status)),
+                                                  (), members))
+        try:
+            outcome = await reconcile_fleet(fleet, store=self.api, reader=self.readyz, options=self.render_options,
+                                            now=now, watched=self._plain_namespaces())
+        except Forbidden as exc:
+            problem = Problem("Forbidden", f"the operator may not {exc.verb} {exc.resource}: {exc.message}")
+            status = await self._stall_fleet(body, problem, now)
+            return FleetResult(body, FleetOutcome(status, problem, tuple(notices(body.get("status") or {}, status)),
+                                                  (), {}))
+        return FleetResult(body, outcome)
+
+    async def _stall_fleet(self, body: Mapping[str, Any], problem: Problem, now: datetime) -> dict[str, Any]:
+        status = stalled_fleet_status(body, problem, now)
+        if drift(status, body.get("status") or {}):
+            meta = body["metadata"]
+            await self.api.patch_status(RUNTIMEFLEETS, str(meta["namespace"]), str(meta["name"]), status)
+        return status
+
+    async def fleet_members(self, namespace: str, name: str) -> list[tuple[str, str]]:
+        """(namespace, name) of the WarmPools naming this fleet."""
+        pools = await naming_pools(self.api, namespace, name, self._plain_namespaces())
+        return [(str(p["metadata"]["namespace"]), str(p["metadata"]["name"])) for p in pools]
+
+    def _plain_namespaces(self) -> tuple[str, ...]:
+        return tuple(ns for ns in self.namespaces if not is_glob(ns))
 
     async def _report_invalid(self, body: Mapping[str, Any], error: SpecError) -> Outcome:
         return await self._report_stalled(body, Problem("InvalidSpec", str(error), permanent=True))
