@@ -379,7 +379,8 @@ def walk(node: dict[str, Any], path: str = "") -> Any:
 def test_the_fleet_crd_is_documented_and_agrees_with_the_parser() -> None:
     crd = yaml.safe_load((ROOT / "crds" / "runtimefleets.tensorwasm.dev.yaml").read_text())
     assert crd["spec"]["names"]["shortNames"] == ["rf"]
-    assert crd["spec"]["names"]["categories"] == ["warmpool"]
+    # A `warmpool` category would shadow the WarmPool singular in `kubectl get warmpool NAME`.
+    assert "categories" not in crd["spec"]["names"]
     (version,) = crd["spec"]["versions"]
     assert version["subresources"]["scale"]["specReplicasPath"] == ".spec.replicas.min"
     schema = version["schema"]["openAPIV3Schema"]
@@ -401,3 +402,32 @@ def test_the_fleet_crd_is_documented_and_agrees_with_the_parser() -> None:
     assert set(spec["runtime"]["properties"]) == set(pool_runtime)
     columns = [c["name"] for c in version["additionalPrinterColumns"]]
     assert columns[:2] == ["Ready", "Reason"]
+
+
+# Scraping for the two-level decision ----------------------------------------------------------------
+
+
+def test_a_pods_metrics_are_read_per_wanted_tuple_in_one_pass() -> None:
+    from warmpool_contract import POOL_DRAWS, POOL_IN_FLIGHT, POOL_WARM
+    from warmpool_operator.fleet.observations import TupleKey
+    from warmpool_operator.runtimefleet.scaling import pod_scrape
+    from warmpool_operator.scaling.exposition import ExpositionError
+
+    a, b = SHA_A[:12], SHA_B[:12]
+    text = "\n".join([
+        f"# TYPE {POOL_DRAWS}_total counter",
+        f'{POOL_DRAWS}_total{{tenant="acme",module="{a}",result="hit"}} 90',
+        f'{POOL_DRAWS}_total{{tenant="acme",module="{a}",result="miss"}} 10',
+        f'{POOL_WARM}{{tenant="acme",module="{a}"}} 3',
+        f'{POOL_IN_FLIGHT}{{tenant="acme",module="{a}"}} 1',
+        f'{POOL_DRAWS}_total{{tenant="other",module="{b}",result="hit"}} 5',
+        "",
+    ])
+    wanted = {TupleKey("acme", SHA_A), TupleKey("beta", SHA_B)}
+    scrape = pod_scrape("p1", text, wanted)
+    assert scrape.pod == "p1"
+    assert set(scrape.tuples) == {TupleKey("acme", SHA_A)}  # beta not reported yet: no data, not zero
+    counters = scrape.tuples[TupleKey("acme", SHA_A)]
+    assert (counters.hits, counters.misses, counters.warm, counters.in_flight) == (90, 10, 3, 1)
+    with pytest.raises(ExpositionError):
+        pod_scrape("p1", f'{POOL_WARM}{{tenant="acme",module="{a}"}} NaN\n', wanted)
