@@ -17,6 +17,7 @@ from datetime import datetime
 from typing import Any
 
 from warmpool_operator.diff import drift
+from warmpool_operator.fleet.observations import TupleKey
 from warmpool_operator.health import Problem, pod_is_ready
 from warmpool_operator.kinds import (
     CLUSTER_PEERINGS,
@@ -46,6 +47,8 @@ from warmpool_operator.runtimefleet.reconcile import (
     stall_members,
     stalled_fleet_status,
 )
+from warmpool_operator.runtimefleet.render import deployment_name as fleet_deployment
+from warmpool_operator.runtimefleet.render import selector_string as fleet_selector
 from warmpool_operator.runtimefleet.spec import parse_fleet
 from warmpool_operator.settings import OperatorConfig
 from warmpool_operator.spec import SpecError, WarmPool, parse_warmpool
@@ -120,6 +123,10 @@ class Controller:
     fleet_locks: PoolLocks = field(default_factory=PoolLocks)
     """One lock per RuntimeFleet, taken after a member's pool lock (never the other way round)."""
     readyz: ReadyzReader = field(default_factory=ReadyzReader)
+    fleet_warm: dict[tuple[str, str], dict[TupleKey, int]] = field(default_factory=dict)
+    """The fleet autoscaler's last warm counts per fleet, rendered into its ConfigMap."""
+    fleet_hosted: dict[tuple[str, str], frozenset[TupleKey]] = field(default_factory=dict)
+    """The tuples each fleet's config holds, as its last reconciliation found them."""
 
     @property
     def render_options(self) -> RenderOptions:
@@ -211,14 +218,17 @@ class Controller:
             members = await stall_members(self.api, pools, invalid_fleet_problem(f"{namespace}/{name}", exc), now)
             return FleetResult(body, FleetOutcome(status, problem, tuple(notices(body.get("status") or {}, status)),
                                                   (), members))
+        decided = self.fleet_warm.get((namespace, name)) if fleet.spec.autoscaling.enabled else None
+        warm = None if decided is None else {(key.tenant, key.module): count for key, count in decided.items()}
         try:
             outcome = await reconcile_fleet(fleet, store=self.api, reader=self.readyz, options=self.render_options,
-                                            now=now, watched=self._plain_namespaces())
+                                            now=now, watched=self._plain_namespaces(), warm=warm)
         except Forbidden as exc:
             problem = Problem("Forbidden", f"the operator may not {exc.verb} {exc.resource}: {exc.message}")
             status = await self._stall_fleet(body, problem, now)
             return FleetResult(body, FleetOutcome(status, problem, tuple(notices(body.get("status") or {}, status)),
                                                   (), {}))
+        self.fleet_hosted[(namespace, name)] = frozenset(TupleKey(*key) for key in outcome.hosted)
         return FleetResult(body, outcome)
 
     async def _stall_fleet(self, body: Mapping[str, Any], problem: Problem, now: datetime) -> dict[str, Any]:
@@ -232,6 +242,54 @@ class Controller:
         """(namespace, name) of the WarmPools naming this fleet."""
         pools = await naming_pools(self.api, namespace, name, self._plain_namespaces())
         return [(str(p["metadata"]["namespace"]), str(p["metadata"]["name"])) for p in pools]
+
+    # The fleet autoscaler's seam (`runtimefleet.autoscaler.FleetScalingSeam`).
+
+    async def fleet_targets(self, namespace: str, name: str) -> list[tuple[str, str, int]]:
+        """(pod name, pod IP, http port) of the fleet's Ready pods."""
+        pods = await self.api.list(PODS, namespace, label_selector=fleet_selector(name))
+        out = []
+        for pod in pods:
+            target = probe_target(pod)
+            if target is not None and pod_is_ready(pod) and not pod["metadata"].get("deletionTimestamp"):
+                out.append((str(pod["metadata"]["name"]), *target))
+        return out
+
+    def fleet_tuples(self, namespace: str, name: str) -> frozenset[TupleKey]:
+        return self.fleet_hosted.get((namespace, name), frozenset())
+
+    async def fleet_replicas(self, namespace: str, name: str) -> int | None:
+        deployment = await self.api.get(DEPLOYMENTS, namespace, fleet_deployment(name))
+        if deployment is None:
+            return None
+        replicas = (deployment.get("spec") or {}).get("replicas")
+        return replicas if isinstance(replicas, int) else 1
+
+    async def apply_fleet_decision(
+        self, namespace: str, name: str, *, pods: int, warm: Mapping[TupleKey, int], miss_ratio: float | None
+    ) -> bool:
+        """Replicas into the Deployment, warm counts into the ConfigMap (each written only when changed)."""
+        scaled = False
+        async with self.fleet_locks.hold(namespace, name):
+            deployment = await self.api.get(DEPLOYMENTS, namespace, fleet_deployment(name))
+            if deployment is None:
+                return False
+            if (deployment.get("spec") or {}).get("replicas") != pods:
+                await self.api.scale_deployment(namespace, fleet_deployment(name), pods)
+                scaled = True
+            self.fleet_warm[(namespace, name)] = dict(warm)
+            fleet = await self.api.get(RUNTIMEFLEETS, namespace, name)
+            if fleet is not None and miss_ratio is not None:
+                status = {"missRatio": round(miss_ratio, 6)}
+                if drift(status, fleet.get("status") or {}):
+                    await self.api.patch_status(RUNTIMEFLEETS, namespace, name, status)
+        await self.reconcile_fleet(namespace, name, trigger="autoscale")
+        return scaled
+
+    def forget_fleet(self, namespace: str, name: str) -> None:
+        self.fleet_locks.forget(namespace, name)
+        self.fleet_warm.pop((namespace, name), None)
+        self.fleet_hosted.pop((namespace, name), None)
 
     def _plain_namespaces(self) -> tuple[str, ...]:
         return tuple(ns for ns in self.namespaces if not is_glob(ns))

@@ -11,10 +11,12 @@ from warmpool_operator.controller import Controller, FleetResult, Result
 from warmpool_operator.kinds import describe
 from warmpool_operator.kube import TRANSIENT
 from warmpool_operator.render import LABEL_INSTANCE, LABEL_MANAGED_BY, MANAGED_BY
+from warmpool_operator.runtimefleet.autoscaler import FleetAutoscaler
 from warmpool_operator.runtimefleet.render import LABEL_FLEET
 from warmpool_operator.runtimefleet.spec import PLURAL as FLEETS
+from warmpool_operator.runtimefleet.spec import parse_fleet
 from warmpool_operator.settings import backoff_delay
-from warmpool_operator.spec import GROUP, PLURAL, VERSION
+from warmpool_operator.spec import GROUP, PLURAL, VERSION, SpecError
 
 CHILD_RESOURCES = (("apps", "v1", "deployments"), ("", "v1", "services"), ("", "v1", "configmaps"))
 """Children watched for hand edits (a fleet's token Secret is not: the operator may not watch Secrets
@@ -180,11 +182,49 @@ def register(registry: kopf.OperatorRegistry, ctl: Controller, *, login: LoginFn
         assert namespace is not None
         await run_fleet(namespace, name, trigger="resync", retry=int(kwargs.get("retry", 0)), logger=logger)
 
+    fleet_scaler = FleetAutoscaler(ctl)
+
+    @kopf.daemon(GROUP, VERSION, FLEETS, registry=registry, id="autoscale-fleet", when=fleet_autoscaled)
+    async def autoscale_fleet(*, body: kopf.Body, stopped: kopf.DaemonStopped, logger: kopf.Logger, **_: Any) -> None:
+        """The two-level loop: every tickSeconds, warm counts per tuple first, pods only when those no longer fit."""
+        uid = str(body.get("metadata", {}).get("uid", ""))
+        failing = False
+        try:
+            while not stopped:
+                tick = 2.0
+                try:
+                    fleet = parse_fleet(body)
+                except SpecError:
+                    pass  # reconciliation reports InvalidSpec
+                else:
+                    tick = fleet.spec.autoscaling.tick_seconds
+                    try:
+                        outcome = await fleet_scaler.tick(fleet)
+                    except TRANSIENT as exc:
+                        (logger.debug if failing else logger.warning)("fleet autoscaling tick failed: %s",
+                                                                      describe(exc))
+                        failing = True
+                    else:
+                        failing = False
+                        if outcome is not None and outcome.scaled:
+                            message = (f"{outcome.before} -> {outcome.decision.pods} pods: "
+                                       f"{outcome.decision.reason.value}")
+                            kopf.event(body, type="Normal", reason="Scaled", message=message)
+                            logger.info("Scaled: %s", message)
+                await stopped.wait(tick)
+        finally:
+            if stopped.reason is not None:
+                fleet_scaler.forget(uid)
+
+    @kopf.on.cleanup(registry=registry, id="fleet-autoscaler-session")
+    async def close_fleet_session(**_: Any) -> None:
+        await fleet_scaler.close()
+
     @kopf.on.delete(GROUP, VERSION, FLEETS, registry=registry, optional=True, id="orphan-members")
     async def fleet_deleted(*, namespace: str | None, name: str, logger: kopf.Logger, **_: Any) -> None:
         """Its children go with it (owner references); its members are told, each Stalled naming it."""
         assert namespace is not None
-        ctl.fleet_locks.forget(namespace, name)
+        ctl.forget_fleet(namespace, name)
         for pool_namespace, pool_name in await ctl.fleet_members(namespace, name):
             try:
                 result = await ctl.reconcile(pool_namespace, pool_name, trigger="fleet-deleted")
@@ -193,6 +233,12 @@ def register(registry: kopf.OperatorRegistry, ctl: Controller, *, login: LoginFn
                 continue
             if result is not None:
                 report(result, logger)
+
+
+def fleet_autoscaled(*, spec: Mapping[str, Any], **_: Any) -> bool:
+    """kopf's `when` filter of the fleet autoscaler."""
+    autoscaling = (spec or {}).get("autoscaling")
+    return isinstance(autoscaling, Mapping) and autoscaling.get("enabled") is True
 
 
 def fleet_of(body: Mapping[str, Any] | None, namespace: str) -> tuple[str, str] | None:

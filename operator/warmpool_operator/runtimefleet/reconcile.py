@@ -76,6 +76,8 @@ class FleetOutcome:
     notices: tuple[Notice, ...]
     writes: tuple[Write, ...]
     members: Mapping[tuple[str, str], MemberOutcome]
+    hosted: tuple[tuple[str, str], ...] = ()
+    """(tenant, sha256) of every tuple in the fleet's config."""
 
 
 def names_fleet(pool: Mapping[str, Any], namespace: str, name: str) -> bool:
@@ -121,7 +123,9 @@ async def reconcile_fleet(
     options: RenderOptions,
     now: datetime,
     watched: Sequence[str] = (),
+    warm: Mapping[tuple[str, str], int] | None = None,
 ) -> FleetOutcome:
+    """`warm` holds the autoscaler's warm counts per (tenant, sha256), over the members' own."""
     meta = fleet.meta
     raw_pools = await naming_pools(store, meta.namespace, meta.name, watched)
     pools = _parse_members(raw_pools)
@@ -136,7 +140,7 @@ async def reconcile_fleet(
         replicas = None
         current = (deployment or {}).get("spec", {}).get("replicas") if deployment else None
         carried = {"spec": {"replicas": current if isinstance(current, int) else max(1, fleet.spec.min_replicas)}}
-    children = render_children(fleet, admission.members, options=options, replicas=replicas)
+    children = render_children(fleet, admission.members, options=options, replicas=replicas, warm=warm)
     writes: list[Write] = []
     problem: Problem | None = None
     for rendered in children.all():
@@ -159,8 +163,9 @@ async def reconcile_fleet(
     if drift(status, fleet.status):
         await store.patch_status(RUNTIMEFLEETS, meta.namespace, meta.name, status)
     members = await _write_members(store, fleet, admission, progress=progress, reports=reports, now=now)
+    hosted = tuple((m.pool.spec.tenant, m.pool.spec.module.sha256) for m in admission.members)
     return FleetOutcome(status=status, problem=problem, notices=tuple(notices(fleet.status, status)),
-                        writes=tuple(writes), members=members)
+                        writes=tuple(writes), members=members, hosted=hosted)
 
 
 async def stall_members(
