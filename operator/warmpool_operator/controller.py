@@ -127,6 +127,8 @@ class Controller:
     """The fleet autoscaler's last warm counts per fleet, rendered into its ConfigMap."""
     fleet_hosted: dict[tuple[str, str], frozenset[TupleKey]] = field(default_factory=dict)
     """The tuples each fleet's config holds, as its last reconciliation found them."""
+    fleet_results: dict[tuple[str, str], tuple[float, FleetResult]] = field(default_factory=dict)
+    """Each fleet's last reconciliation and when (time.monotonic()) it ran."""
 
     @property
     def render_options(self) -> RenderOptions:
@@ -137,7 +139,7 @@ class Controller:
         async with self.locks.hold(namespace, name):
             started = time.perf_counter()
             try:
-                result = await self._reconcile(namespace, name)
+                result = await self._reconcile(namespace, name, trigger)
             except Exception as exc:
                 self.metrics.reconciles.labels(trigger=trigger, result="error").inc()
                 self.metrics.errors.labels(reason=type(exc).__name__).inc()
@@ -155,7 +157,7 @@ class Controller:
             self.metrics.reconciles.labels(trigger=trigger, result=kind).inc()
             return result
 
-    async def _reconcile(self, namespace: str, name: str) -> Result | None:
+    async def _reconcile(self, namespace: str, name: str, trigger: str) -> Result | None:
         body = await self.api.get(WARMPOOLS, namespace, name)
         if body is None or (body.get("metadata") or {}).get("deletionTimestamp"):
             return None
@@ -164,7 +166,7 @@ class Controller:
         except SpecError as exc:
             return Result(body, await self._report_invalid(body, exc))
         if pool.spec.fleet_ref is not None:
-            return Result(body, await self._reconcile_member(pool, body))
+            return Result(body, await self._reconcile_member(pool, body, trigger))
         try:
             outcome = await reconcile(
                 pool, store=self.api, prober=self.prober, options=self.render_options, now=self.clock()
@@ -175,16 +177,25 @@ class Controller:
             return Result(body, await self._report_stalled(body, Problem("Forbidden", message)))
         return Result(body, outcome)
 
-    async def _reconcile_member(self, pool: WarmPool, body: Mapping[str, Any]) -> Outcome:
-        """A pool hosted by a RuntimeFleet: the fleet's reconciliation writes its status."""
+    async def _reconcile_member(self, pool: WarmPool, body: Mapping[str, Any], trigger: str) -> Outcome:
+        """A pool hosted by a RuntimeFleet: the fleet's reconciliation writes its status.
+
+        A member's resync reuses the fleet's reconciliation of the last resync period (every member's
+        resync would otherwise reconcile the whole fleet again: members squared per period).
+        """
         assert pool.spec.fleet_ref is not None
         namespace, name = pool.spec.fleet_ref.resolve(pool.meta.namespace)
         key = (pool.meta.namespace, pool.meta.name)
         fleet = await self.api.get(RUNTIMEFLEETS, namespace, name)
         found = None
         if fleet is not None and not (fleet.get("metadata") or {}).get("deletionTimestamp"):
-            result = await self.reconcile_fleet(namespace, name, trigger="member")
-            found = None if result is None else result.outcome.members.get(key)
+            recent = self.fleet_results.get((namespace, name))
+            fresh = recent is not None and time.monotonic() - recent[0] < self.config.resync_seconds
+            if trigger == "resync" and fresh and recent is not None and key in recent[1].outcome.members:
+                found = recent[1].outcome.members[key]
+            else:
+                result = await self.reconcile_fleet(namespace, name, trigger="member")
+                found = None if result is None else result.outcome.members.get(key)
         if found is None:
             members = await stall_members(self.api, [body], missing_fleet_problem(namespace, name), self.clock())
             found = members[key]
@@ -229,7 +240,9 @@ class Controller:
             return FleetResult(body, FleetOutcome(status, problem, tuple(notices(body.get("status") or {}, status)),
                                                   (), {}))
         self.fleet_hosted[(namespace, name)] = frozenset(TupleKey(*key) for key in outcome.hosted)
-        return FleetResult(body, outcome)
+        result = FleetResult(body, outcome)
+        self.fleet_results[(namespace, name)] = (time.monotonic(), result)
+        return result
 
     async def _stall_fleet(self, body: Mapping[str, Any], problem: Problem, now: datetime) -> dict[str, Any]:
         status = stalled_fleet_status(body, problem, now)
@@ -290,6 +303,7 @@ class Controller:
         self.fleet_locks.forget(namespace, name)
         self.fleet_warm.pop((namespace, name), None)
         self.fleet_hosted.pop((namespace, name), None)
+        self.fleet_results.pop((namespace, name), None)
 
     def _plain_namespaces(self) -> tuple[str, ...]:
         return tuple(ns for ns in self.namespaces if not is_glob(ns))

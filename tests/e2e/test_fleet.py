@@ -16,6 +16,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+import yaml
 
 from tests.e2e.conftest import LocalCluster
 from tests.e2e.real_cluster import RUNTIME_PORT, conditions, example_module, expected_score
@@ -203,3 +204,42 @@ def test_a_fleet_hosts_pools_of_two_namespaces_live(
         assert stalled["message"] == f"RuntimeFleet {fleet_ns}/{FLEET} (spec.fleetRef) does not exist"
     operator.wait_for("the fleet's Deployment collected",
                       lambda: get(operator, "deployment", fleet_ns, f"{FLEET}-runtime") is None, timeout_s=PATIENCE_S)
+
+
+def config_tuples(local: LocalCluster, namespace: str) -> dict[str, int]:
+    config_map = get(local, "configmap", namespace, f"{FLEET}-runtime-config")
+    assert config_map is not None
+    doc = yaml.safe_load(config_map["data"]["config.yaml"])
+    return {t["tenant"]: t["warmInstancesPerTuple"] for t in doc["tuples"]}
+
+
+def test_an_autoscaled_fleet_sets_warm_counts_from_its_pods_metrics(
+    operator: LocalCluster, namespace: str, module_url: str
+) -> None:
+    operator.apply({
+        "apiVersion": "tensorwasm.dev/v1alpha1", "kind": "RuntimeFleet",
+        "metadata": {"name": FLEET, "namespace": namespace},
+        "spec": {"replicas": {"min": 1, "max": 3}, "maxTotalWarm": 32,
+                 "autoscaling": {"enabled": True, "tickSeconds": 1}},
+    })
+    operator.apply(pool("local", namespace, "gamma", module_url, namespace, warmInstancesPerTuple=6))
+    operator.wait_for("the member Ready", lambda: condition_is(operator, namespace, "local", "Ready", "True"),
+                      timeout_s=PATIENCE_S)
+    (pod,) = [p for p in fleet_pods(operator, namespace) if pod_is_ready(p)]
+    before = identities([pod])
+    # Idle, the decision keeps the tuple at the floor, not at the member's own six.
+    operator.wait_for("the autoscaler's warm count in the fleet's config",
+                      lambda: config_tuples(operator, namespace) == {"gamma": 1}, timeout_s=PATIENCE_S)
+    for _ in range(20):
+        assert call(pod["status"]["podIP"], "gamma")[0] == 200
+
+    def measured() -> dict[str, Any] | None:
+        status: dict[str, Any] = (get(operator, "runtimefleet", namespace, FLEET) or {}).get("status") or {}
+        return status if status.get("missRatio") is not None else None
+
+    status = operator.wait_for("a miss ratio measured from the pod's metrics", measured, timeout_s=PATIENCE_S)
+    assert 0.0 <= float(status["missRatio"]) <= 1.0
+    deployment = get(operator, "deployment", namespace, f"{FLEET}-runtime")
+    assert deployment is not None
+    assert 1 <= deployment["spec"]["replicas"] <= 3
+    assert identities([p for p in fleet_pods(operator, namespace) if p["metadata"]["uid"] in before]) == before

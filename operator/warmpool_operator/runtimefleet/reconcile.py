@@ -8,6 +8,7 @@ template: adding or removing one restarts no pod.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import hashlib
@@ -238,15 +239,13 @@ async def _read_ready_pods(
     store: FleetStore, reader: TupleReader, fleet: RuntimeFleet
 ) -> dict[str, tuple[TupleReport, ...]]:
     pods = await store.list(PODS, fleet.meta.namespace, label_selector=selector_string(fleet.meta.name))
-    out: dict[str, tuple[TupleReport, ...]] = {}
+    targets: list[tuple[str, tuple[str, int]]] = []
     for pod in pods:
         target = probe_target(pod)
-        if target is None or not pod_is_ready(pod) or pod["metadata"].get("deletionTimestamp"):
-            continue
-        tuples = await reader.tuples(*target)
-        if tuples is not None:
-            out[str(pod["metadata"]["name"])] = tuples
-    return out
+        if target is not None and pod_is_ready(pod) and not pod["metadata"].get("deletionTimestamp"):
+            targets.append((str(pod["metadata"]["name"]), target))
+    found = await asyncio.gather(*(reader.tuples(*target) for _, target in targets))
+    return {name: tuples for (name, _), tuples in zip(targets, found, strict=True) if tuples is not None}
 
 
 async def _write_members(
