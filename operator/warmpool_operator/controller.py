@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from warmpool_operator.diff import drift
+from warmpool_operator.diff import drift, is_controlled_by
 from warmpool_operator.fleet.observations import TupleKey
 from warmpool_operator.health import Problem, pod_is_ready
 from warmpool_operator.kinds import (
@@ -35,7 +35,7 @@ from warmpool_operator.kube import KubeApi
 from warmpool_operator.metrics import OperatorMetrics
 from warmpool_operator.ownership import ReplicaOwner, manifest_replica_owner
 from warmpool_operator.probing import Prober, probe_target
-from warmpool_operator.reconcile import Outcome, reconcile
+from warmpool_operator.reconcile import Outcome, Write, reconcile
 from warmpool_operator.render import RenderOptions, deployment_name, selector_string
 from warmpool_operator.runtimefleet.reader import ReadyzReader
 from warmpool_operator.runtimefleet.reconcile import (
@@ -199,8 +199,24 @@ class Controller:
         if found is None:
             members = await stall_members(self.api, [body], missing_fleet_problem(namespace, name), self.clock())
             found = members[key]
-        return Outcome(status=found.status, problem=found.problem, notices=found.notices, writes=(),
+        writes = await self._retire_dedicated(pool)
+        return Outcome(status=found.status, problem=found.problem, notices=found.notices, writes=writes,
                        status_written=False)
+
+    async def _retire_dedicated(self, pool: WarmPool) -> tuple[Write, ...]:
+        """A pool that joined a fleet stops its own pods: its dedicated Deployment is scaled to zero.
+
+        The operator deletes nothing (its RBAC has no delete verb); the Deployment, Service and
+        ConfigMap stay, idle, and serve again if the pool leaves the fleet.
+        """
+        meta = pool.meta
+        deployment = await self.api.get(DEPLOYMENTS, meta.namespace, deployment_name(meta.name))
+        if deployment is None or not is_controlled_by(deployment, meta.uid):
+            return ()
+        if (deployment.get("spec") or {}).get("replicas") == 0:
+            return ()
+        await self.api.scale_deployment(meta.namespace, deployment_name(meta.name), 0)
+        return (Write("patch", "Deployment", deployment_name(meta.name), (".spec.replicas",)),)
 
     async def reconcile_fleet(self, namespace: str, name: str, *, trigger: str) -> FleetResult | None:
         """None when the RuntimeFleet is gone or being deleted (its children go with it)."""

@@ -12,10 +12,15 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
+from prometheus_client import CollectorRegistry
 
 from tests.operator.conftest import EmulatedCluster
 from tests.operator.emulator import ApiServerEmulator, is_operator_write
+from tests.operator.harness import TEST_CONFIG, make_client, warmpool_manifest
+from warmpool_operator.controller import Controller
 from warmpool_operator.kinds import CONFIGMAPS, DEPLOYMENTS, RUNTIMEFLEETS, SECRETS, SERVICES, WARMPOOLS
+from warmpool_operator.metrics import OperatorMetrics
+from warmpool_operator.probe import HttpProber
 from warmpool_operator.render import RenderOptions
 from warmpool_operator.runtimefleet.members import fleet_missing
 from warmpool_operator.runtimefleet.reader import ReadyzReader
@@ -152,3 +157,45 @@ async def test_members_of_a_deleted_fleet_are_stalled_naming_it(cluster: Emulate
     stalled = condition(await api.get(WARMPOOLS, "pools", "a"), "Stalled")
     assert stalled["status"] == "True"
     assert stalled["message"] == "RuntimeFleet pools/shared (spec.fleetRef) does not exist"
+
+
+async def test_a_pool_joining_a_fleet_stops_its_own_pods_and_leaving_a_deleted_fleet_stalls_it(
+    cluster: EmulatedCluster,
+) -> None:
+    api = make_client(cluster.connection())
+    ctl = Controller(config=TEST_CONFIG, api=api, prober=HttpProber(timeout_seconds=1.0, max_pods=0),
+                     metrics=OperatorMetrics.create(CollectorRegistry()), clock=lambda: NOW)
+    try:
+        await api.create(WARMPOOLS, "pools", warmpool_manifest("moving", replicas=2))
+        await ctl.reconcile("pools", "moving", trigger="test")
+        dedicated = await api.get(DEPLOYMENTS, "pools", "moving")
+        assert dedicated is not None
+        assert dedicated["spec"]["replicas"] == 2
+
+        await api.create(RUNTIMEFLEETS, "pools", {"apiVersion": "tensorwasm.dev/v1alpha1", "kind": "RuntimeFleet",
+                                                  "metadata": {"name": "shared"}, "spec": {}})
+        body = await api.get(WARMPOOLS, "pools", "moving")
+        assert body is not None
+        spec = dict(body["spec"])
+        # A merge patch: the pool's path source is removed explicitly (a path in another pod means nothing).
+        spec["module"] = {"sha256": SHA, "source": {"url": "http://127.0.0.1:9/m.wasm", "path": None}}
+        await api.merge_patch(WARMPOOLS, "pools", "moving", {"spec": {**spec, "fleetRef": {"name": "shared"}}})
+        result = await ctl.reconcile("pools", "moving", trigger="test")
+        assert result is not None
+        assert [(w.kind, w.name) for w in result.outcome.writes] == [("Deployment", "moving")]
+        retired = await api.get(DEPLOYMENTS, "pools", "moving")
+        assert retired is not None
+        assert retired["spec"]["replicas"] == 0
+        config = await api.get(CONFIGMAPS, "pools", "shared-runtime-config")
+        assert config is not None
+        assert f"sha256: {SHA}" in config["data"]["config.yaml"]
+
+        await api.delete(RUNTIMEFLEETS, "pools", "shared")
+        result = await ctl.reconcile("pools", "moving", trigger="test")
+        assert result is not None
+        assert result.outcome.problem is not None
+        assert result.outcome.problem.message == "RuntimeFleet pools/shared (spec.fleetRef) does not exist"
+        assert result.outcome.writes == ()
+    finally:
+        await ctl.readyz.close()
+        await api.close()
