@@ -263,7 +263,7 @@ def report_fleet(result: FleetResult, logger: kopf.Logger) -> None:
     for (namespace, name), member in outcome.members.items():
         for notice in member.notices:
             ref = {"apiVersion": f"{GROUP}/{VERSION}", "kind": "WarmPool",
-                   "metadata": {"name": name, "namespace": namespace}}
+                   "metadata": {"name": name, "namespace": namespace, "uid": member.uid}}
             pool = kopf.Body(cast(kopf.RawBody, ref))
             kopf.event(pool, type=notice.type, reason=notice.reason, message=notice.message)
             (logger.warning if notice.type == "Warning" else logger.info)(

@@ -243,3 +243,21 @@ def test_an_autoscaled_fleet_sets_warm_counts_from_its_pods_metrics(
     assert deployment is not None
     assert 1 <= deployment["spec"]["replicas"] <= 3
     assert identities([p for p in fleet_pods(operator, namespace) if p["metadata"]["uid"] in before]) == before
+
+
+@pytest.mark.parametrize(
+    ("spec", "message"),
+    [
+        ({"allowedPools": {"namespaces": {"from": "Selector"}}},
+         "allowedPools.namespaces.selector is required with from: Selector and allowed only with it"),
+        ({"replicas": {"min": 5, "max": 2}}, "replicas.min must be <= replicas.max"),
+        ({"memoryBudget": "lots"}, "memoryBudget must be a positive quantity such as 512Mi or 2Gi"),
+    ],
+)
+def test_the_api_server_refuses_an_invalid_fleet_saying_why(
+    crds: LocalCluster, namespace: str, spec: dict[str, Any], message: str
+) -> None:
+    result = crds.kubectl("apply", f"--namespace={namespace}", "--filename=-", check=False, stdin=json.dumps({
+        "apiVersion": "tensorwasm.dev/v1alpha1", "kind": "RuntimeFleet", "metadata": {"name": FLEET}, "spec": spec}))
+    assert result.returncode != 0
+    assert message in result.stderr

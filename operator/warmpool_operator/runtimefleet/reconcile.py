@@ -68,6 +68,8 @@ class MemberOutcome:
     status: dict[str, Any]
     problem: Problem | None
     notices: tuple[Notice, ...]
+    uid: str = ""
+    """The member WarmPool's uid, for the Events posted on it."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -179,7 +181,7 @@ async def stall_members(
         if drift(status, pool.status):
             await store.patch_status(WARMPOOLS, pool.meta.namespace, pool.meta.name, status)
         out[(pool.meta.namespace, pool.meta.name)] = MemberOutcome(
-            status, problem, tuple(notices(pool.status, status)))
+            status, problem, tuple(notices(pool.status, status)), pool.meta.uid)
     return out
 
 
@@ -279,5 +281,5 @@ async def _write_member(
         stalled = next((c for c in status["conditions"] if c["type"] == "Stalled"), None)
         if stalled is not None and stalled["status"] == "True":
             problem = Problem(str(stalled["reason"]), str(stalled["message"]))
-    return MemberOutcome(status, problem, tuple(notices(pool.status, status)))
+    return MemberOutcome(status, problem, tuple(notices(pool.status, status)), pool.meta.uid)
 
