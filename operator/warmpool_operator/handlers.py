@@ -15,6 +15,7 @@ from warmpool_operator.runtimefleet.autoscaler import FleetAutoscaler
 from warmpool_operator.runtimefleet.render import LABEL_FLEET
 from warmpool_operator.runtimefleet.spec import PLURAL as FLEETS
 from warmpool_operator.runtimefleet.spec import parse_fleet
+from warmpool_operator.scalers import scale_notice
 from warmpool_operator.settings import backoff_delay
 from warmpool_operator.spec import GROUP, PLURAL, VERSION, SpecError
 
@@ -206,11 +207,11 @@ def register(registry: kopf.OperatorRegistry, ctl: Controller, *, login: LoginFn
                         failing = True
                     else:
                         failing = False
-                        if outcome is not None and outcome.scaled:
-                            message = (f"{outcome.before} -> {outcome.decision.pods} pods: "
-                                       f"{outcome.decision.reason.value}")
-                            kopf.event(body, type="Normal", reason="Scaled", message=message)
-                            logger.info("Scaled: %s", message)
+                        notice = None if outcome is None else scale_notice(
+                            outcome.before, outcome.decision.pods, outcome.decision.reason.value)
+                        if notice is not None:
+                            kopf.event(body, type=notice.type, reason=notice.reason, message=notice.message)
+                            logger.info("%s: %s", notice.reason, notice.message)
                 await stopped.wait(tick)
         finally:
             if stopped.reason is not None:

@@ -431,3 +431,13 @@ def test_a_pods_metrics_are_read_per_wanted_tuple_in_one_pass() -> None:
     assert (counters.hits, counters.misses, counters.warm, counters.in_flight) == (90, 10, 3, 1)
     with pytest.raises(ExpositionError):
         pod_scrape("p1", f'{POOL_WARM}{{tenant="acme",module="{a}"}} NaN\n', wanted)
+
+
+def test_troubleshooting_quotes_every_message_the_fleet_crd_can_give() -> None:
+    crd = yaml.safe_load((ROOT / "crds" / "runtimefleets.tensorwasm.dev.yaml").read_text())
+    text = (ROOT / "docs" / "troubleshooting.md").read_text()
+    schema = crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
+    messages = [" ".join(str(r["message"]).split()) for _, node in walk(schema)
+                for r in node.get("x-kubernetes-validations") or []]
+    assert len(messages) >= 6
+    assert [m for m in messages if f"`{m}`" not in text] == []
