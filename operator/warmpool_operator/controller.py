@@ -166,7 +166,11 @@ class Controller:
         except SpecError as exc:
             return Result(body, await self._report_invalid(body, exc))
         if pool.spec.fleet_ref is not None:
-            return Result(body, await self._reconcile_member(pool, body, trigger))
+            try:
+                return Result(body, await self._reconcile_member(pool, body, trigger))
+            except Forbidden as exc:
+                message = f"the operator may not {exc.verb} {exc.resource}: {exc.message}"
+                return Result(body, await self._report_stalled(body, Problem("Forbidden", message)))
         try:
             outcome = await reconcile(
                 pool, store=self.api, prober=self.prober, options=self.render_options, now=self.clock()
@@ -266,6 +270,19 @@ class Controller:
             meta = body["metadata"]
             await self.api.patch_status(RUNTIMEFLEETS, str(meta["namespace"]), str(meta["name"]), status)
         return status
+
+    async def fleets_allowed(self) -> bool:
+        """Whether the operator may list RuntimeFleets where it watches; logged when it may not."""
+        for scope in self._plain_namespaces() or ((None,) if not self.namespaces else ()):
+            try:
+                await self.api.list(RUNTIMEFLEETS, scope, limit=1)
+            except Forbidden as exc:
+                log.warning("RuntimeFleets are not reconciled: the operator may not %s %s (%s); "
+                            "WarmPools with spec.fleetRef stay Stalled", exc.verb, exc.resource, exc.message)
+                return False
+            except NotFound:
+                return True  # the CRD is not installed (yet): kopf waits for it
+        return True
 
     async def fleet_members(self, namespace: str, name: str) -> list[tuple[str, str]]:
         """(namespace, name) of the WarmPools naming this fleet."""
