@@ -155,6 +155,11 @@ class WorkerLane:
                 del self._tenants[name]
             for name in names:
                 self._tenants.setdefault(name, _Tenant(name))
+            for t in self._tenants.values():  # a larger share lets queued calls start now
+                if t.queue and not t.scheduled and t.running < self._share:
+                    t.scheduled = True
+                    self._ring.append(t)
+                    self._cond.notify()
 
     @property
     def backlog(self) -> int:

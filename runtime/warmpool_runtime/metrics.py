@@ -94,8 +94,7 @@ class PoolCollector(Collector):
         yield from (draws, warm, capacity, in_flight, reset_failed, terminated, invocations, traps, invoke,
                     instantiate, evictions)
         yield from self._lane_families()
-        if self._tuples is not None:
-            yield from _tuple_families(*self._tuples())
+        yield from _tuple_families(*(self._tuples() if self._tuples is not None else ([], ReloadStatus(), {})))
 
     def _lane_families(self) -> Iterator[CounterMetricFamily | GaugeMetricFamily]:
         shed = CounterMetricFamily(CALLS_SHED, "Calls refused before they ran, by reason (tenant_limit: 429, "

@@ -64,7 +64,7 @@ class TupleStatus:
 class _Entry:
     """One configured tuple: its config, its pool once loaded (None while loading or failed), its load error."""
 
-    __slots__ = ("auth", "config", "draws", "error", "last_used", "pool")
+    __slots__ = ("auth", "config", "draws", "error", "last_used", "pool", "submitted")
 
     def __init__(self, config: TupleConfig, auth: TokenFile | None, now: float) -> None:
         self.config = config
@@ -72,6 +72,8 @@ class _Entry:
         self.pool: TuplePool | None = None
         self.error: RuntimeFault | None = None
         self.draws = 0
+        self.submitted = False
+        """Its load was handed to a loader thread (once: startup and a live change may both ask)."""
         self.last_used = now
         """When a call last drew from its pool (sampled by `tick`, never on the call path)."""
 
@@ -133,19 +135,35 @@ class TupleRegistry:
         slow source holds back no other tuple); each becomes routable as soon as it is warm."""
         with self._lock:
             entries = list(self._entries.values())
-        futures: list[Future[None]] = [self._loader.submit(self._load_entry, e) for e in entries]
-        wait(futures)
+        wait(self._submit(entries))
+
+    def _submit(self, entries: list[_Entry]) -> list[Future[None]]:
+        with self._lock:
+            fresh = [e for e in entries if not e.submitted]
+            for e in fresh:
+                e.submitted = True
+        return [self._loader.submit(self._load_entry, e) for e in fresh]
 
     def _load_entry(self, entry: _Entry) -> None:
         t = entry.config
         try:
             pool = self.load(t)
-        except RuntimeFault as exc:
+        except Exception as exc:
+            if not isinstance(exc, RuntimeFault):
+                log.exception("tuple %s/%s: loading crashed", t.tenant, t.sha256[:SHORT_HASH])
+                exc = ModuleError(f"module {t.sha256[:SHORT_HASH]} could not be loaded ({type(exc).__name__}); "
+                                  "see the runtime's log")
             with self._lock:
                 current = self._entries.get(t.key) is entry
+                old = None
                 if current:
                     entry.error = exc
                     self.load_errors[t.key] = exc
+                    # A replacement that fails: the old pool's source or limits are no longer the config's.
+                    old = self.pools.pop(t.key, None)
+                    self.version += 1
+            if old is not None:
+                self._retire(old)
             if current:
                 log.error("tuple %s/%s not loaded: %s", t.tenant, t.sha256[:SHORT_HASH], exc.message)
             return
@@ -265,8 +283,7 @@ class TupleRegistry:
         for pool in retired:
             self._retire(pool)
         self._apply_floors()
-        for entry in loads:
-            self._loader.submit(self._load_entry, entry)
+        self._submit(loads)
         return changes
 
     def _retire(self, pool: TuplePool) -> None:

@@ -51,8 +51,6 @@ def error_response(fault: RuntimeFault) -> Reply:
     return fault.status, json.dumps(fault.to_json()).encode(), JSON, extra
 
 
-
-
 class Handler:
     """Routes a parsed request to a reply, or a Future of one when the call went to a worker."""
 

@@ -21,7 +21,7 @@ Stamp = tuple[int, int, int, int, int] | None
 
 
 def parse_digests(data: bytes) -> tuple[frozenset[bytes], int]:
-    """The accepted digests (lowercase hex, one per line; blank lines and `#` comments skipped), and how
+    """The accepted digests (raw 32 bytes, from hex lines; blank lines and `#` comments skipped), and how
     many other lines were ignored. Pure."""
     digests: set[bytes] = set()
     ignored = 0
@@ -30,18 +30,18 @@ def parse_digests(data: bytes) -> tuple[frozenset[bytes], int]:
         if not line or line.startswith(b"#"):
             continue
         if _DIGEST.fullmatch(line):
-            digests.add(line)
+            digests.add(bytes.fromhex(line.decode()))
         else:
             ignored += 1
     return frozenset(digests), ignored
 
 
 def token_digest(authorization: bytes) -> bytes | None:
-    """sha256 hex digest of the token of an `Authorization: Bearer <token>` value; None when it is not one."""
+    """sha256 digest (raw) of the token of an `Authorization: Bearer <token>` value; None when it is not one."""
     if len(authorization) <= len(_BEARER) or authorization[:len(_BEARER)].lower() != _BEARER:
         return None
     token = authorization[len(_BEARER):].strip()
-    return hashlib.sha256(token).hexdigest().encode() if token else None
+    return hashlib.sha256(token).digest() if token else None
 
 
 def _stamp(path: str) -> Stamp:

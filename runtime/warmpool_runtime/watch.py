@@ -10,7 +10,7 @@ import re
 import threading
 
 from warmpool_contract import redact_url
-from warmpool_runtime.config import ConfigError, load_config
+from warmpool_runtime.config import ConfigError, RuntimeConfig, load_config
 from warmpool_runtime.service import Runtime
 
 log = logging.getLogger(__name__)
@@ -39,35 +39,26 @@ def _stamp(path: str) -> Stamp:
 class ConfigWatcher:
     """Every `settings.config_poll_seconds`: the runtime's upkeep, then (with a path) a stat of the config
     file; when what it resolves to changed, its content hash; when that changed, the new config is parsed
-    and applied, or refused (the running set is kept)."""
+    and, when it differs from the applied one, applied; or refused (the running set is kept)."""
 
     def __init__(self, runtime: Runtime, path: str | None) -> None:
         self._runtime = runtime
         self._path = path
         self._interval = runtime.config.settings.config_poll_seconds
+        # The first poll reads the file whatever its stamp: a change made while the process started is applied.
         self._stamp: Stamp | bool = False
         self._digest: str | None = None
+        self._applied: RuntimeConfig = runtime.config
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="config-watch", daemon=True)
         runtime.reloads.watching = path is not None
 
     def start(self) -> None:
-        if self._path is not None:
-            self.baseline(self._path)
         self._thread.start()
 
     def stop(self) -> None:
         self._stop.set()
         self._thread.join(timeout=2.0)
-
-    def baseline(self, path: str) -> None:
-        """Take the file as it is now as the one already applied (the process started from it)."""
-        self._stamp = _stamp(path)
-        try:
-            with open(path, "rb") as f:
-                self._digest = hashlib.sha256(f.read()).hexdigest()
-        except OSError:
-            self._digest = None
 
     def _run(self) -> None:
         while not self._stop.wait(self._interval):
@@ -99,9 +90,12 @@ class ConfigWatcher:
             config = load_config(path)
         except ConfigError as exc:
             return self._refuse(str(exc))
+        reloads.last_error = None
+        if config == self._applied:  # the same config written anew (or only comments changed)
+            return False
+        self._applied = config
         changes = self._runtime.apply(config)
         reloads.applied += 1
-        reloads.last_error = None
         reloads.restart_needed = changes.restart_needed
         log.info("config: applied (%d added, %d removed, %d resized, %d replaced)", len(changes.add),
                  len(changes.remove), len(changes.resize), len(changes.replace))

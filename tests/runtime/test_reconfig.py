@@ -10,10 +10,11 @@ from typing import Any
 import pytest
 from prometheus_client import generate_latest
 
-from tests.runtime.conftest import invoke, wait_until
+from tests.runtime.conftest import invoke, settle, wait_until
 from tests.runtime.live import MountedDir
 from tests.runtime.wasm import STATEFUL, tuple_entry, write_module
 from warmpool_runtime.config import ConfigError, parse_config
+from warmpool_runtime.errors import UnknownTenant
 from warmpool_runtime.metrics import build_registry
 from warmpool_runtime.reconfig import capped_floors, diff
 from warmpool_runtime.watch import ConfigWatcher, redact_error
@@ -127,8 +128,10 @@ def test_the_watcher_applies_a_kubelet_style_swap_and_refuses_a_bad_file(make_ru
     mounted = MountedDir(tmp_path / "etc")
     mounted.write({"config.json": json.dumps(raw)})
     watcher = ConfigWatcher(runtime, str(mounted.root / "config.json"))
-    watcher.baseline(str(mounted.root / "config.json"))
-    assert not watcher.check(str(mounted.root / "config.json"))  # unchanged
+    assert not watcher.check(str(mounted.root / "config.json"))  # the config the runtime started with
+    assert not watcher.check(str(mounted.root / "config.json"))  # unchanged: not even read
+    mounted.write({"config.json": json.dumps(raw, indent=2)})
+    assert not watcher.check(str(mounted.root / "config.json"))  # another text of the same config
 
     mounted.write({"config.json": json.dumps({**raw, "tuples": [*raw["tuples"], tuple_entry("b", path, sha, 1)]})})
     assert watcher.check(str(mounted.root / "config.json"))
@@ -137,4 +140,66 @@ def test_the_watcher_applies_a_kubelet_style_swap_and_refuses_a_bad_file(make_ru
     assert not watcher.check(str(mounted.root / "config.json"))
     assert (runtime.reloads.applied, runtime.reloads.refused) == (1, 1)
     assert runtime.reloads.last_error == "tuples must be a list"
-    assert set(runtime.registry.pools) == {("a", sha), ("b", sha)}
+    assert set(runtime.registry.pools) == {("a", sha), ("b", sha)}  # the running set is kept
+    mounted.write({"config.json": json.dumps(raw)})  # back to the first config: b is removed
+    assert watcher.check(str(mounted.root / "config.json"))
+    assert runtime.reloads.last_error is None
+    assert set(runtime.registry.pools) == {("a", sha)}
+
+
+@pytest.mark.component
+async def test_a_tuple_whose_limits_change_is_rebuilt_and_its_old_pool_drained(make_runtime, tmp_path: Path) -> None:
+    path, sha = write_module(tmp_path, STATEFUL)
+    raw = {"tuples": [tuple_entry("a", path, sha, 2), tuple_entry("b", path, sha, 2)],
+           "settings": {"poolSlots": 64, "maxMemoryBytes": 16 << 20}}
+    runtime = make_runtime(raw)
+    old, other = runtime.registry.pools[("a", sha)], runtime.registry.pools[("b", sha)]
+    assert await invoke(runtime, "a", sha, "add", [1, 2]) == [3]
+
+    changed = {**raw, "tuples": [tuple_entry("a", path, sha, 2, timeoutMs=5000), raw["tuples"][1]]}
+    changes = runtime.apply(parse_config(changed))
+    assert ([t.tenant for t in changes.replace], changes.restart_needed) == (["a"], ())
+    await settle(lambda: runtime.registry.pools[("a", sha)] is not old)
+    new = runtime.registry.pools[("a", sha)]
+    assert new.template.limits.timeout_ms == 5000
+    assert await invoke(runtime, "a", sha, "add", [2, 2]) == [4]
+    await settle(lambda: old.floor == 0 and old.warm == 0)  # drained: its instances are freed
+    assert runtime.registry.pools[("b", sha)] is other
+    assert other.warm == 2
+
+    # A replacement that cannot load: the tuple fails, and its old pool is not kept serving the old limits.
+    broken = {**raw, "tuples": [tuple_entry("a", path, sha, 2, memoryBytes=1024), raw["tuples"][1]]}
+    runtime.apply(parse_config(broken))
+    await settle(lambda: ("a", sha) in runtime.registry.load_errors)
+    assert ("a", sha) not in runtime.registry.pools
+    (state,) = [s for s in runtime.registry.statuses() if s.tenant == "a"]
+    assert state.state == "failed"
+    await settle(lambda: new.floor == 0 and new.warm == 0)  # the call's instance came back on the loop
+    assert runtime.registry.pools[("b", sha)] is other
+
+
+@pytest.mark.component
+async def test_a_removed_tuple_is_refused_at_once_and_its_pool_freed(make_runtime, tmp_path: Path) -> None:
+    import gc
+    import weakref
+
+    path, sha = write_module(tmp_path, STATEFUL)
+    raw = {"tuples": [tuple_entry("a", path, sha, 2), tuple_entry("b", path, sha, 2)],
+           "settings": {"poolSlots": 64, "maxMemoryBytes": 16 << 20}}
+    runtime = make_runtime(raw)
+    assert await invoke(runtime, "a", sha, "add", [1, 2]) == [3]
+    gone = weakref.ref(runtime.registry.pools[("a", sha)])
+    version = runtime.registry.version
+
+    changes = runtime.apply(parse_config({**raw, "tuples": [raw["tuples"][1]]}))
+    assert changes.remove == (("a", sha),)
+    assert runtime.registry.version > version  # cached routes are dropped
+    with pytest.raises(UnknownTenant, match="'a'"):
+        runtime.registry.target("a", sha, "add")
+    assert await invoke(runtime, "b", sha, "add", [2, 3]) == [5]
+
+    def freed() -> bool:
+        gc.collect()
+        return gone() is None
+
+    await settle(freed)  # no thread, table or pending reset keeps the removed pool (and its instances) alive

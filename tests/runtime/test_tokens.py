@@ -29,9 +29,9 @@ def with_tokens(entry: dict[str, Any], path: Path) -> dict[str, Any]:
 def test_digest_files_and_authorization_headers_parse_strictly() -> None:
     good = digest("x")
     digests, ignored = parse_digests(f"# acme\n{good}\n\n  {good.upper()}  \nnot-a-digest\nx-token\n".encode())
-    assert (digests, ignored) == (frozenset({good.encode()}), 2)
-    assert token_digest(b"Bearer x") == good.encode()
-    assert token_digest(b"bearer   x ") == good.encode()
+    assert (digests, ignored) == (frozenset({bytes.fromhex(good)}), 2)
+    assert token_digest(b"Bearer x") == bytes.fromhex(good)
+    assert token_digest(b"bearer   x ") == bytes.fromhex(good)
     assert token_digest(b"Basic eA==") is None
     assert token_digest(b"Bearer ") is None
     assert token_digest(b"") is None
