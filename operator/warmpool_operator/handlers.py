@@ -166,83 +166,83 @@ def register(registry: kopf.OperatorRegistry, ctl: Controller, *, login: LoginFn
     if not fleets:
         return  # the operator may not watch RuntimeFleets (see Controller.fleets_allowed)
 
-        @kopf.on.resume(GROUP, VERSION, FLEETS, registry=registry, id="reconcile-fleet")
-        @kopf.on.create(GROUP, VERSION, FLEETS, registry=registry, id="reconcile-fleet")
-        @kopf.on.update(GROUP, VERSION, FLEETS, registry=registry, id="reconcile-fleet")
-        async def reconcile_fleet(
-            *, namespace: str | None, name: str, reason: str, retry: int, logger: kopf.Logger, **_: Any
-        ) -> None:
-            assert namespace is not None  # RuntimeFleet is namespaced
-            ctl.watch.seen()
-            await run_fleet(namespace, name, trigger=str(reason), retry=retry, logger=logger)
+    @kopf.on.resume(GROUP, VERSION, FLEETS, registry=registry, id="reconcile-fleet")
+    @kopf.on.create(GROUP, VERSION, FLEETS, registry=registry, id="reconcile-fleet")
+    @kopf.on.update(GROUP, VERSION, FLEETS, registry=registry, id="reconcile-fleet")
+    async def reconcile_fleet(
+        *, namespace: str | None, name: str, reason: str, retry: int, logger: kopf.Logger, **_: Any
+    ) -> None:
+        assert namespace is not None  # RuntimeFleet is namespaced
+        ctl.watch.seen()
+        await run_fleet(namespace, name, trigger=str(reason), retry=retry, logger=logger)
 
-        @kopf.timer(
-            GROUP,
-            VERSION,
-            FLEETS,
-            registry=registry,
-            id="resync-fleet",
-            interval=config.resync_seconds,
-            initial_delay=config.resync_seconds,
-        )
-        async def resync_fleet(*, namespace: str | None, name: str, logger: kopf.Logger, **kwargs: Any) -> None:
-            assert namespace is not None
-            await run_fleet(namespace, name, trigger="resync", retry=int(kwargs.get("retry", 0)), logger=logger)
+    @kopf.timer(
+        GROUP,
+        VERSION,
+        FLEETS,
+        registry=registry,
+        id="resync-fleet",
+        interval=config.resync_seconds,
+        initial_delay=config.resync_seconds,
+    )
+    async def resync_fleet(*, namespace: str | None, name: str, logger: kopf.Logger, **kwargs: Any) -> None:
+        assert namespace is not None
+        await run_fleet(namespace, name, trigger="resync", retry=int(kwargs.get("retry", 0)), logger=logger)
 
-        fleet_scaler = FleetAutoscaler(ctl)
+    fleet_scaler = FleetAutoscaler(ctl)
 
-        @kopf.daemon(GROUP, VERSION, FLEETS, registry=registry, id="autoscale-fleet", when=fleet_autoscaled)
-        async def autoscale_fleet(
-            *, body: kopf.Body, stopped: kopf.DaemonStopped, logger: kopf.Logger, **_: Any
-        ) -> None:
-            """The two-level loop, every tickSeconds: warm counts per tuple first, pods only when those no
-            longer fit."""
-            uid = str(body.get("metadata", {}).get("uid", ""))
-            failing = False
-            try:
-                while not stopped:
-                    tick = 2.0
-                    try:
-                        fleet = parse_fleet(body)
-                    except SpecError:
-                        pass  # reconciliation reports InvalidSpec
-                    else:
-                        tick = fleet.spec.autoscaling.tick_seconds
-                        try:
-                            outcome = await fleet_scaler.tick(fleet)
-                        except TRANSIENT as exc:
-                            (logger.debug if failing else logger.warning)("fleet autoscaling tick failed: %s",
-                                                                          describe(exc))
-                            failing = True
-                        else:
-                            failing = False
-                            notice = None if outcome is None else scale_notice(
-                                outcome.before, outcome.decision.pods, outcome.decision.reason.value)
-                            if notice is not None:
-                                kopf.event(body, type=notice.type, reason=notice.reason, message=notice.message)
-                                logger.info("%s: %s", notice.reason, notice.message)
-                    await stopped.wait(tick)
-            finally:
-                if stopped.reason is not None:
-                    fleet_scaler.forget(uid)
-
-        @kopf.on.cleanup(registry=registry, id="fleet-autoscaler-session")
-        async def close_fleet_session(**_: Any) -> None:
-            await fleet_scaler.close()
-
-        @kopf.on.delete(GROUP, VERSION, FLEETS, registry=registry, optional=True, id="orphan-members")
-        async def fleet_deleted(*, namespace: str | None, name: str, logger: kopf.Logger, **_: Any) -> None:
-            """Its children go with it (owner references); its members are told, each Stalled naming it."""
-            assert namespace is not None
-            ctl.forget_fleet(namespace, name)
-            for pool_namespace, pool_name in await ctl.fleet_members(namespace, name):
+    @kopf.daemon(GROUP, VERSION, FLEETS, registry=registry, id="autoscale-fleet", when=fleet_autoscaled)
+    async def autoscale_fleet(
+        *, body: kopf.Body, stopped: kopf.DaemonStopped, logger: kopf.Logger, **_: Any
+    ) -> None:
+        """The two-level loop, every tickSeconds: warm counts per tuple first, pods only when those no
+        longer fit."""
+        uid = str(body.get("metadata", {}).get("uid", ""))
+        failing = False
+        try:
+            while not stopped:
+                tick = 2.0
                 try:
-                    result = await ctl.reconcile(pool_namespace, pool_name, trigger="fleet-deleted")
-                except TRANSIENT as exc:
-                    logger.warning("reconcile of member %s/%s failed: %s", pool_namespace, pool_name, describe(exc))
-                    continue
-                if result is not None:
-                    report(result, logger)
+                    fleet = parse_fleet(body)
+                except SpecError:
+                    pass  # reconciliation reports InvalidSpec
+                else:
+                    tick = fleet.spec.autoscaling.tick_seconds
+                    try:
+                        outcome = await fleet_scaler.tick(fleet)
+                    except TRANSIENT as exc:
+                        (logger.debug if failing else logger.warning)("fleet autoscaling tick failed: %s",
+                                                                      describe(exc))
+                        failing = True
+                    else:
+                        failing = False
+                        notice = None if outcome is None else scale_notice(
+                            outcome.before, outcome.decision.pods, outcome.decision.reason.value)
+                        if notice is not None:
+                            kopf.event(body, type=notice.type, reason=notice.reason, message=notice.message)
+                            logger.info("%s: %s", notice.reason, notice.message)
+                await stopped.wait(tick)
+        finally:
+            if stopped.reason is not None:
+                fleet_scaler.forget(uid)
+
+    @kopf.on.cleanup(registry=registry, id="fleet-autoscaler-session")
+    async def close_fleet_session(**_: Any) -> None:
+        await fleet_scaler.close()
+
+    @kopf.on.delete(GROUP, VERSION, FLEETS, registry=registry, optional=True, id="orphan-members")
+    async def fleet_deleted(*, namespace: str | None, name: str, logger: kopf.Logger, **_: Any) -> None:
+        """Its children go with it (owner references); its members are told, each Stalled naming it."""
+        assert namespace is not None
+        ctl.forget_fleet(namespace, name)
+        for pool_namespace, pool_name in await ctl.fleet_members(namespace, name):
+            try:
+                result = await ctl.reconcile(pool_namespace, pool_name, trigger="fleet-deleted")
+            except TRANSIENT as exc:
+                logger.warning("reconcile of member %s/%s failed: %s", pool_namespace, pool_name, describe(exc))
+                continue
+            if result is not None:
+                report(result, logger)
 
 
 def fleet_autoscaled(*, spec: Mapping[str, Any], **_: Any) -> bool:

@@ -441,3 +441,34 @@ def test_troubleshooting_quotes_every_message_the_fleet_crd_can_give() -> None:
                 for r in node.get("x-kubernetes-validations") or []]
     assert len(messages) >= 6
     assert [m for m in messages if f"`{m}`" not in text] == []
+
+
+@pytest.mark.parametrize("fleets", [True, False])
+def test_fleet_handlers_are_registered_only_when_fleets_may_be_watched(fleets: bool) -> None:
+    import kopf
+    from prometheus_client import CollectorRegistry
+
+    from tests.operator.harness import TEST_CONFIG
+    from warmpool_operator import handlers
+    from warmpool_operator.controller import Controller
+    from warmpool_operator.kube import KubeApi, Timeouts
+    from warmpool_operator.metrics import OperatorMetrics
+    from warmpool_operator.probe import HttpProber
+
+    api = KubeApi(kopf.ConnectionInfo(server="http://127.0.0.1:9"), timeouts=Timeouts())  # never called here
+    ctl = Controller(config=TEST_CONFIG, api=api, prober=HttpProber(timeout_seconds=1, max_pods=0),
+                     metrics=OperatorMetrics.create(CollectorRegistry()), clock=lambda: NOW)
+    registry = kopf.OperatorRegistry()
+
+    async def login() -> kopf.ConnectionInfo:
+        raise AssertionError("not called")
+
+    handlers.register(registry, ctl, login=login, fleets=fleets)
+    # kopf has no public listing of a registry's handlers: its per-kind registries are read directly.
+    found = [h for part in (registry._changing, registry._spawning) for h in part.get_all_handlers()]
+    watched = {h.selector.any_name for h in found if h.selector is not None}
+    assert "warmpools" in watched
+    assert ("runtimefleets" in watched) is fleets
+    if fleets:
+        ids = {str(h.id) for h in found if h.selector is not None and h.selector.any_name == "runtimefleets"}
+        assert {"reconcile-fleet", "resync-fleet", "autoscale-fleet", "orphan-members"} <= ids
