@@ -472,3 +472,22 @@ def test_fleet_handlers_are_registered_only_when_fleets_may_be_watched(fleets: b
     if fleets:
         ids = {str(h.id) for h in found if h.selector is not None and h.selector.any_name == "runtimefleets"}
         assert {"reconcile-fleet", "resync-fleet", "autoscale-fleet", "orphan-members"} <= ids
+
+
+@pytest.mark.parametrize(("source", "field"), [
+    ({"oci": {"repository": "127.0.0.1:5000/acme/m", "pullSecretRef": {"name": "regcred"}}}, "oci.pullSecretRef"),
+    ({"url": "https://modules.example/m.wasm", "headersFrom": {"secretRef": {"name": "h"}}}, "headersFrom"),
+    ({"url": "https://modules.example/m.wasm", "caBundle": {"configMapRef": {"name": "ca", "key": "ca.pem"}}},
+     "caBundle"),
+])
+def test_a_member_whose_source_names_a_secret_or_configmap_is_refused(source: dict[str, Any], field: str) -> None:
+    fleet = parse_fleet(fleet_body({"allowedPools": {"namespaces": {"from": "All"}}}))
+    admission = admit(fleet, [pool("private", "team-a", source=source),
+                              pool("public", "team-a", tenant="open",
+                                   source={"oci": {"repository": "127.0.0.1:5000/acme/m"}})],
+                      namespace_labels={}, digests={})
+    assert [m.pool.meta.name for m in admission.members] == ["public"]
+    problem = admission.refused[("team-a", "private")]
+    assert problem.reason == SOURCE_NOT_SHAREABLE
+    assert f"spec.module.source.{field}" in problem.message
+    assert "dedicated pool" in problem.message

@@ -103,6 +103,21 @@ def _check(
             "fleet's pods on every change; use a url or oci source",
             True,
         ), None
+    source = spec.module.source
+    named = [field for field, value in (
+        ("oci.pullSecretRef", source.oci.pull_secret if source.oci is not None else None),
+        ("headersFrom", source.headers_secret),
+        ("caBundle", source.ca_bundle),
+    ) if value is not None]
+    if named:
+        return Problem(
+            SOURCE_NOT_SHAREABLE,
+            f"RuntimeFleet {fleet.where} cannot host a module source that names a Secret or ConfigMap "
+            f"(spec.module.source.{named[0]}): fleet pods cannot mount objects of their members' namespaces, "
+            "and a mount per member would restart the fleet's pods on every change; use an anonymous oci or "
+            "url source, or a dedicated pool (no fleetRef)",
+            True,
+        ), None
     if spec.auth is None:
         if fleet.spec.require_tokens:
             return Problem(TOKENS_REQUIRED, f"RuntimeFleet {fleet.where} requires bearer tokens "
