@@ -14,7 +14,9 @@ from warmpool_runtime.examples import example_wat
 from warmpool_runtime.modules import sha256_hex
 
 ROOT = Path(__file__).resolve().parents[1]
-MANIFESTS = (ROOT / "examples" / "classify.yaml", ROOT / "examples" / "classify-autoscaled.yaml")
+MANIFESTS = (ROOT / "examples" / "classify.yaml", ROOT / "examples" / "classify-autoscaled.yaml",
+             ROOT / "examples" / "kustomize" / "base" / "module.yaml",
+             ROOT / "examples" / "kustomize" / "base" / "warmpool.yaml")
 
 
 def render(text: str) -> str:

@@ -1,4 +1,7 @@
-"""Copies crds/*.yaml (the single source of truth) into charts/warmpool-operator/crds/; `--check` only compares."""
+"""Copies crds/*.yaml (the single source of truth) into the chart's files/crds/; `--check` only compares.
+
+The chart renders every file there through templates/crds.yaml (values `crds.install`, `crds.keep`).
+"""
 
 from __future__ import annotations
 
@@ -8,7 +11,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 SOURCE = ROOT / "crds"
-TARGET = ROOT / "charts" / "warmpool-operator" / "crds"
+TARGET = ROOT / "charts" / "warmpool-operator" / "files" / "crds"
 
 
 def differences(source_dir: Path = SOURCE, target_dir: Path = TARGET) -> list[str]:

@@ -27,6 +27,19 @@ def ensure_helm() -> Path:
     return ensure_go_tool("helm", HELM_MODULE, HELM_VERSION)
 
 
+class UniqueKeyLoader(yaml.SafeLoader):
+    """safe_load, but a key given twice in one mapping is an error (PyYAML keeps the last one silently)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: set[Any] = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise yaml.constructor.ConstructorError(None, None, f"duplicate key {key!r}", key_node.start_mark)
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+
 @dataclass(frozen=True)
 class Helm:
     binary: Path
@@ -78,11 +91,11 @@ class Helm:
         self, values: dict[str, Any] | None = None, *, name: str = "values", namespace: str = "warmpool-system",
         release: str = "wp",
     ) -> list[dict[str, Any]]:
-        """Rendered manifests (templates only; helm keeps crds/ out of `template` output)."""
+        """Rendered manifests, the CRDs (templates/crds.yaml) and the `helm test` pod included."""
         result = self.template_result(values, name=name, namespace=namespace, release=release)
         if result.returncode != 0:
             raise AssertionError(f"helm template failed:\n{result.stderr}")
-        return [doc for doc in yaml.safe_load_all(result.stdout) if doc]
+        return [doc for doc in yaml.load_all(result.stdout, Loader=UniqueKeyLoader) if doc]
 
     def notes(self, values: dict[str, Any] | None = None, *, namespace: str = "warmpool-system") -> str:
         """NOTES.txt as `helm install` would print it (`helm template` leaves it out).

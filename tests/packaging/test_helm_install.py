@@ -1,4 +1,4 @@
-"""`helm install` on the real local control plane, then the installed operator's identity brings a WarmPool to Ready."""
+"""`helm install`, `upgrade`, `uninstall` on the real local control plane; the installed identity readies a WarmPool."""
 
 # The node agent runs pods as local processes and cannot hand the operator pod a service-account
 # token, so the test scales the chart's Deployment to zero and runs the very command, arguments and
@@ -9,16 +9,21 @@
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import http.server
 import json
 import os
+import re
+import shutil
 import signal
 import socket
 import subprocess
 import sys
 import threading
+import urllib.request
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -50,8 +55,8 @@ class Kube:
             pytest.fail(f"kubectl {' '.join(args)} failed:\n{result.stderr}")
         return result
 
-    def json(self, *args: str) -> Any:
-        return json.loads(self.run(*args, "--output=json").stdout)
+    def json(self, *args: str, stdin: str | None = None) -> Any:
+        return json.loads(self.run(*args, "--output=json", stdin=stdin).stdout)
 
     def can(self, verb: str, resource: str) -> bool:
         answer = self.run("auth", "can-i", verb, resource, f"--as={SERVICE_ACCOUNT}", "--all-namespaces",
@@ -84,8 +89,14 @@ def installed(cluster: Kube, helm: Helm) -> dict[str, Any]:
 
 
 def test_the_api_server_stored_every_object_of_the_chart(cluster: Kube, installed: dict[str, Any]) -> None:
-    assert cluster.json("get", "clusterkopfpeering", "warmpool")["metadata"]["name"] == "warmpool"
     assert cluster.json("get", "clusterrole", f"{RELEASE}-warmpool-operator")["rules"]
+    for crd in ("warmpools.tensorwasm.dev", "kopfpeerings.kopf.dev", "clusterkopfpeerings.kopf.dev"):
+        metadata = cluster.json("get", "crd", crd)["metadata"]
+        # Rendered by the chart (crds.install), owned by the release, kept on uninstall (crds.keep).
+        assert metadata["annotations"]["meta.helm.sh/release-name"] == RELEASE
+        assert metadata["annotations"]["helm.sh/resource-policy"] == "keep"
+    for suffix in ("edit", "view"):
+        assert cluster.json("get", "clusterrole", f"{RELEASE}-warmpool-operator-{suffix}")["rules"]
     pod = installed["spec"]["template"]["spec"]
     assert pod["securityContext"]["runAsNonRoot"] is True
     assert pod["containers"][0]["securityContext"]["readOnlyRootFilesystem"] is True
@@ -112,6 +123,42 @@ def test_the_installed_rbac_refuses_everything_else(
     cluster: Kube, installed: dict[str, Any], verb: str, resource: str
 ) -> None:
     assert not cluster.can(verb, resource)
+
+
+def test_a_user_bound_to_the_built_in_edit_role_manages_warmpools(cluster: Kube, installed: dict[str, Any]) -> None:
+    """The chart's -edit and -view ClusterRoles are aggregated into `edit` and `view` by the controller manager."""
+    cluster.run("create", "namespace", "team-rbac")
+    cluster.run("-n", "team-rbac", "create", "rolebinding", "alice-edit", "--clusterrole=edit", "--user=alice")
+    cluster.run("-n", "team-rbac", "create", "rolebinding", "bob-view", "--clusterrole=view", "--user=bob")
+
+    def aggregated() -> bool:
+        granted = [cluster.json("get", "clusterrole", role).get("rules") or [] for role in ("edit", "view")]
+        return all(any("warmpools" in (rule.get("resources") or []) for rule in rules) for rules in granted)
+
+    wait_for("the edit and view ClusterRoles to aggregate the WarmPool rules", aggregated, timeout_s=60)
+    pool = {
+        "apiVersion": "tensorwasm.dev/v1alpha1", "kind": "WarmPool", "metadata": {"name": "by-alice"},
+        "spec": {"tenant": "acme", "replicas": 0,
+                 "module": {"sha256": "a" * 64, "source": {"configMapRef": {"name": "m", "key": "m.wasm"}}}},
+    }
+    as_alice = ("--as=alice", "-n", "team-rbac")
+    created = cluster.run(*as_alice, "create", "--filename=-", stdin=json.dumps(pool))
+    assert "warmpool.tensorwasm.dev/by-alice created" in created.stdout
+    # RuntimeFleets have no CRD here yet: ask the authorizer directly (kubectl auth can-i needs discovery).
+    review = cluster.json("create", "--filename=-", stdin=json.dumps({
+        "apiVersion": "authorization.k8s.io/v1", "kind": "SubjectAccessReview",
+        "spec": {"user": "alice", "resourceAttributes": {
+            "group": "tensorwasm.dev", "resource": "runtimefleets", "verb": "delete", "namespace": "team-rbac"}},
+    }))
+    assert review["status"]["allowed"] is True
+    assert cluster.json("--as=bob", "-n", "team-rbac", "get", "warmpool", "by-alice")["spec"]["tenant"] == "acme"
+    refused = cluster.run("--as=bob", "-n", "team-rbac", "delete", "warmpool", "by-alice", check=False)
+    assert refused.returncode != 0
+    assert "forbidden" in refused.stderr
+    cluster.run(*as_alice, "delete", "warmpool", "by-alice", "--wait=false")
+    # Elsewhere alice has no role at all.
+    assert cluster.run("--as=alice", "-n", "default", "auth", "can-i", "create", "warmpools.tensorwasm.dev",
+                       check=False).stdout.strip() == "no"
 
 
 def free_port() -> int:
@@ -145,8 +192,16 @@ def module_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[st
         thread.join(timeout=10)
 
 
+@dataclass(frozen=True)
+class LocalOperator:
+    log: Path
+    health_url: str
+
+
 @pytest.fixture(scope="module")
-def operator(cluster: Kube, installed: dict[str, Any], tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+def operator(
+    cluster: Kube, installed: dict[str, Any], tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[LocalOperator]:
     """The chart's operator container run as a local process with the chart's ServiceAccount token."""
     cluster.run("-n", RELEASE_NAMESPACE, "scale", "deployment", f"{RELEASE}-warmpool-operator", "--replicas=0")
     token = cluster.run("-n", RELEASE_NAMESPACE, "create", "token", f"{RELEASE}-warmpool-operator",
@@ -179,9 +234,9 @@ def operator(cluster: Kube, installed: dict[str, Any], tmp_path_factory: pytest.
         process = subprocess.Popen([sys.executable, "-m", "warmpool.cli", *args], env=env, stdout=out,
                                    stderr=subprocess.STDOUT, start_new_session=True)
     try:
-        wait_for("the operator's liveness endpoint", lambda: _answers(f"http://127.0.0.1:{health_port}/healthz"),
-                 timeout_s=60)
-        yield log
+        health_url = f"http://127.0.0.1:{health_port}/healthz"
+        wait_for("the operator's liveness endpoint", lambda: _answers(health_url), timeout_s=60)
+        yield LocalOperator(log=log, health_url=health_url)
     finally:
         os.killpg(process.pid, signal.SIGTERM)
         try:
@@ -203,7 +258,7 @@ def _answers(url: str) -> bool:
 
 
 def test_the_installed_operator_brings_a_warmpool_to_ready(
-    cluster: Kube, operator: Path, module_server: tuple[str, str]
+    cluster: Kube, operator: LocalOperator, module_server: tuple[str, str]
 ) -> None:
     url, sha256 = module_server
     cluster.run("create", "namespace", "helm-e2e")
@@ -224,7 +279,44 @@ def test_the_installed_operator_brings_a_warmpool_to_ready(
     assert kstatus(body)[0] == "Current"
     events = cluster.json("-n", "helm-e2e", "get", "events", "--field-selector", "involvedObject.name=classify")
     assert "PoolWarm" in {event["reason"] for event in events["items"]}
-    assert "forbidden" not in operator.read_text().lower()
+    assert "forbidden" not in operator.log.read_text().lower()
+
+
+def pool_ready(cluster: Kube, namespace: str, name: str) -> dict[str, Any] | None:
+    body: dict[str, Any] = cluster.json("-n", namespace, "get", "warmpool", name)
+    conditions = {c["type"]: c for c in (body.get("status") or {}).get("conditions") or []}
+    return body if conditions.get("Ready", {}).get("status") == "True" else None
+
+
+def test_the_examples_bring_their_own_module_and_get_ready(
+    cluster: Kube, operator: LocalOperator, kustomize: Path
+) -> None:
+    """examples/classify-autoscaled.yaml and the Kustomize staging overlay, applied as they are: nothing else
+    (no module server) has to be deployed first."""
+    cluster.run("create", "namespace", "examples")
+    cluster.run("-n", "examples", "apply", f"--filename={ROOT / 'examples' / 'classify-autoscaled.yaml'}")
+    built = subprocess.run([str(kustomize), "build", str(ROOT / "examples" / "kustomize" / "overlays" / "staging")],
+                           capture_output=True, text=True, timeout=60, check=True).stdout
+    cluster.run("create", "namespace", "acme-staging")
+    cluster.run("apply", "--filename=-", stdin=built)
+    for namespace, name in (("examples", "classify-autoscaled"), ("acme-staging", "classify")):
+        body = wait_for(f"WarmPool {namespace}/{name} to be Ready",
+                        functools.partial(pool_ready, cluster, namespace, name), timeout_s=180)
+        assert body["status"]["readyReplicas"] >= 1
+    # The README's invoke step (its path and body), sent to a staging pod at its IP (port 8080, as the
+    # Service's): the local node agent runs pods on loopback addresses and has no port-forward.
+    quickstart = (ROOT / "README.md").read_text().split("### Quickstart on a cluster", 1)[1]
+    (path,) = re.findall(r"localhost:8080(/v1/\S+)", quickstart)
+    (data,) = re.findall(r"-d '([^']+)'", quickstart)
+    pods = cluster.json("-n", "acme-staging", "get", "pods", "--selector=app.kubernetes.io/instance=classify")
+    ip = next(pod["status"]["podIP"] for pod in pods["items"] if pod["status"].get("podIP"))
+    request = urllib.request.Request(f"http://{ip}:8080{path}", data=data.encode(), method="POST",
+                                     headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=10) as response:
+        (score,) = json.loads(response.read())["results"]
+    assert f'{{"results": [{score}]}}' in quickstart
+    for namespace in ("examples", "acme-staging"):
+        cluster.run("delete", "namespace", namespace, "--wait=false")
 
 
 def pool_pod_uids(cluster: Kube) -> set[str]:
@@ -233,26 +325,70 @@ def pool_pod_uids(cluster: Kube) -> set[str]:
     return {pod["metadata"]["uid"] for pod in pods["items"] if not pod["metadata"].get("deletionTimestamp")}
 
 
-def test_helm_upgrade_and_a_crd_upgrade_keep_warmpools_and_running_pods(
-    cluster: Kube, helm: Helm, operator: Path
+def test_the_helm_test_hook_passes_against_the_running_operator(
+    cluster: Kube, helm: Helm, operator: LocalOperator
 ) -> None:
+    """The `helm test` pod's command, as the release stored it, run here against the operator's /healthz.
+
+    Not `helm test` itself: the local node agent runs only the `warmpool` CLI, and the test pod runs the
+    image's `python -c`; nor does a local process resolve the Service's cluster DNS name.
+    """
+    hooks = helm.run_with_kubeconfig(cluster.kubeconfig, "get", "hooks", RELEASE, "--namespace",
+                                     RELEASE_NAMESPACE).stdout
+    (pod,) = [doc for doc in yaml.safe_load_all(hooks) if doc and doc["kind"] == "Pod"]
+    assert pod["metadata"]["annotations"]["helm.sh/hook"] == "test"
+    (container,) = pod["spec"]["containers"]
+    env = {item["name"]: item["value"] for item in container["env"]}
+    assert env["HEALTH_URL"] == f"http://{RELEASE}-warmpool-operator-metrics.{RELEASE_NAMESPACE}.svc:8081/healthz"
+    assert container["command"][:2] == ["python", "-c"]
+    result = subprocess.run([sys.executable, *container["command"][1:]], capture_output=True, text=True, timeout=120,
+                            env={"PATH": os.environ.get("PATH", ""), "HEALTH_URL": operator.health_url},
+                            check=False)
+    assert result.returncode == 0, result.stderr
+    assert f"healthy: {operator.health_url}" in result.stdout
+
+
+def env_of(deployment: dict[str, Any]) -> dict[str, str]:
+    (container,) = deployment["spec"]["template"]["spec"]["containers"]
+    return {item["name"]: item.get("value", "") for item in container["env"]}
+
+
+def test_helm_upgrade_and_a_crd_upgrade_keep_warmpools_and_running_pods(
+    cluster: Kube, helm: Helm, operator: LocalOperator, tmp_path: Path
+) -> None:
+    """`helm upgrade` to a chart with a changed value and a newer CRD: both land, the operator stays up."""
     before = cluster.json("-n", "helm-e2e", "get", "warmpool", "classify")
     pods = pool_pod_uids(cluster)
     assert len(pods) == 2
-    result = helm.run_with_kubeconfig(cluster.kubeconfig, "upgrade", RELEASE, str(CHART), "--namespace",
-                                      RELEASE_NAMESPACE, "--reuse-values")
-    assert "STATUS: deployed" in result.stdout
-    assert "REVISION: 2" in result.stdout
-    # The operator keeps running as the local process: its Deployment goes back to zero replicas.
-    cluster.run("-n", RELEASE_NAMESPACE, "scale", "deployment", f"{RELEASE}-warmpool-operator", "--replicas=0")
-
-    # Helm leaves crds/ alone on upgrade: a newer CRD (here: one more optional field) is applied by
-    # hand over the stored v1alpha1 objects, which read back unchanged.
-    crd = yaml.safe_load((CHART / "crds" / "warmpools.tensorwasm.dev.yaml").read_text())
+    old = cluster.json("-n", RELEASE_NAMESPACE, "get", "deployment", f"{RELEASE}-warmpool-operator")
+    assert env_of(old)["WARMPOOL_OPERATOR_RESYNC_SECONDS"] == "30"
+    # The next chart version: its WarmPool CRD has one more optional field.
+    chart = tmp_path / "warmpool-operator"
+    shutil.copytree(CHART, chart)
+    crd_file = chart / "files" / "crds" / "warmpools.tensorwasm.dev.yaml"
+    crd = yaml.safe_load(crd_file.read_text())
     spec_schema = crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]
     spec_schema["properties"]["note"] = {"type": "string", "description": "A field a later version adds."}
-    cluster.run("apply", "--server-side", "--force-conflicts", "--filename=-", stdin=json.dumps(crd))
+    crd_file.write_text(yaml.safe_dump(crd))
+    result = helm.run_with_kubeconfig(cluster.kubeconfig, "upgrade", RELEASE, str(chart), "--namespace",
+                                      RELEASE_NAMESPACE, "--reuse-values", "--set", "settings.resyncSeconds=15",
+                                      "--set", "podDisruptionBudget.enabled=true")
+    assert "STATUS: deployed" in result.stdout
+    assert "REVISION: 2" in result.stdout
+    # The changed values landed: the Deployment's environment and a new PodDisruptionBudget.
+    new = cluster.json("-n", RELEASE_NAMESPACE, "get", "deployment", f"{RELEASE}-warmpool-operator")
+    assert env_of(new)["WARMPOOL_OPERATOR_RESYNC_SECONDS"] == "15"
+    assert new["metadata"]["generation"] > old["metadata"]["generation"]
+    budget = cluster.json("-n", RELEASE_NAMESPACE, "get", "poddisruptionbudget", f"{RELEASE}-warmpool-operator")
+    assert budget["spec"]["minAvailable"] == 1
+    # The operator keeps running as the local process: its Deployment goes back to zero replicas.
+    cluster.run("-n", RELEASE_NAMESPACE, "scale", "deployment", f"{RELEASE}-warmpool-operator", "--replicas=0")
+    assert _answers(operator.health_url)
+
+    # `helm upgrade` upgraded the CRD (templates/crds.yaml); the stored v1alpha1 objects read back unchanged.
     cluster.run("wait", "--for=condition=Established", "crd/warmpools.tensorwasm.dev", "--timeout=60s")
+    stored = cluster.json("get", "crd", "warmpools.tensorwasm.dev")["spec"]["versions"][0]["schema"]
+    assert "note" in stored["openAPIV3Schema"]["properties"]["spec"]["properties"]
     after = cluster.json("-n", "helm-e2e", "get", "warmpool", "classify")
     assert after["spec"] == before["spec"]
     assert after["metadata"]["generation"] == before["metadata"]["generation"]
@@ -267,13 +403,17 @@ def test_helm_upgrade_and_a_crd_upgrade_keep_warmpools_and_running_pods(
 
     wait_for("WarmPool helm-e2e/classify still Ready", still_ready, timeout_s=120)
     assert pool_pod_uids(cluster) == pods  # the same pods: nothing restarted or replaced
+    assert _answers(operator.health_url)
+    assert "forbidden" not in operator.log.read_text().lower()
 
 
-def test_helm_uninstall_removes_the_release_and_keeps_the_crds(cluster: Kube, helm: Helm, operator: Path) -> None:
+def test_helm_uninstall_removes_the_release_and_keeps_the_crds(
+    cluster: Kube, helm: Helm, operator: LocalOperator
+) -> None:
     helm.run_with_kubeconfig(cluster.kubeconfig, "uninstall", RELEASE, "--namespace", RELEASE_NAMESPACE, "--wait")
     gone = cluster.run("get", "clusterrole", f"{RELEASE}-warmpool-operator", check=False)
     assert gone.returncode != 0
     assert "NotFound" in gone.stderr
-    # Helm never deletes what it installed from crds/: the WarmPools (and their pods) survive.
+    # crds.keep: Helm leaves the CRDs it installed, so the WarmPools (and their pods) survive.
     assert cluster.json("get", "crd", "warmpools.tensorwasm.dev")["metadata"]["name"] == "warmpools.tensorwasm.dev"
     assert cluster.json("-n", "helm-e2e", "get", "warmpool", "classify")["spec"]["tenant"] == "acme"

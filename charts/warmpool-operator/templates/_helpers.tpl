@@ -46,18 +46,40 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 warmpool-operator.serviceAccountName: the operator's ServiceAccount.
 */}}
 {{- define "warmpool-operator.serviceAccountName" -}}
+{{- if .Values.serviceAccount.create }}
 {{- default (include "warmpool-operator.fullname" .) .Values.serviceAccount.name }}
+{{- else }}
+{{- default "default" .Values.serviceAccount.name }}
+{{- end }}
 {{- end }}
 
 {{/*
-warmpool-operator.image: repository with the digest when given, else the tag (default appVersion).
+warmpool-operator.image: repository (behind global.imageRegistry when set) with the digest when
+given, else the tag (default appVersion).
 */}}
 {{- define "warmpool-operator.image" -}}
-{{- if .Values.image.digest }}
-{{- printf "%s@%s" .Values.image.repository .Values.image.digest }}
-{{- else }}
-{{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag) }}
+{{- $repository := .Values.image.repository }}
+{{- with (.Values.global | default dict).imageRegistry }}
+{{- $repository = printf "%s/%s" (trimSuffix "/" .) $repository }}
 {{- end }}
+{{- if .Values.image.digest }}
+{{- printf "%s@%s" $repository .Values.image.digest }}
+{{- else }}
+{{- printf "%s:%s" $repository (default .Chart.AppVersion .Values.image.tag) }}
+{{- end }}
+{{- end }}
+
+{{/*
+warmpool-operator.imagePullSecrets: global.imagePullSecrets then imagePullSecrets, each name once,
+as a pod's `imagePullSecrets` list (JSON).
+*/}}
+{{- define "warmpool-operator.imagePullSecrets" -}}
+{{- $names := concat ((.Values.global | default dict).imagePullSecrets | default list) .Values.imagePullSecrets }}
+{{- $secrets := list }}
+{{- range uniq $names }}
+{{- $secrets = append $secrets (dict "name" .) }}
+{{- end }}
+{{- toJson $secrets }}
 {{- end }}
 
 {{/*
@@ -112,4 +134,15 @@ No wildcards, no Secrets, no delete (children go with their WarmPool through own
 - apiGroups: [""]
   resources: ["events"]
   verbs: ["create"]
+{{- end }}
+
+{{/*
+warmpool-operator.crdLabels: labels of the CRDs (no instance or component: they are cluster-wide), and
+the base of the test pod's.
+*/}}
+{{- define "warmpool-operator.crdLabels" -}}
+helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
+app.kubernetes.io/name: {{ include "warmpool-operator.name" . }}
+app.kubernetes.io/part-of: warmpool
+app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- end }}
