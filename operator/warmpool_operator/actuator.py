@@ -143,6 +143,7 @@ class Actuator:
         metrics = self.seam.metrics
         pool = (meta.namespace, meta.name)
         metrics.desired_replicas.labels(*pool).set(decision.desired_replicas)
+        metrics.decisions.labels(*pool, decision.signal).inc()
         if decision.observed_miss_ratio is None:
             _remove(metrics.observed_miss_ratio, pool)
         else:
