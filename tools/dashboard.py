@@ -67,23 +67,23 @@ RATIO_STEPS: tuple[tuple[str, float | None], ...] = (("green", None), ("orange",
 PANELS: tuple[Panel, ...] = (
     Panel("Overview", "row", (0, 0, 24, 1)),
     Panel(
-        "Miss ratio", "stat", (0, 1, 6, 4),
+        "Miss ratio", "stat", (0, 1, 5, 4),
         (Query(miss_ratio(""), "miss ratio"),),
         unit="percentunit", thresholds=RATIO_STEPS,
         description="Share of draws from the warm pool that found no warm instance (instantiated on the request path).",
     ),
     Panel(
-        "Invocations per second", "stat", (6, 1, 6, 4),
+        "Invocations per second", "stat", (5, 1, 5, 4),
         (Query(f"sum (rate(tensor_wasm_invocations_total{{{SEL}}}[{RATE}]))", "invocations/s"),),
         unit="reqps", description="Invocations answered by the selected pools, every outcome code.",
     ),
     Panel(
-        "Warm instances", "stat", (12, 1, 6, 4),
+        "Warm instances", "stat", (10, 1, 4, 4),
         (Query(f"sum (tensor_wasm_pool_warm_instances{{{SEL}}})", "warm"),),
         description="Idle, fully instantiated instances ready to serve now.",
     ),
     Panel(
-        "Runtime pods ready / desired", "stat", (18, 1, 3, 4),
+        "Runtime pods ready / desired", "stat", (14, 1, 5, 4),
         (
             Query(f'sum (warmpool_pool_replicas{{{POOL_SEL}, state="ready"}})', "ready"),
             Query(f'sum (warmpool_pool_replicas{{{POOL_SEL}, state="desired"}})', "desired"),
@@ -91,7 +91,7 @@ PANELS: tuple[Panel, ...] = (
         description="Pods of the selected pools' Deployments, as the operator reports them; Ready means warm.",
     ),
     Panel(
-        "WarmPools not Ready", "stat", (21, 1, 3, 4),
+        "WarmPools not Ready", "stat", (19, 1, 5, 4),
         (Query(f'sum (warmpool_pool_condition{{{POOL_SEL}, condition="Ready", status="False"}})', "not Ready"),),
         thresholds=(("green", None), ("red", 1.0)),
         description="Pools whose Ready condition is False (alert WarmPoolNotReady once it lasts).",

@@ -149,6 +149,8 @@ class Actuator:
         else:
             metrics.observed_miss_ratio.labels(*pool).set(decision.observed_miss_ratio)
         way = direction(before, decision.desired_replicas)
+        for each in ("up", "down"):
+            metrics.scale_events.labels(*pool, each)  # counted from 0, so increase() sees the first event
         if scaled and way is not None:
             metrics.scale_events.labels(*pool, way).inc()
         if failures:
