@@ -147,7 +147,7 @@ PROMETHEUS = GoBinary(
     name="prometheus", source_dir=PROMETHEUS_SOURCE_DIR,
     package="github.com/prometheus/prometheus/cmd/prometheus", cache_name="prometheus",
     version_module="github.com/prometheus/prometheus", what="Prometheus (file and static targets only, no UI)",
-    cold_build_hint="cold builds take several minutes on 2 cores", stamp=prometheus_ldflags,
+    cold_build_hint="cold builds take 5-20 minutes on 2 cores, with the module download", stamp=prometheus_ldflags,
     tags=("remove_all_sd",),
 )
 
