@@ -108,6 +108,7 @@ def register(registry: kopf.OperatorRegistry, ctl: Controller, *, login: LoginFn
         # Children carry owner references, so the garbage collector deletes them; the finalizer kopf
         # keeps (for the resync and autoscaling loops) is released once this handler returns.
         ctl.locks.forget(namespace, name)
+        ctl.metrics.forget_pool(namespace, name)
 
 
 def report(result: Result, logger: kopf.Logger) -> None:

@@ -154,9 +154,9 @@ def test_the_charts_rules_load_and_evaluate_without_error(operator: LocalCluster
     for rule in rule_alerts(prometheus).values():
         assert rule.get("lastError", "") == ""
         assert rule["annotations"]["runbook_url"].startswith("docs/troubleshooting.md#")
-    # The operator is scraped, so its absence alert stays quiet.
+    # The operator is scraped, so its absence alert is (or soon becomes) inactive.
     prometheus.wait("the operator target up", lambda: prometheus.query('up{job="warmpool-operator"} == 1'))
-    assert prometheus.alerts("WarmPoolOperatorDown") == []
+    prometheus.wait("WarmPoolOperatorDown inactive", lambda: not prometheus.alerts("WarmPoolOperatorDown"))
 
 
 def test_every_dashboard_and_alert_query_returns_data_on_a_live_pool(
@@ -294,8 +294,27 @@ def test_the_target_writer_follows_pods_by_ip(operator: LocalCluster, namespace:
         lambda: prometheus.query(f'up{{job="warmpool-runtime", namespace="{namespace}", warmpool="followed"}} == 1'),
     )
     assert re.fullmatch(rf"{re.escape(ip)}:\d+", up[0]["metric"]["instance"])
+    ready = f'warmpool_pool_condition{{namespace="{namespace}", warmpool="followed", condition="Ready", status="True"}}'
+    prometheus.wait("the pool's Ready condition scraped from the operator", lambda: prometheus.query(f"{ready} == 1"))
     operator.kubectl("delete", "warmpool", "followed", f"--namespace={namespace}")
     prometheus.wait(
         "the deleted pool's target gone",
         lambda: not prometheus.query(f'up{{job="warmpool-runtime", namespace="{namespace}", warmpool="followed"}}'),
     )
+    prometheus.wait(
+        "the deleted pool's conditions gone from the operator",
+        lambda: not prometheus.query(f'warmpool_pool_condition{{namespace="{namespace}", warmpool="followed"}}'),
+    )
+
+
+def test_operator_down_fires_once_the_operator_stops(operator: LocalCluster, prometheus: Prometheus) -> None:
+    prometheus.wait("the operator target up", lambda: prometheus.query('up{job="warmpool-operator"} == 1'))
+    operator.stop_operator()
+    try:
+        firing = prometheus.wait("WarmPoolOperatorDown firing",
+                                 lambda: prometheus.alerts("WarmPoolOperatorDown", "firing"))
+        assert firing[0]["severity"] == "critical"
+    finally:
+        operator.start_operator()
+    prometheus.wait("WarmPoolOperatorDown resolved once the operator is back",
+                    lambda: not prometheus.alerts("WarmPoolOperatorDown"))
