@@ -1,8 +1,8 @@
 """Generates the Grafana dashboard the chart ships (charts/warmpool-operator/dashboards/warmpool.json)."""
 
 # Run `python -m tools.dashboard` after changing a panel; `--check` exits 1 when the file is stale.
-# Scrape jobs: `warmpool-runtime` (the chart's PodMonitor) and `warmpool-operator` (its ServiceMonitor);
-# replica counts come from kube-state-metrics (`kube_deployment_*`; the Deployment is named after the pool).
+# Scrape jobs: `warmpool-runtime` (the chart's PodMonitor) and `warmpool-operator` (its ServiceMonitor).
+# Both name a pool by `namespace` and `warmpool`; pod counts and conditions come from the operator.
 
 from __future__ import annotations
 
@@ -21,9 +21,9 @@ RUNTIME_JOB = "warmpool-runtime"
 OPERATOR_JOB = "warmpool-operator"
 UID = "warmpool-overview"
 
-SEL = f'job="{RUNTIME_JOB}", namespace=~"$namespace", tenant=~"$tenant", module=~"$module"'
-POOL_SEL = 'namespace=~"$namespace", deployment=~"$pool"'
+SEL = f'job="{RUNTIME_JOB}", namespace=~"$namespace", warmpool=~"$warmpool", tenant=~"$tenant", module=~"$module"'
 OP_SEL = f'job="{OPERATOR_JOB}"'
+POOL_SEL = f'{OP_SEL}, namespace=~"$namespace", warmpool=~"$warmpool"'
 BY = "tenant, module"
 RATE = "$__rate_interval"
 
@@ -67,28 +67,34 @@ RATIO_STEPS: tuple[tuple[str, float | None], ...] = (("green", None), ("orange",
 PANELS: tuple[Panel, ...] = (
     Panel("Overview", "row", (0, 0, 24, 1)),
     Panel(
-        "Miss ratio", "stat", (0, 1, 6, 4),
+        "Miss ratio", "stat", (0, 1, 5, 4),
         (Query(miss_ratio(""), "miss ratio"),),
         unit="percentunit", thresholds=RATIO_STEPS,
         description="Share of draws from the warm pool that found no warm instance (instantiated on the request path).",
     ),
     Panel(
-        "Invocations per second", "stat", (6, 1, 6, 4),
+        "Invocations per second", "stat", (5, 1, 5, 4),
         (Query(f"sum (rate(tensor_wasm_invocations_total{{{SEL}}}[{RATE}]))", "invocations/s"),),
         unit="reqps", description="Invocations answered by the selected pools, every outcome code.",
     ),
     Panel(
-        "Warm instances", "stat", (12, 1, 6, 4),
+        "Warm instances", "stat", (10, 1, 4, 4),
         (Query(f"sum (tensor_wasm_pool_warm_instances{{{SEL}}})", "warm"),),
         description="Idle, fully instantiated instances ready to serve now.",
     ),
     Panel(
-        "Runtime pods ready / desired", "stat", (18, 1, 6, 4),
+        "Runtime pods ready / desired", "stat", (14, 1, 5, 4),
         (
-            Query(f"sum (kube_deployment_status_replicas_ready{{{POOL_SEL}}})", "ready"),
-            Query(f"sum (kube_deployment_spec_replicas{{{POOL_SEL}}})", "desired"),
+            Query(f'sum (warmpool_pool_replicas{{{POOL_SEL}, state="ready"}})', "ready"),
+            Query(f'sum (warmpool_pool_replicas{{{POOL_SEL}, state="desired"}})', "desired"),
         ),
-        description="Pods of the selected pools' Deployments (kube-state-metrics); Ready means warm.",
+        description="Pods of the selected pools' Deployments, as the operator reports them; Ready means warm.",
+    ),
+    Panel(
+        "WarmPools not Ready", "stat", (19, 1, 5, 4),
+        (Query(f'sum (warmpool_pool_condition{{{POOL_SEL}, condition="Ready", status="False"}})', "not Ready"),),
+        thresholds=(("green", None), ("red", 1.0)),
+        description="Pools whose Ready condition is False (alert WarmPoolNotReady once it lasts).",
     ),
     Panel("Warm pool, per tenant and module", "row", (0, 5, 24, 1)),
     Panel(
@@ -129,12 +135,10 @@ PANELS: tuple[Panel, ...] = (
     Panel(
         "Runtime pods: desired and ready", "timeseries", (12, 14, 12, 8),
         (
-            Query(f"sum by (namespace, deployment) (kube_deployment_spec_replicas{{{POOL_SEL}}})",
-                  "{{deployment}} desired"),
-            Query(f"sum by (namespace, deployment) (kube_deployment_status_replicas_ready{{{POOL_SEL}}})",
-                  "{{deployment}} ready"),
+            Query(f"sum by (namespace, warmpool, state) (warmpool_pool_replicas{{{POOL_SEL}}})",
+                  "{{warmpool}} {{state}}"),
         ),
-        description="Desired is what the autoscaler (or spec.replicas) asks for; ready pods are warm.",
+        description="Desired is what the Deployment asks for (the autoscaler or spec.replicas); ready pods are warm.",
     ),
     Panel("Invocations", "row", (0, 22, 24, 1)),
     Panel(
@@ -157,26 +161,70 @@ PANELS: tuple[Panel, ...] = (
         "Instance reset failures", "timeseries", (12, 31, 12, 7),
         (Query(
             f'sum by (tenant) (increase(tensor_wasm_pool_reset_failed_total{{job="{RUNTIME_JOB}", '
-            f'namespace=~"$namespace", tenant=~"$tenant"}}[{RATE}]))',
+            f'namespace=~"$namespace", warmpool=~"$warmpool", tenant=~"$tenant"}}[{RATE}]))',
             "{{tenant}}",
         ),),
         description="Used instances that could not be replaced by a fresh warm one "
         "(retried; the pod is not Ready meanwhile).",
     ),
-    Panel("Operator", "row", (0, 38, 24, 1)),
+    Panel("Autoscaler", "row", (0, 38, 24, 1)),
     Panel(
-        "Reconciliations by result", "timeseries", (0, 39, 8, 7),
+        "Autoscaler: desired and ready pods", "timeseries", (0, 39, 8, 8),
+        (
+            Query(f"sum by (namespace, warmpool) (warmpool_operator_autoscaler_desired_replicas{{{POOL_SEL}}})",
+                  "{{warmpool}} desired"),
+            Query(f'sum by (namespace, warmpool) (warmpool_pool_replicas{{{POOL_SEL}, state="ready"}})',
+                  "{{warmpool}} ready"),
+        ),
+        description="What the autoscaler's last decision asked for against the pods Ready now "
+        "(pools with spec.autoscaling.enabled).",
+    ),
+    Panel(
+        "Autoscaler: decisions by signal", "timeseries", (8, 39, 8, 8),
+        (
+            Query(f"sum by (warmpool, signal) "
+                  f"(rate(warmpool_operator_autoscaler_decisions_total{{{POOL_SEL}}}[{RATE}]))",
+                  "{{warmpool}} {{signal}}"),
+            Query(f"sum by (warmpool, direction) "
+                  f"(increase(warmpool_operator_autoscaler_scale_events_total{{{POOL_SEL}}}[{RATE}]))",
+                  "{{warmpool}} scaled {{direction}}"),
+        ),
+        unit="short",
+        description="The signal that sized each decision (stable, panic, burst, prewarm, ...; hold without data), "
+        "and the scale events it made.",
+    ),
+    Panel(
+        "Autoscaler: observed miss ratio against target", "timeseries", (16, 39, 8, 8),
+        (
+            Query(f"max by (namespace, warmpool) (warmpool_operator_autoscaler_observed_miss_ratio{{{POOL_SEL}}})",
+                  "{{warmpool}}"),
+            Query("vector($target)", "target"),
+        ),
+        unit="percentunit",
+        description="Misses / invocations over the stable window, as the autoscaler measured it from the pods.",
+        overrides=({
+            "matcher": {"id": "byName", "options": "target"},
+            "properties": [
+                {"id": "custom.lineStyle", "value": {"fill": "dash", "dash": [10, 10]}},
+                {"id": "color", "value": {"mode": "fixed", "fixedColor": "red"}},
+            ],
+        },),
+    ),
+    Panel("Operator", "row", (0, 47, 24, 1)),
+    Panel(
+        "Reconciliations by result", "timeseries", (0, 48, 8, 7),
         (Query(f"sum by (result) (rate(warmpool_operator_reconciles_total{{{OP_SEL}}}[{RATE}]))", "{{result}}"),),
         unit="ops",
     ),
     Panel(
-        "Reconcile problems by reason", "timeseries", (8, 39, 8, 7),
-        (Query(f"sum by (reason) (rate(warmpool_operator_reconcile_errors_total{{{OP_SEL}}}[{RATE}]))",
-               "{{reason}}"),),
+        "Reconcile problems by reason", "timeseries", (8, 48, 8, 7),
+        (Query(f"sum by (namespace, warmpool, reason) "
+               f"(rate(warmpool_operator_reconcile_errors_total{{{POOL_SEL}}}[{RATE}]))",
+               "{{namespace}}/{{warmpool}} {{reason}}"),),
         unit="ops", description="Reasons are the WarmPool condition reasons of docs/troubleshooting.md.",
     ),
     Panel(
-        "Reconcile duration p95", "timeseries", (16, 39, 8, 7),
+        "Reconcile duration p95", "timeseries", (16, 48, 8, 7),
         (Query(
             f"histogram_quantile(0.95, sum by (trigger, le) "
             f"(rate(warmpool_operator_reconcile_duration_seconds_bucket{{{OP_SEL}}}[{RATE}])))",
@@ -212,12 +260,10 @@ def templating() -> list[dict[str, Any]]:
             "current": {"selected": False, "text": "default", "value": "default"},
         },
         variable("namespace", "Namespace", f"label_values({base}}}, namespace)"),
-        variable("tenant", "Tenant", f'label_values({base}, namespace=~"$namespace"}}, tenant)'),
-        variable("module", "Module", f'label_values({base}, namespace=~"$namespace", tenant=~"$tenant"}}, module)'),
-        variable(
-            "pool", "WarmPool",
-            f'label_values({base}, namespace=~"$namespace", tenant=~"$tenant", module=~"$module"}}, pool)',
-        ),
+        variable("warmpool", "WarmPool", f'label_values({base}, namespace=~"$namespace"}}, warmpool)'),
+        variable("tenant", "Tenant", f'label_values({base}, namespace=~"$namespace", warmpool=~"$warmpool"}}, tenant)'),
+        variable("module", "Module",
+                 f'label_values({base}, namespace=~"$namespace", warmpool=~"$warmpool", tenant=~"$tenant"}}, module)'),
         {
             "name": "target", "label": "Target miss ratio", "type": "textbox", "query": "0.01",
             "current": {"selected": False, "text": "0.01", "value": "0.01"},

@@ -6,8 +6,8 @@ from dataclasses import dataclass, fields
 
 from prometheus_client import CollectorRegistry
 
-TARGET_LABELS = frozenset({"job", "instance", "namespace", "pod", "pool", "container", "endpoint", "service"})
-"""Labels Prometheus adds from the scrape target (the chart's PodMonitor adds `pool`)."""
+TARGET_LABELS = frozenset({"job", "instance", "namespace", "pod", "warmpool", "container", "endpoint", "service"})
+"""Labels Prometheus adds from the scrape target (the chart's PodMonitor adds `warmpool`, the pool's name)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,19 +65,10 @@ def catalogue() -> list[Metric]:
     return [*runtime_metrics(), *operator_metrics()]
 
 
-KUBE_STATE_METRICS: dict[str, tuple[str, ...]] = {
-    "kube_deployment_spec_replicas": ("deployment",),
-    "kube_deployment_status_replicas_ready": ("deployment",),
-}
-"""kube-state-metrics series the dashboard and alerts read (a Deployment per WarmPool, named after it)."""
-
-
 def sample_labels() -> dict[str, frozenset[str]]:
     """Every sample name a query may select, with the labels it can be filtered or grouped by."""
     out: dict[str, frozenset[str]] = {"up": TARGET_LABELS}
     for metric in catalogue():
         for name, labels in metric.samples().items():
             out[name] = frozenset(labels) | TARGET_LABELS
-    for name, labels in KUBE_STATE_METRICS.items():
-        out[name] = frozenset(labels) | TARGET_LABELS
     return out

@@ -143,11 +143,14 @@ class Actuator:
         metrics = self.seam.metrics
         pool = (meta.namespace, meta.name)
         metrics.desired_replicas.labels(*pool).set(decision.desired_replicas)
+        metrics.decisions.labels(*pool, decision.signal).inc()
         if decision.observed_miss_ratio is None:
             _remove(metrics.observed_miss_ratio, pool)
         else:
             metrics.observed_miss_ratio.labels(*pool).set(decision.observed_miss_ratio)
         way = direction(before, decision.desired_replicas)
+        for each in ("up", "down"):
+            metrics.scale_events.labels(*pool, each)  # counted from 0, so increase() sees the first event
         if scaled and way is not None:
             metrics.scale_events.labels(*pool, way).inc()
         if failures:

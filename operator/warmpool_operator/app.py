@@ -20,7 +20,7 @@ from warmpool_operator import handlers, kube, scaling_handlers
 from warmpool_operator.controller import Controller
 from warmpool_operator.election import LeaderElector, LeaseConfig
 from warmpool_operator.liveness import Heartbeat, serve_health
-from warmpool_operator.metrics import OperatorMetrics, serve_metrics
+from warmpool_operator.metrics import OperatorMetrics, register_process_collectors, serve_metrics
 from warmpool_operator.probe import HttpProber
 from warmpool_operator.render import LABEL_MANAGED_BY, MANAGED_BY
 from warmpool_operator.settings import OperatorConfig
@@ -115,6 +115,7 @@ async def run_operator(
     )
     prober = HttpProber(timeout_seconds=config.probe_timeout_seconds, max_pods=config.max_probed_pods)
     registry = metrics_registry if metrics_registry is not None else CollectorRegistry()
+    register_process_collectors(registry)
     ctl = Controller(
         config=config,
         api=api,

@@ -142,17 +142,19 @@ class Controller:
                 result = await self._reconcile(namespace, name, trigger)
             except Exception as exc:
                 self.metrics.reconciles.labels(trigger=trigger, result="error").inc()
-                self.metrics.errors.labels(reason=type(exc).__name__).inc()
+                self.metrics.errors.labels(namespace, name, type(exc).__name__).inc()
                 raise
             finally:
                 self.metrics.duration.labels(trigger=trigger).observe(time.perf_counter() - started)
             if result is None:
+                self.metrics.forget_pool(namespace, name)
                 return None
             outcome = result.outcome
+            self.metrics.record_status(namespace, name, outcome.status)
             for write in outcome.writes:
                 self.metrics.child_writes.labels(kind=write.kind, verb=write.verb).inc()
             if outcome.problem is not None:
-                self.metrics.errors.labels(reason=outcome.problem.reason).inc()
+                self.metrics.errors.labels(namespace, name, outcome.problem.reason).inc()
             kind = "ok" if outcome.problem is None else "stalled"
             self.metrics.reconciles.labels(trigger=trigger, result=kind).inc()
             return result

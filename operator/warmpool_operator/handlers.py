@@ -139,6 +139,7 @@ def register(registry: kopf.OperatorRegistry, ctl: Controller, *, login: LoginFn
         # Children carry owner references, so the garbage collector deletes them; the finalizer kopf
         # keeps (for the resync and autoscaling loops) is released once this handler returns.
         ctl.locks.forget(namespace, name)
+        ctl.metrics.forget_pool(namespace, name)
         fleet = fleet_of(body, namespace)
         if fleet is not None:
             await refresh_fleet(*fleet, logger=logger)  # it skips pools being deleted: the tuple goes

@@ -2,10 +2,21 @@
 
 from __future__ import annotations
 
+import re
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from aiohttp import web
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    GCCollector,
+    Histogram,
+    PlatformCollector,
+    ProcessCollector,
+)
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 
 
@@ -14,19 +25,25 @@ class OperatorMetrics:
     reconciles: Counter
     """warmpool_operator_reconciles_total{trigger, result}: result is ok, stalled or error."""
     errors: Counter
-    """warmpool_operator_reconcile_errors_total{reason}: problems and failures by reason."""
+    """warmpool_operator_reconcile_errors_total{namespace, warmpool, reason}: problems and failures by reason."""
     duration: Histogram
     """warmpool_operator_reconcile_duration_seconds{trigger}."""
     child_writes: Counter
     """warmpool_operator_child_writes_total{kind, verb}: creates and patches of children."""
     desired_replicas: Gauge
-    """warmpool_operator_autoscaler_desired_replicas{warmpool_namespace, warmpool}: the last decision."""
+    """warmpool_operator_autoscaler_desired_replicas{namespace, warmpool}: the last decision."""
     observed_miss_ratio: Gauge
-    """warmpool_operator_autoscaler_observed_miss_ratio{warmpool_namespace, warmpool}: absent without data."""
+    """warmpool_operator_autoscaler_observed_miss_ratio{namespace, warmpool}: absent without data."""
     scale_events: Counter
-    """warmpool_operator_autoscaler_scale_events_total{warmpool_namespace, warmpool, direction}."""
+    """warmpool_operator_autoscaler_scale_events_total{namespace, warmpool, direction}."""
     scrape_failures: Counter
-    """warmpool_operator_autoscaler_scrape_failures_total{warmpool_namespace, warmpool}."""
+    """warmpool_operator_autoscaler_scrape_failures_total{namespace, warmpool}."""
+    decisions: Counter
+    """warmpool_operator_autoscaler_decisions_total{namespace, warmpool, signal}: what sized each decision."""
+    conditions: Gauge
+    """warmpool_pool_condition{namespace, warmpool, condition, status}: 1 for the status a condition has."""
+    replicas: Gauge
+    """warmpool_pool_replicas{namespace, warmpool, state}: runtime pods `desired` and `ready`, from the status."""
 
     @classmethod
     def create(cls, registry: CollectorRegistry) -> OperatorMetrics:
@@ -39,8 +56,8 @@ class OperatorMetrics:
             ),
             errors=Counter(
                 "warmpool_operator_reconcile_errors_total",
-                "Reconciliations that found a blocking problem or failed, by reason.",
-                ["reason"],
+                "Reconciliations that found a blocking problem or failed, by WarmPool and reason.",
+                ["namespace", "warmpool", "reason"],
                 registry=registry,
             ),
             duration=Histogram(
@@ -56,33 +73,92 @@ class OperatorMetrics:
                 ["kind", "verb"],
                 registry=registry,
             ),
-            # The pool is named by warmpool_namespace/warmpool: `namespace` is the label Prometheus
-            # gives the operator pod's own namespace.
+            # Pools are named by namespace/warmpool, the labels the runtime pods' series get from
+            # scrape relabelling; the operator's scrape keeps them (honor_labels).
             desired_replicas=Gauge(
                 "warmpool_operator_autoscaler_desired_replicas",
                 "Runtime pods the autoscaler's last decision asked for, per autoscaled WarmPool.",
-                ["warmpool_namespace", "warmpool"],
+                ["namespace", "warmpool"],
                 registry=registry,
             ),
             observed_miss_ratio=Gauge(
                 "warmpool_operator_autoscaler_observed_miss_ratio",
                 "Misses / invocations over the stable window, as the autoscaler measured it.",
-                ["warmpool_namespace", "warmpool"],
+                ["namespace", "warmpool"],
                 registry=registry,
             ),
             scale_events=Counter(
                 "warmpool_operator_autoscaler_scale_events",
                 "Changes of a Deployment's replicas made by the autoscaler, by direction (up, down).",
-                ["warmpool_namespace", "warmpool", "direction"],
+                ["namespace", "warmpool", "direction"],
                 registry=registry,
             ),
             scrape_failures=Counter(
                 "warmpool_operator_autoscaler_scrape_failures",
                 "Scrapes of a Ready runtime pod's /metrics that gave no usable pool metrics.",
-                ["warmpool_namespace", "warmpool"],
+                ["namespace", "warmpool"],
+                registry=registry,
+            ),
+            decisions=Counter(
+                "warmpool_operator_autoscaler_decisions",
+                "Autoscaler decisions by the signal that sized them (stable, baseline, stable_after_drop, "
+                "stable_rising, panic, burst, climb, prewarm; hold when nothing was measured).",
+                ["namespace", "warmpool", "signal"],
+                registry=registry,
+            ),
+            conditions=Gauge(
+                "warmpool_pool_condition",
+                "The WarmPool's status conditions (Ready, Reconciling, Stalled): 1 for the status each has now, "
+                "0 for the others.",
+                ["namespace", "warmpool", "condition", "status"],
+                registry=registry,
+            ),
+            replicas=Gauge(
+                "warmpool_pool_replicas",
+                "Runtime pods of the WarmPool's Deployment: state=desired (its spec) and state=ready (warm), "
+                "as status.readiness says.",
+                ["namespace", "warmpool", "state"],
                 registry=registry,
             ),
         )
+
+    def record_status(self, namespace: str, name: str, status: Mapping[str, Any]) -> None:
+        """Publish the conditions and pod counts of a WarmPool's status as a reconciliation wrote it."""
+        readiness = READINESS.fullmatch(str(status.get("readiness", "")))
+        if readiness is not None:
+            self.replicas.labels(namespace, name, "ready").set(int(readiness["ready"]))
+            self.replicas.labels(namespace, name, "desired").set(int(readiness["desired"]))
+        raw = status.get("conditions")
+        for condition in raw if isinstance(raw, Sequence) else ():
+            if not isinstance(condition, Mapping) or not isinstance(condition.get("type"), str):
+                continue
+            for value in CONDITION_STATUSES:
+                self.conditions.labels(namespace, name, condition["type"], value).set(
+                    1 if condition.get("status") == value else 0
+                )
+
+    def forget_pool(self, namespace: str, name: str) -> None:
+        """Drop a deleted WarmPool's status, error and decision series."""
+        for metric in (self.conditions, self.replicas, self.errors, self.decisions):
+            for labels in _series_of(metric, namespace, name):
+                metric.remove(*labels)
+
+
+CONDITION_STATUSES = ("True", "False", "Unknown")
+READINESS = re.compile(r"(?P<ready>\d+)/(?P<desired>\d+)")
+"""status.readiness: Ready pods / pods the Deployment asks for."""
+
+
+def _series_of(metric: Gauge | Counter, namespace: str, name: str) -> list[tuple[str, ...]]:
+    # prometheus_client keeps a metric's children by label values; the pool's come first.
+    return [tuple(labels) for labels in list(metric._metrics) if tuple(labels[:2]) == (namespace, name)]
+
+
+def register_process_collectors(registry: CollectorRegistry) -> None:
+    """The standard process_*, python_gc_* and python_info series, as the default registry has them."""
+    ProcessCollector(registry=registry)
+    PlatformCollector(registry=registry)
+    GCCollector(registry=registry)
 
 
 async def serve_metrics(registry: CollectorRegistry, host: str, port: int) -> web.AppRunner:

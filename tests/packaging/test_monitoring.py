@@ -14,6 +14,7 @@ import pytest
 
 from tests.packaging.helm import CHART, Helm
 from tools import dashboard as dashboard_tool
+from tools import prometheus_rules
 from tools.metrics_catalogue import sample_labels
 
 pytestmark = pytest.mark.unit
@@ -23,16 +24,19 @@ RULE_VALUES = {
     "prometheusRule": {
         "enabled": True,
         "alertLabels": {"team": "platform"},
-        "missRatio": {"threshold": 0.02, "for": "7m"},
+        "missRatio": {"threshold": 0.02, "for": "7m", "minDrawsPerSecond": 0.5},
+        "evaluationInterval": "15s",
+        "runbookBaseURL": "https://docs.example.com/warmpool/troubleshooting",
     },
 }
+TROUBLESHOOTING = Path(__file__).resolve().parents[2] / "docs" / "troubleshooting.md"
 
 
 def substitute(expr: str) -> str:
     """Grafana variables replaced by what they stand for, so the query parses as PromQL."""
     return (expr.replace("$__rate_interval", "5m").replace("$target", "0.01")
             .replace('"$namespace"', '".*"').replace('"$tenant"', '".*"').replace('"$module"', '".*"')
-            .replace('"$pool"', '".*"'))
+            .replace('"$warmpool"', '".*"'))
 
 
 def problems_in(expr: str, known: dict[str, frozenset[str]]) -> list[str]:
@@ -131,19 +135,35 @@ def test_dashboard_shows_what_an_operator_of_warm_pools_needs() -> None:
         "Miss ratio against target": {"tensor_wasm_pool_draws_total"},
         "Warm instances, capacity and in-flight": {"tensor_wasm_pool_warm_instances",
                                                    "tensor_wasm_pool_capacity_instances"},
-        "Runtime pods: desired and ready": {"kube_deployment_spec_replicas", "kube_deployment_status_replicas_ready"},
+        "Runtime pods: desired and ready": {"warmpool_pool_replicas"},
+        "WarmPools not Ready": {"warmpool_pool_condition"},
         "Invocation latency (p50, p95, p99)": {"tensor_wasm_invocation_duration_seconds_bucket"},
         "Reconcile problems by reason": {"warmpool_operator_reconcile_errors_total"},
+        "Autoscaler: desired and ready pods": {"warmpool_operator_autoscaler_desired_replicas",
+                                               "warmpool_pool_replicas"},
+        "Autoscaler: decisions by signal": {"warmpool_operator_autoscaler_decisions_total",
+                                            "warmpool_operator_autoscaler_scale_events_total"},
+        "Autoscaler: observed miss ratio against target": {"warmpool_operator_autoscaler_observed_miss_ratio"},
     }
     for title, metrics in wanted.items():
         assert metrics <= by_title[title], title
     target = next(p for p in board["panels"] if p["title"] == "Miss ratio against target")
     assert [t["legendFormat"] for t in target["targets"]] == ["{{tenant}}/{{module}}", "target"]
+    observed = next(p for p in board["panels"] if p["title"] == "Autoscaler: observed miss ratio against target")
+    assert [t["expr"] for t in observed["targets"]][1] == "vector($target)"
     per_tuple = [p for p in board["panels"] if p["type"] == "timeseries" and "tensor_wasm_pool" in json.dumps(p)]
     for panel in per_tuple:
         assert any("tenant" in t["legendFormat"] for t in panel["targets"]), panel["title"]
     variables = [v["name"] for v in board["templating"]["list"]]
-    assert variables == ["datasource", "namespace", "tenant", "module", "pool", "target"]
+    assert variables == ["datasource", "namespace", "warmpool", "tenant", "module", "target"]
+    pool_panels = [p for p in board["panels"] if p["type"] != "row" and "job=" in json.dumps(p)]
+    for panel in pool_panels:
+        for query in panel["targets"]:
+            names = metric_names(substitute(query["expr"]))
+            if not names or names & {"warmpool_operator_reconcile_duration_seconds_bucket",
+                                     "warmpool_operator_reconciles_total"}:
+                continue  # a constant, or operator-wide series with no pool to filter by
+            assert 'warmpool=~"$warmpool"' in query["expr"], (panel["title"], query["expr"])
 
 
 def test_dashboard_panels_tile_the_grid_without_overlap() -> None:
@@ -190,7 +210,11 @@ def test_alerts_cover_misses_resets_reconcile_errors_and_readiness(rule: dict[st
                           "WarmPoolReconcileErrors", "WarmPoolOperatorDown"}
     miss = found["WarmPoolMissRatioHigh"]
     assert miss["for"] == "7m"
-    assert miss["expr"].rstrip().endswith("> 0.02")
+    ratio, floor = miss["expr"].split("and on (namespace, warmpool, tenant, module)")
+    assert ratio.rstrip().endswith("> 0.02")
+    assert floor.rstrip().endswith("> 0.5")
+    assert "rate(tensor_wasm_pool_draws_total" in floor
+    assert [group["interval"] for group in rule["spec"]["groups"]] == ["15s", "15s"]
     for alert in found.values():
         assert alert["labels"]["team"] == "platform"
         assert alert["labels"]["severity"] in ("warning", "critical")
@@ -204,7 +228,58 @@ def test_every_alert_is_valid_promql_over_exported_metrics(rule: dict[str, Any])
     assert problems == []
     used = set().union(*(metric_names(alert["expr"]) for alert in alerts(rule).values()))
     assert {"tensor_wasm_pool_draws_total", "tensor_wasm_pool_reset_failed_total",
-            "warmpool_operator_reconcile_errors_total", "kube_deployment_spec_replicas"} <= used
+            "warmpool_operator_reconcile_errors_total", "warmpool_pool_condition"} <= used
+
+
+def test_every_pool_alert_names_the_pool(rule: dict[str, Any]) -> None:
+    """By the one label scheme: `namespace` and `warmpool`, in the grouping and in the summary."""
+    for name, alert in alerts(rule).items():
+        if name == "WarmPoolOperatorDown":
+            continue
+        tree = promql_parser.parse(alert["expr"])
+        groupings: list[set[str]] = []
+
+        def visit(node: Any, into: list[set[str]] = groupings) -> bool:
+            if isinstance(node, promql_parser.AggregateExpr) and node.modifier is not None:
+                into.append(set(node.modifier.labels))
+            return True
+
+        promql_parser.walk(tree, visit)
+        assert groupings, name
+        assert all({"namespace", "warmpool"} <= labels for labels in groupings), (name, groupings)
+        assert "$labels.warmpool" in alert["annotations"]["summary"], name
+
+
+def test_pool_not_ready_reads_the_operators_condition_not_the_pods(rule: dict[str, Any]) -> None:
+    """A pool whose pods all stay Pending exports no runtime series at all; the operator still sees it."""
+    expr = alerts(rule)["WarmPoolNotReady"]["expr"]
+    assert metric_names(expr) == {"warmpool_pool_condition"}
+    assert 'condition="Ready"' in expr
+    assert 'status="False"' in expr
+
+
+def test_every_alert_links_a_runbook_section_that_exists(rule: dict[str, Any]) -> None:
+    anchors = {github_anchor(line.lstrip("#").strip())
+               for line in TROUBLESHOOTING.read_text().splitlines() if line.startswith("#")}
+    for name, alert in alerts(rule).items():
+        url = alert["annotations"]["runbook_url"]
+        base, anchor = url.split("#")
+        assert base == "https://docs.example.com/warmpool/troubleshooting"
+        assert anchor == name.lower()
+        assert anchor in anchors, name
+
+
+def github_anchor(heading: str) -> str:
+    """How GitHub (and most Markdown renderers) turn a heading into an anchor."""
+    text = re.sub(r"[^\w\- ]", "", heading.lower())
+    return text.replace(" ", "-")
+
+
+def test_dev_prometheus_rules_are_the_charts(helm: Helm) -> None:
+    """tools/prometheus/rules.yaml (loaded by `warmpool dev up --prometheus`) is the chart's rendering."""
+    assert prometheus_rules.OUTPUT.read_text() == prometheus_rules.rules_file(
+        helm.template(prometheus_rules.VALUES, name="dev-rules")
+    ), "run python -m tools.prometheus_rules"
 
 
 def test_alert_annotations_are_valid_go_templates_for_prometheus(rule: dict[str, Any]) -> None:

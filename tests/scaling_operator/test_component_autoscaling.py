@@ -116,7 +116,7 @@ async def test_scales_up_under_load_and_back_down_after_the_delay(cluster: Emula
                 assert "Erlangs" in status["scalingReason"]
                 assert await pod_misses(pods) > 0
                 assert await running.sample(SCALE_EVENTS, warmpool="busy", direction="up") >= 1
-                assert await running.sample(DESIRED, warmpool_namespace=cluster.namespace, warmpool="busy") > 2
+                assert await running.sample(DESIRED, namespace=cluster.namespace, warmpool="busy") > 2
             assert load.answered > 0
             load_stopped = asyncio.get_running_loop().time()
 

@@ -18,6 +18,7 @@ from pathlib import Path
 REPO_ROOT = Path(__file__).resolve().parents[2]
 SOURCE_DIR = REPO_ROOT / "tests" / "cluster"
 REGISTRY_SOURCE_DIR = REPO_ROOT / "tools" / "registry"
+PROMETHEUS_SOURCE_DIR = REPO_ROOT / "tools" / "prometheus"
 VERSION_PACKAGES = ("k8s.io/component-base/version", "k8s.io/client-go/pkg/version")
 PROGRESS_EVERY_S = 30.0
 
@@ -58,6 +59,8 @@ class GoBinary:
     """How long a cold build takes, said before building."""
     stamp: Callable[[str, str], str]
     """ldflags from (version, build date)."""
+    tags: tuple[str, ...] = ()
+    """Go build tags (part of the cache key when set)."""
 
 
 @dataclass(frozen=True)
@@ -117,6 +120,12 @@ def ldflags(kube_version: str, build_date: str) -> str:
     return " ".join(flags)
 
 
+def prometheus_ldflags(version: str, build_date: str) -> str:
+    """Strip symbols and stamp the version `prometheus --version` reports (its module tags are v0.3xx.y)."""
+    package = "github.com/prometheus/common/version"
+    return f"-s -w -X {package}.Version={version} -X {package}.BuildDate={build_date}"
+
+
 def registry_ldflags(version: str, _build_date: str) -> str:
     """Strip symbols and stamp the version `registry --version` reports."""
     return f"-s -w -X github.com/distribution/distribution/v3/version.version={version}"
@@ -134,6 +143,14 @@ REGISTRY = GoBinary(
     cold_build_hint="cold builds take a few minutes on 2 cores", stamp=registry_ldflags,
 )
 
+PROMETHEUS = GoBinary(
+    name="prometheus", source_dir=PROMETHEUS_SOURCE_DIR,
+    package="github.com/prometheus/prometheus/cmd/prometheus", cache_name="prometheus",
+    version_module="github.com/prometheus/prometheus", what="Prometheus (file and static targets only, no UI)",
+    cold_build_hint="cold builds take 5-20 minutes on 2 cores, with the module download", stamp=prometheus_ldflags,
+    tags=("remove_all_sd",),
+)
+
 
 def plan_go_build(
     binary: GoBinary, *, toolchain: GoToolchain, cache_root: Path, build_date: str, source_dir: Path | None = None
@@ -143,14 +160,16 @@ def plan_go_build(
     go_mod = (source_dir / "go.mod").read_bytes()
     go_sum = (source_dir / "go.sum").read_bytes()
     sources = {path.name: path.read_bytes() for path in sorted(source_dir.glob("*.go"))}
+    tags = f" tags={','.join(binary.tags)}" if binary.tags else ""
     key = cache_key(
-        go_mod=go_mod, go_sum=go_sum, sources=sources, toolchain=f"{toolchain.version} {toolchain.platform}"
+        go_mod=go_mod, go_sum=go_sum, sources=sources, toolchain=f"{toolchain.version} {toolchain.platform}{tags}"
     )
     version = required_version(go_mod.decode(), binary.version_module)
     output = cache_root / key / binary.name
     command = (
         toolchain.go, "build", "-v", "-trimpath",
         "-ldflags", binary.stamp(version, build_date),
+        *(("-tags", ",".join(binary.tags)) if binary.tags else ()),
         "-o", str(output.with_name(f"{binary.name}.partial")), binary.package,
     )
     env = {"GOTOOLCHAIN": "local", "GOFLAGS": "-buildvcs=false -mod=readonly", "CGO_ENABLED": "0"}
@@ -225,10 +244,16 @@ def ensure_registry(*, cache_root: Path | None = None, log: Log | None = None) -
     return ensure_binary(REGISTRY, cache_root=cache_root, log=log)
 
 
-def _count_packages(plan: BuildPlan, package: str, source_dir: Path, environ: Mapping[str, str]) -> int | None:
+def ensure_prometheus(*, cache_root: Path | None = None, log: Log | None = None) -> Path:
+    """The path of a Prometheus binary (no service discovery but file and static, no UI), compiling it on a miss."""
+    return ensure_binary(PROMETHEUS, cache_root=cache_root, log=log)
+
+
+def _count_packages(plan: BuildPlan, binary: GoBinary, source_dir: Path, environ: Mapping[str, str]) -> int | None:
+    tags = ("-tags", ",".join(binary.tags)) if binary.tags else ()
     try:
         listed = subprocess.run(
-            [plan.command[0], "list", "-deps", package], cwd=source_dir, capture_output=True, text=True,
+            [plan.command[0], "list", *tags, "-deps", binary.package], cwd=source_dir, capture_output=True, text=True,
             check=True, env={**environ, **plan.env},
         )
     except (OSError, subprocess.CalledProcessError):
@@ -245,7 +270,7 @@ def _run_build(
     )
     say(f"{name}: building {binary.what} {plan.version} ({binary.cold_build_hint})")
     say(f"{name}: in {source_dir}: {shown}")
-    total = _count_packages(plan, binary.package, source_dir, environ)
+    total = _count_packages(plan, binary, source_dir, environ)
     started = time.monotonic()
     log_path = plan.output.with_name("build.log")
     tail: list[str] = []

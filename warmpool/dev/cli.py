@@ -23,6 +23,9 @@ def add_dev_commands(sub: Any) -> None:
     up.add_argument("--crds", type=Path, help="directory of CRD manifests (default: the repository's crds/)")
     up.add_argument("--no-registry", action="store_true",
                     help="do not build and start the OCI registry (127.0.0.1, htpasswd login) for modules")
+    up.add_argument("--prometheus", action="store_true",
+                    help="also build (once) and start Prometheus on 127.0.0.1, scraping the operator and the "
+                         "runtime pods by pod IP, with the chart's alerting rules loaded")
     up.set_defaults(func=_up)
 
     registry = sub.add_parser("registry", help="show the URL and login of the OCI registry `warmpool dev up` started")
@@ -49,8 +52,16 @@ def add_dev_commands(sub: Any) -> None:
     agent.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     agent.set_defaults(func=_node_agent)
 
+    targets = sub.add_parser("prometheus-targets",
+                             help="keep the dev Prometheus' target files current (started by `dev up --prometheus`)")
+    targets.add_argument("--kubeconfig", type=Path, required=True, help="the kubeconfig `warmpool dev up` wrote")
+    targets.add_argument("--state-dir", type=Path, help="state directory, if one was given to `up`")
+    targets.add_argument("--period-seconds", type=float, default=1.0, help="how often to list the pods (default 1)")
+    targets.set_defaults(func=_prometheus_targets)
+
     build = sub.add_parser("build", help="build (or find in the cache) the kcluster binary and print its path")
     build.add_argument("--registry", action="store_true", help="the OCI registry's binary instead of kcluster")
+    build.add_argument("--prometheus", action="store_true", help="Prometheus' binary instead of kcluster")
     build.set_defaults(func=_build)
 
 
@@ -58,7 +69,7 @@ def _up(args: argparse.Namespace) -> int:
     from warmpool.dev.commands import up
 
     return up(kubeconfig=args.kubeconfig, state_dir=args.state_dir, operator=not args.no_operator, crds=args.crds,
-              registry=not args.no_registry)
+              registry=not args.no_registry, prometheus=args.prometheus)
 
 
 def _registry(args: argparse.Namespace) -> int:
@@ -85,4 +96,10 @@ def _node_agent(args: argparse.Namespace) -> int:
 def _build(args: argparse.Namespace) -> int:
     from warmpool.dev.commands import build
 
-    return build(registry=args.registry)
+    return build(registry=args.registry, prometheus=args.prometheus)
+
+
+def _prometheus_targets(args: argparse.Namespace) -> int:
+    from warmpool.dev.commands import prometheus_targets
+
+    return prometheus_targets(kubeconfig=args.kubeconfig, state_dir=args.state_dir, period_s=args.period_seconds)

@@ -5,13 +5,15 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import shutil
 import sys
 from pathlib import Path
 
 import yaml
 
 from warmpool.dev import controlplane
-from warmpool.dev.build import BuildError, ensure_kcluster, ensure_registry
+from warmpool.dev import prometheus as dev_prometheus
+from warmpool.dev.build import BuildError, ensure_kcluster, ensure_prometheus, ensure_registry
 from warmpool.dev.controlplane import ClusterError
 from warmpool.dev.layout import Layout, default_state_dir, state_dir_from_kubeconfig
 from warmpool.dev.registry import RegistryAccess, RegistryError, RegistryFiles, read_access, running, start_registry
@@ -65,7 +67,7 @@ def _say_how_to_push(layout: Layout, access: RegistryAccess) -> None:
 
 
 def up(*, kubeconfig: Path, state_dir: Path | None, operator: bool, crds: Path | None,
-       registry: bool = False) -> int:
+       registry: bool = False, prometheus: bool = False) -> int:
     layout = Layout(state_dir=(state_dir or default_state_dir(kubeconfig.absolute())).absolute(),
                     kubeconfig=kubeconfig.expanduser().absolute())
     if operator and not controlplane.operator_available():
@@ -81,20 +83,29 @@ def up(*, kubeconfig: Path, state_dir: Path | None, operator: bool, crds: Path |
         _say(f"failed: {exc}")
         return 1
     access: RegistryAccess | None = None
+    prometheus_url: str | None = None
     try:
         controlplane.install_crds(binary=binary, layout=layout, crds_dir=crds or REPO_CRDS, log=_say)
         if operator:
             controlplane.start_operator(layout=layout, log=_say)
         if registry_binary is not None:
             access = _start_registry(binary, registry_binary, layout)
-    except (ClusterError, BuildError, RegistryError) as exc:
+        if prometheus:
+            prometheus_url = dev_prometheus.start_prometheus(
+                binary=ensure_prometheus(log=_say), layout=layout,
+                warmpool_command=controlplane.warmpool_command(), log=_say,
+            )
+    except (ClusterError, BuildError, RegistryError, dev_prometheus.PrometheusError) as exc:
         _say(f"failed: {exc}")
+        dev_prometheus.stop_prometheus(layout, log=_say)
         controlplane.stop_components(layout, log=_say)
         return 1
     _say(f"ready: API server {cluster.server}, kubeconfig {layout.kubeconfig}")
     _say(f"logs in {layout.logs}; kubectl: {binary} kubectl --kubeconfig {layout.kubeconfig} ...")
     if access is not None:
         _say_how_to_push(layout, access)
+    if prometheus_url is not None:
+        _say(f"Prometheus: {prometheus_url} (alerts: {prometheus_url}/api/v1/alerts)")
     _say(f"stop with: warmpool dev down --kubeconfig {layout.kubeconfig}")
     return 0
 
@@ -104,11 +115,12 @@ def down(*, kubeconfig: Path, state_dir: Path | None, keep_state: bool) -> int:
     if not layout.state_dir.exists():
         _say(f"nothing to stop: no state directory at {layout.state_dir}")
         return 1
-    stopped = controlplane.stop_components(layout, log=_say)
+    stopped = dev_prometheus.stop_prometheus(layout, log=_say) + controlplane.stop_components(layout, log=_say)
     if still := controlplane.running_components(layout):
         _say(f"failed to stop: {', '.join(still)} (see {layout.pids})")
         return 1
     if not keep_state:
+        shutil.rmtree(dev_prometheus.files_of(layout).root, ignore_errors=True)
         controlplane.clear_state(layout)
         if state_dir_from_kubeconfig(_load(layout.kubeconfig)) == layout.state_dir:
             layout.kubeconfig.unlink(missing_ok=True)
@@ -166,8 +178,19 @@ def node_agent(*, kubeconfig: Path, node_name: str, pods_dir: Path, cpu: str, me
     return 0
 
 
-def build(*, registry: bool = False) -> int:
+def prometheus_targets(*, kubeconfig: Path, state_dir: Path | None, period_s: float) -> int:
+    layout = resolve_layout(kubeconfig, state_dir)
+    return dev_prometheus.run_target_writer(
+        kubeconfig=layout.kubeconfig, files=dev_prometheus.files_of(layout), operator_pid=layout.pid("operator"),
+        period_s=period_s,
+    )
+
+
+def build(*, registry: bool = False, prometheus: bool = False) -> int:
     try:
+        if prometheus:
+            print(ensure_prometheus(log=_say))
+            return 0
         print(ensure_registry(log=_say) if registry else ensure_kcluster(log=_say))
     except BuildError as exc:
         _say(f"failed: {exc}")

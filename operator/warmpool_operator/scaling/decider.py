@@ -91,6 +91,8 @@ class Decision:
     """The decision changes the replica count."""
     load: float | None = None
     """Estimated load in Erlangs (invocations in flight), None without data."""
+    signal: str = "hold"
+    """What sized the decision: a Signal's name in lower case, or `hold` when nothing was measured."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -364,7 +366,7 @@ def decide(
     headline = f"scale {current_replicas} -> {limited}" if limited != current_replicas else f"keep {limited}"
     reason = f"{headline}: " + "; ".join(parts)
     observed = aggregate(observations.samples, now, spec.stable_window_seconds).miss_ratio
-    return Decision(limited, reason, observed, limited != current_replicas, peak), next_state
+    return Decision(limited, reason, observed, limited != current_replicas, peak, driver.name.lower()), next_state
 
 
 def _excess(count: float, expected: float, sigmas: float) -> bool:
