@@ -263,19 +263,25 @@ class Refiller:
     def _run(self) -> None:
         failing: set[TuplePool] = set()
         while not self._stop.is_set():
-            try:
-                pool, used = self._queue.get(timeout=self._retry if failing else None)
-            except queue.Empty:
-                # Periodic retry of pools whose refill failed (a module whose start traps, say).
-                for failed in list(failing):
-                    self._fill(failed, failing)
-                continue
-            if pool is None:  # stop() wakes us with an empty item
-                continue
-            if used is not None:
-                pool.reset(used)
-                del used
-            self._fill(pool, failing)
+            self._step(failing)
+
+    def _step(self, failing: set[TuplePool]) -> None:
+        """Serve one queue item (or one retry round). Its own frame, so that no local of this thread
+        keeps the last pool it served alive while it waits: a removed pool must be freed with no
+        further traffic (a frame's locals are invisible to `gc.get_referrers`)."""
+        try:
+            pool, used = self._queue.get(timeout=self._retry if failing else None)
+        except queue.Empty:
+            # Periodic retry of pools whose refill failed (a module whose start traps, say).
+            for failed in list(failing):
+                self._fill(failed, failing)
+            return
+        if pool is None:  # stop() wakes us with an empty item
+            return
+        if used is not None:
+            pool.reset(used)
+            del used
+        self._fill(pool, failing)
 
     def _fill(self, pool: TuplePool, failing: set[TuplePool]) -> None:
         while pool.missing() > 0:

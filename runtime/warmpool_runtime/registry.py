@@ -7,6 +7,7 @@ import asyncio
 import logging
 import threading
 import time
+import weakref
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, replace
 from typing import Literal
@@ -46,6 +47,11 @@ class Target:
     """(tenant, sha256, export): what the call lanes count slow exports by."""
     auth: TokenFile | None = None
     """The bearer tokens a call needs, when the tuple requires one."""
+
+
+class RouteCache(dict[bytes, Target]):
+    """Targets resolved by request path, kept by a server; its registry empties it whenever a route changes,
+    so a removed tuple's pool is not held by a cached target until the next request comes in."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,6 +106,7 @@ class TupleRegistry:
         self.load_errors: dict[TupleKey, RuntimeFault] = {}
         self.version = 0
         """Bumped whenever a route changes: resolved targets cached before it are stale."""
+        self._route_caches: weakref.WeakValueDictionary[int, RouteCache] = weakref.WeakValueDictionary()
         now = time.monotonic()
         self._token_files: dict[str, TokenFile] = {}
         self._entries: dict[TupleKey, _Entry] = {t.key: _Entry(t, self._auth(t), now) for t in config.tuples}
@@ -161,7 +168,7 @@ class TupleRegistry:
                     self.load_errors[t.key] = exc
                     # A replacement that fails: the old pool's source or limits are no longer the config's.
                     old = self.pools.pop(t.key, None)
-                    self.version += 1
+                    self._routes_changed()
             if old is not None:
                 self._retire(old)
             if current:
@@ -182,7 +189,7 @@ class TupleRegistry:
             if self._loop is not None:
                 pool.serve_on(self._loop)
             floor = self._floors.get(t.key, 0)
-            self.version += 1
+            self._routes_changed()
         if pool.floor != floor:
             pool.resize(floor)
         self._refiller.request(pool)
@@ -204,7 +211,8 @@ class TupleRegistry:
             raise ModuleError(f"module {t.sha256[:SHORT_HASH]} cannot be linked: {exc}") from exc
         pool = TuplePool(self._template(t, module, pre), floor, self._refiller, self._factory,
                          self._config.settings.loop_recycle_max_seconds)
-        # One instantiation up front: a module whose start function traps fails here, with its reason.
+        # One instantiation up front: a module whose start function or `_initialize` traps, runs past its
+        # deadline or exceeds its limits fails here, with its reason.
         pool.instantiate()
         return pool
 
@@ -230,6 +238,7 @@ class TupleRegistry:
             reset_mode=reset_mode,
             in_place_globals=in_place_globals,
             inline_ok=not any(i.module == WASI_P1 and i.name in BLOCKING_WASI for i in module.imports),
+            initializer=abi.initializer_of(module),  # raises for a WASI command
         )
 
     def serve_on(self, loop: asyncio.AbstractEventLoop) -> None:
@@ -279,7 +288,7 @@ class TupleRegistry:
             self._token_files = {p: f for p, f in self._token_files.items() if p in used}
             self._config = new
             self._tenants = frozenset(t.tenant for t in new.tuples)
-            self.version += 1
+            self._routes_changed()
         for pool in retired:
             self._retire(pool)
         self._apply_floors()
@@ -363,6 +372,18 @@ class TupleRegistry:
         return all(e.pool is not None and e.pool.ready for e in entries)
 
     # Routing -----------------------------------------------------------------------------------------
+    def route_cache(self) -> RouteCache:
+        """A new cache of resolved targets, emptied whenever a route changes (held weakly here)."""
+        cache = RouteCache()
+        self._route_caches[id(cache)] = cache
+        return cache
+
+    def _routes_changed(self) -> None:
+        """(under the lock) Stale every resolved target: bump the version and empty the route caches."""
+        self.version += 1
+        for cache in list(self._route_caches.values()):
+            cache.clear()
+
     def pool_for(self, tenant: str, sha256: str) -> TuplePool:
         """The tuple's pool; raises the fault a caller should see when there is none."""
         pool = self.pools.get((tenant, sha256))

@@ -222,3 +222,30 @@ async def test_a_module_leaves_memory_with_the_last_tuple_that_uses_it(make_runt
     runtime.apply(parse_config({**raw, "tuples": []}))
     await settle(lambda: store._memory(sha, None) is None)
     assert sha not in store.layouts
+
+
+@pytest.mark.component
+@pytest.mark.parametrize("warm", [1, 2])
+async def test_a_removed_tuple_is_freed_without_any_further_call(make_runtime, tmp_path: Path, warm: int) -> None:
+    import gc
+    import weakref
+
+    path, sha = write_module(tmp_path, STATEFUL)
+    raw = {"tuples": [tuple_entry("a", path, sha, warm), tuple_entry("b", path, sha, warm)],
+           "settings": {"poolSlots": 64, "maxMemoryBytes": 16 << 20}}
+    runtime = make_runtime(raw)
+    assert await invoke(runtime, "a", sha, "add", [1, 2]) == [3]
+    await settle(lambda: runtime.registry.pools[("a", sha)].warm == warm)  # the call's instance is back, reset
+    routes = runtime.registry.route_cache()  # as a server caches the target it resolved for a path
+    routes[f"/v1/a/{sha}/add".encode()] = runtime.registry.target("a", sha, "add")
+    gone = weakref.ref(runtime.registry.pools[("a", sha)])
+
+    runtime.apply(parse_config({**raw, "tuples": [raw["tuples"][1]]}))
+    await settle(lambda: not any(t.name == "tuple-drain" for t in threading.enumerate()))
+
+    def freed() -> bool:
+        gc.collect()
+        return gone() is None
+
+    await settle(freed)  # no other traffic: nothing but the removed tuple's own drain may have run
+    assert not routes
