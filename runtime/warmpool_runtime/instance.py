@@ -203,8 +203,9 @@ class WarmInstance:
             self._arm(self.template.deadline_ticks)
             self._call(entry)
         except RuntimeFault as fault:
-            raise InstantiateFailed(f"{name} of module {self.template.sha256[:SHORT_HASH]} failed: "
-                                    f"{fault.code}: {fault.message}") from fault
+            trap = fault.details.get("trap")
+            raise InstantiateFailed(f"{name} of module {self.template.sha256[:SHORT_HASH]} failed: {fault.code}"
+                                    f"{f' ({trap})' if trap else ''}: {fault.message}") from fault
         finally:
             clock.release()
 
