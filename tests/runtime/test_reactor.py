@@ -12,6 +12,7 @@ import pytest
 
 from tests.runtime.conftest import invoke, settle
 from tests.runtime.wasm import CLANG, CLANG_WASI, build_c, tuple_entry
+from warmpool.module.wasm_info import inspect_module
 from warmpool_runtime.errors import UnknownExport
 from warmpool_runtime.instance import ResetMode
 from warmpool_runtime.modules import sha256_hex
@@ -170,17 +171,35 @@ def test_a_failing_initialize_fails_the_load_with_its_reason(
     assert (status.state, status.ready) == ("failed", False)
 
 
-def test_a_wasi_command_is_refused_naming_start(make_runtime, tmp_path: Path) -> None:
+def build_command(directory: Path) -> tuple[Path, str]:
+    """COMMAND_C built as a WASI command (clang's default exec model): it exports `_start`."""
     if shutil.which(CLANG) is None:
         pytest.skip(f"{CLANG} with wasi-libc is not installed")
-    src, out = tmp_path / "command.c", tmp_path / "command.wasm"
+    src, out = directory / "command.c", directory / "command.wasm"
     src.write_text(COMMAND_C)
     flags = [f for f in CLANG_WASI if f != "-mexec-model=reactor"]
     subprocess.run([CLANG, *flags, "-o", str(out), str(src)], check=True, capture_output=True)
     data = out.read_bytes()
     sha = sha256_hex(data)
-    path = tmp_path / f"{sha}.wasm"
+    path = directory / f"{sha}.wasm"
     path.write_bytes(data)
+    return path, sha
+
+
+def test_module_inspect_names_the_lifecycle_exports_roles(tmp_path: Path) -> None:
+    reactor, _ = build_c(tmp_path, CTOR_C)
+    info = inspect_module(reactor.read_bytes(), "reactor.wasm")
+    roles = {e.name: e.role for e in info.exports}
+    assert roles["_initialize"].startswith("not callable: the WASI reactor initializer, run once per instance")
+    assert "_initialize" not in {e.name for e in info.abi_functions}
+    assert {"ready", "bump", "pick"} <= {e.name for e in info.abi_functions}
+    command, _ = build_command(tmp_path)
+    roles = {e.name: e.role for e in inspect_module(command.read_bytes(), "command.wasm").exports}
+    assert "the runtime refuses the module (build a reactor)" in roles["_start"]
+
+
+def test_a_wasi_command_is_refused_naming_start(make_runtime, tmp_path: Path) -> None:
+    path, sha = build_command(tmp_path)
     runtime = make_runtime({"tuples": [tuple_entry("acme", path, sha, 1)]}, wait_ready=False)
     error = runtime.registry.load_errors[("acme", sha)]
     assert error.code == "module_invalid"
