@@ -8,6 +8,7 @@ import logging
 import threading
 import time
 import weakref
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, replace
 from typing import Literal
@@ -47,11 +48,24 @@ class Target:
     """(tenant, sha256, export): what the call lanes count slow exports by."""
     auth: TokenFile | None = None
     """The bearer tokens a call needs, when the tuple requires one."""
+    version: int = 0
+    """The registry's route version it was resolved under (a route cache refuses it once that changed)."""
 
 
 class RouteCache(dict[bytes, Target]):
     """Targets resolved by request path, kept by a server; its registry empties it whenever a route changes,
     so a removed tuple's pool is not held by a cached target until the next request comes in."""
+
+    def __init__(self, version: Callable[[], int]) -> None:
+        super().__init__()
+        self._version = version
+
+    def __setitem__(self, key: bytes, target: Target) -> None:
+        # Stored first, checked after: a target resolved before a route change that lands meanwhile is
+        # either dropped here or emptied by the change, never kept.
+        super().__setitem__(key, target)
+        if target.version != self._version():
+            self.pop(key, None)
 
 
 @dataclass(frozen=True, slots=True)
@@ -374,7 +388,7 @@ class TupleRegistry:
     # Routing -----------------------------------------------------------------------------------------
     def route_cache(self) -> RouteCache:
         """A new cache of resolved targets, emptied whenever a route changes (held weakly here)."""
-        cache = RouteCache()
+        cache = RouteCache(lambda: self.version)
         self._route_caches[id(cache)] = cache
         return cache
 
@@ -408,6 +422,7 @@ class TupleRegistry:
 
     def target(self, tenant: str, sha256: str, export: str) -> Target:
         """Resolve a call's target; raises the fault a caller should see for an unknown one."""
+        version = self.version  # read first: a change that lands while resolving makes the target stale
         pool = self.pool_for(tenant, sha256)
         abi.lookup(pool.template.signatures, export)  # an unknown export is not a draw
-        return Target(pool, export, (tenant, sha256, export), self.auth_for(tenant, sha256))
+        return Target(pool, export, (tenant, sha256, export), self.auth_for(tenant, sha256), version)

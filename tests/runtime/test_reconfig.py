@@ -238,9 +238,12 @@ async def test_a_removed_tuple_is_freed_without_any_further_call(make_runtime, t
     await settle(lambda: runtime.registry.pools[("a", sha)].warm == warm)  # the call's instance is back, reset
     routes = runtime.registry.route_cache()  # as a server caches the target it resolved for a path
     routes[f"/v1/a/{sha}/add".encode()] = runtime.registry.target("a", sha, "add")
+    late = runtime.registry.target("a", sha, "add")  # resolved before the change, cached after it
     gone = weakref.ref(runtime.registry.pools[("a", sha)])
 
     runtime.apply(parse_config({**raw, "tuples": [raw["tuples"][1]]}))
+    routes[f"/v1/a/{sha}/add".encode()] = late
+    del late
     await settle(lambda: not any(t.name == "tuple-drain" for t in threading.enumerate()))
 
     def freed() -> bool:
