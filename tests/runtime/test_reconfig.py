@@ -290,3 +290,28 @@ async def test_a_removed_tuple_called_over_http_is_freed_without_any_further_req
         await settle(freed)  # no request came in since the removal
     finally:
         task.cancel()
+
+
+@pytest.mark.component
+async def test_a_removed_tuple_whose_last_call_failed_on_a_worker_is_freed(make_runtime, tmp_path: Path) -> None:
+    import gc
+    import weakref
+
+    from warmpool_runtime.errors import GuestTrap
+
+    path, sha = write_module(tmp_path, STATEFUL)
+    raw = {"tuples": [tuple_entry("a", path, sha, 1), tuple_entry("b", path, sha, 1)],
+           "settings": {"poolSlots": 64, "maxMemoryBytes": 16 << 20, "inlineBudgetMs": 0, "workers": 1}}
+    runtime = make_runtime(raw)
+    with pytest.raises(GuestTrap):  # the worker hands the trap (and its traceback) to the caller
+        await invoke(runtime, "a", sha, "trap", [])
+    await settle(lambda: runtime.registry.pools[("a", sha)].warm == 1)
+    gone = weakref.ref(runtime.registry.pools[("a", sha)])
+
+    runtime.apply(parse_config({**raw, "tuples": [raw["tuples"][1]]}))
+
+    def freed() -> bool:
+        gc.collect()
+        return gone() is None
+
+    await settle(freed)  # the idle worker thread keeps nothing of its last call
