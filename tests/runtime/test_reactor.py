@@ -74,6 +74,12 @@ __attribute__((constructor)) static void spin(void) { while (forever) {} }
 __attribute__((export_name("f"))) int f(void) { return 1; }
 """
 
+SLEEPING_CTOR_C = r"""
+#include <unistd.h>
+__attribute__((constructor)) static void nap(void) { sleep(60); }
+__attribute__((export_name("f"))) int f(void) { return 1; }
+"""
+
 GREEDY_CTOR_C = r"""
 #include <stdlib.h>
 static char *last;
@@ -156,9 +162,10 @@ def test_initialize_is_not_callable_by_clients(make_runtime, tmp_path: Path) -> 
 @pytest.mark.parametrize(("source", "limits", "expected"), [
     (TRAPPING_CTOR_C, {}, ("guest_trap (unreachable)", "unreachable")),
     (SPINNING_CTOR_C, {"timeoutMs": 50}, ("deadline_exceeded", "50 ms deadline")),
+    (SLEEPING_CTOR_C, {"timeoutMs": 100}, ("deadline_exceeded", "100 ms deadline")),
     (SPINNING_CTOR_C, {"fuel": 100_000, "timeoutMs": 10_000}, ("fuel_exhausted", "100000 units of fuel")),
     (GREEDY_CTOR_C, {"memoryBytes": 1 << 20}, ("memory_limit_exceeded", "memory limit")),
-], ids=["trap", "deadline", "fuel", "memory"])
+], ids=["trap", "deadline", "host-call-deadline", "fuel", "memory"])
 def test_a_failing_initialize_fails_the_load_with_its_reason(
         make_runtime, tmp_path: Path, source: str, limits: dict[str, int], expected: tuple[str, str]) -> None:
     code, reason = expected
