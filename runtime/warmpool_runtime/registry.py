@@ -389,7 +389,8 @@ class TupleRegistry:
     def route_cache(self) -> RouteCache:
         """A new cache of resolved targets, emptied whenever a route changes (held weakly here)."""
         cache = RouteCache(lambda: self.version)
-        self._route_caches[id(cache)] = cache
+        with self._lock:
+            self._route_caches[id(cache)] = cache
         return cache
 
     def _routes_changed(self) -> None:
