@@ -5,6 +5,10 @@ Numeric ABI: JSON numbers in, JSON numbers out, one per Wasm param/result (i32, 
 Bytes ABI: the guest exports `memory`, `alloc(len: i32) -> i32` and a handler
 `(ptr: i32, len: i32) -> i64`. The host calls `alloc(len)`, copies the request payload to
 `ptr`, calls the handler, and reads the response from the returned `(out_ptr << 32) | out_len`.
+
+WASI lifecycle: a reactor's `_initialize` (static constructors, wasi-libc set-up) is called by the
+host once per instance, before any other export; a command's `_start` (run `main`, then exit) has
+no place in a warm pool, so a module exporting it is refused. Neither is callable over HTTP.
 """
 
 from __future__ import annotations
@@ -17,10 +21,16 @@ from typing import Any
 
 import wasmtime
 
-from warmpool_runtime.errors import BadArguments, BadGuestOutput, UnknownExport
+from warmpool_runtime.errors import BadArguments, BadGuestOutput, ModuleError, UnknownExport
 
 ALLOC_EXPORT = "alloc"
 MEMORY_EXPORT = "memory"
+INITIALIZE_EXPORT = "_initialize"
+"""A WASI reactor's initializer: the host calls it once per instance, before any other export."""
+COMMAND_EXPORT = "_start"
+"""A WASI command's entry point (`main`, then `proc_exit`): such a module is refused."""
+LIFECYCLE_EXPORTS = frozenset({INITIALIZE_EXPORT, COMMAND_EXPORT})
+"""Exports the host calls (or refuses) by their role, never on a caller's behalf."""
 
 _I32_RANGE = (-(2**31), 2**32)
 _I64_RANGE = (-(2**63), 2**64)
@@ -50,17 +60,38 @@ _KINDS = {"i32": "i32", "i64": "i64", "f32": "f32", "f64": "f64"}
 
 
 def signatures_of(module: wasmtime.Module) -> dict[str, Signature]:
-    """Every exported function with a numeric signature; others cannot be invoked over HTTP."""
+    """Every exported function with a numeric signature, lifecycle exports aside; others cannot be invoked
+    over HTTP."""
     out: dict[str, Signature] = {}
     for export in module.exports:
         ty = export.type
-        if not isinstance(ty, wasmtime.FuncType):
+        if not isinstance(ty, wasmtime.FuncType) or export.name in LIFECYCLE_EXPORTS:
             continue
         params = tuple(_KINDS.get(str(p), "") for p in ty.params)
         results = tuple(_KINDS.get(str(r), "") for r in ty.results)
         if all(params) and all(results):
             out[export.name] = Signature(params, results)
     return out
+
+
+def initializer_of(module: wasmtime.Module) -> str | None:
+    """The export the host must call once per instance before any other (a WASI reactor's `_initialize`),
+    or None. Raises ModuleError for a module the warm pool cannot serve: a WASI command (`_start`), or an
+    `_initialize` that is not a `() -> ()` function."""
+    found: str | None = None
+    for export in module.exports:
+        if export.name == COMMAND_EXPORT:
+            raise ModuleError(
+                f"the module exports {COMMAND_EXPORT}: it is a WASI command (a program whose main runs once, "
+                "then exits), which cannot be kept warm and called; build it as a reactor (a library: clang "
+                "-mexec-model=reactor, a Rust cdylib, TinyGo -buildmode=c-shared) exporting the functions to call")
+        if export.name == INITIALIZE_EXPORT:
+            ty = export.type
+            if not isinstance(ty, wasmtime.FuncType) or list(ty.params) or list(ty.results):
+                raise ModuleError(f"the module exports {INITIALIZE_EXPORT}, but not as a function () -> (): "
+                                  "a WASI reactor's initializer takes and returns nothing")
+            found = INITIALIZE_EXPORT
+    return found
 
 
 def exports_memory(module: wasmtime.Module) -> bool:

@@ -99,6 +99,8 @@ class Template:
     inline_ok: bool = True
     """False when the module imports a host call that can block (a WASI clock sleep, a read):
     the epoch deadline cannot interrupt a host call, so such calls never run on the server thread."""
+    initializer: str | None = None
+    """The export each new instance runs once before it is used (a WASI reactor's `_initialize`), or None."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -170,6 +172,10 @@ class WarmInstance:
         if template.has_memory:
             self._memory = self._export(abi.MEMORY_EXPORT, EXTERN_MEMORY)
             self._memory_ref = ctypes.byref(self._memory)
+        if template.initializer is not None:
+            self._initialize(template.initializer)
+        # Sizes and the memory's address after `_initialize`: a constructor that grows the heap has not
+        # grown the instance as far as resets are concerned.
         self.initial_memory = self.memory_len()
         # Where the memory starts, for in-place resets. Only growing can move a memory, and a grown
         # instance is never reset in place.
@@ -179,6 +185,29 @@ class WarmInstance:
         # Resolved here, on the reset side, so the request path does no export lookups.
         self._entries = {name: _Entry(sig, self._export(name, EXTERN_FUNC))
                          for name, sig in template.signatures.items()}
+
+    def _initialize(self, name: str) -> None:
+        """Run a reactor's initializer (static constructors, wasi-libc set-up) within the tuple's deadline,
+        fuel and memory limits, as a call would; any failure fails the instantiation, with its reason.
+
+        Every instance runs it once, before the pool holds it: a warm instance is always initialized. An
+        in-place reset restores the snapshot a pool takes of a fresh instance, which is thus the
+        post-initializer state, so it never runs again for that instance (see `TuplePool._choose_reset`).
+        """
+        entry = _Entry(abi.Signature((), ()), self._export(name, EXTERN_FUNC))
+        clock = self._clock
+        clock.hold()  # guest code outside a call: the epoch must advance for the deadline to fire
+        try:
+            if self.template.wasi:
+                self.enter_host_calls()
+            self._arm(self.template.deadline_ticks)
+            self._call(entry)
+        except RuntimeFault as fault:
+            trap = fault.details.get("trap")
+            raise InstantiateFailed(f"{name} of module {self.template.sha256[:SHORT_HASH]} failed: {fault.code}"
+                                    f"{f' ({trap})' if trap else ''}: {fault.message}") from fault
+        finally:
+            clock.release()
 
     def _export(self, name: str, kind: int) -> Any:
         item = export_of(self._ctx, self._wasm_instance, name, kind)

@@ -292,7 +292,10 @@ class WorkerLane:
                 self._done(t)
             with contextlib.suppress(RuntimeError):  # the loop is closed: nobody waits any more
                 job.loop.call_soon_threadsafe(_settle, job, outcome)
-            del run, job, outcome
+            # An idle worker keeps nothing of its last call: its job's future holds the result, or a fault
+            # whose traceback holds the call's frames (its pool and instance), which a removed tuple's pool
+            # must not wait for this worker's next call to lose.
+            del run, job, outcome, taken
 
 
 def _settle(job: _Job, outcome: CallResult | BaseException) -> None:

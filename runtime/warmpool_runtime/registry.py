@@ -7,6 +7,8 @@ import asyncio
 import logging
 import threading
 import time
+import weakref
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, replace
 from typing import Literal
@@ -46,6 +48,24 @@ class Target:
     """(tenant, sha256, export): what the call lanes count slow exports by."""
     auth: TokenFile | None = None
     """The bearer tokens a call needs, when the tuple requires one."""
+    version: int = 0
+    """The registry's route version it was resolved under (a route cache refuses it once that changed)."""
+
+
+class RouteCache(dict[bytes, Target]):
+    """Targets resolved by request path, kept by a server; its registry empties it whenever a route changes,
+    so a removed tuple's pool is not held by a cached target until the next request comes in."""
+
+    def __init__(self, version: Callable[[], int]) -> None:
+        super().__init__()
+        self._version = version
+
+    def __setitem__(self, key: bytes, target: Target) -> None:
+        # Stored first, checked after: a target resolved before a route change that lands meanwhile is
+        # either dropped here or emptied by the change, never kept.
+        super().__setitem__(key, target)
+        if target.version != self._version():
+            self.pop(key, None)
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,6 +120,7 @@ class TupleRegistry:
         self.load_errors: dict[TupleKey, RuntimeFault] = {}
         self.version = 0
         """Bumped whenever a route changes: resolved targets cached before it are stale."""
+        self._route_caches: weakref.WeakValueDictionary[int, RouteCache] = weakref.WeakValueDictionary()
         now = time.monotonic()
         self._token_files: dict[str, TokenFile] = {}
         self._entries: dict[TupleKey, _Entry] = {t.key: _Entry(t, self._auth(t), now) for t in config.tuples}
@@ -161,7 +182,7 @@ class TupleRegistry:
                     self.load_errors[t.key] = exc
                     # A replacement that fails: the old pool's source or limits are no longer the config's.
                     old = self.pools.pop(t.key, None)
-                    self.version += 1
+                    self._routes_changed()
             if old is not None:
                 self._retire(old)
             if current:
@@ -182,7 +203,7 @@ class TupleRegistry:
             if self._loop is not None:
                 pool.serve_on(self._loop)
             floor = self._floors.get(t.key, 0)
-            self.version += 1
+            self._routes_changed()
         if pool.floor != floor:
             pool.resize(floor)
         self._refiller.request(pool)
@@ -204,7 +225,8 @@ class TupleRegistry:
             raise ModuleError(f"module {t.sha256[:SHORT_HASH]} cannot be linked: {exc}") from exc
         pool = TuplePool(self._template(t, module, pre), floor, self._refiller, self._factory,
                          self._config.settings.loop_recycle_max_seconds)
-        # One instantiation up front: a module whose start function traps fails here, with its reason.
+        # One instantiation up front: a module whose start function or `_initialize` traps, runs past its
+        # deadline or exceeds its limits fails here, with its reason.
         pool.instantiate()
         return pool
 
@@ -230,6 +252,7 @@ class TupleRegistry:
             reset_mode=reset_mode,
             in_place_globals=in_place_globals,
             inline_ok=not any(i.module == WASI_P1 and i.name in BLOCKING_WASI for i in module.imports),
+            initializer=abi.initializer_of(module),  # raises for a WASI command
         )
 
     def serve_on(self, loop: asyncio.AbstractEventLoop) -> None:
@@ -279,7 +302,7 @@ class TupleRegistry:
             self._token_files = {p: f for p, f in self._token_files.items() if p in used}
             self._config = new
             self._tenants = frozenset(t.tenant for t in new.tuples)
-            self.version += 1
+            self._routes_changed()
         for pool in retired:
             self._retire(pool)
         self._apply_floors()
@@ -363,6 +386,19 @@ class TupleRegistry:
         return all(e.pool is not None and e.pool.ready for e in entries)
 
     # Routing -----------------------------------------------------------------------------------------
+    def route_cache(self) -> RouteCache:
+        """A new cache of resolved targets, emptied whenever a route changes (held weakly here)."""
+        cache = RouteCache(lambda: self.version)
+        with self._lock:
+            self._route_caches[id(cache)] = cache
+        return cache
+
+    def _routes_changed(self) -> None:
+        """(under the lock) Stale every resolved target: bump the version and empty the route caches."""
+        self.version += 1
+        for cache in list(self._route_caches.values()):
+            cache.clear()
+
     def pool_for(self, tenant: str, sha256: str) -> TuplePool:
         """The tuple's pool; raises the fault a caller should see when there is none."""
         pool = self.pools.get((tenant, sha256))
@@ -387,6 +423,7 @@ class TupleRegistry:
 
     def target(self, tenant: str, sha256: str, export: str) -> Target:
         """Resolve a call's target; raises the fault a caller should see for an unknown one."""
+        version = self.version  # read first: a change that lands while resolving makes the target stale
         pool = self.pool_for(tenant, sha256)
         abi.lookup(pool.template.signatures, export)  # an unknown export is not a draw
-        return Target(pool, export, (tenant, sha256, export), self.auth_for(tenant, sha256))
+        return Target(pool, export, (tenant, sha256, export), self.auth_for(tenant, sha256), version)

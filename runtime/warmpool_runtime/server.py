@@ -57,7 +57,7 @@ class Handler:
     def __init__(self, runtime: Runtime, metrics: CollectorRegistry) -> None:
         self.runtime = runtime
         self.metrics = metrics
-        self._routes: dict[bytes, Target] = {}
+        self._routes: dict[bytes, Target] = runtime.registry.route_cache()
         self._route_cache_size = runtime.config.settings.route_cache_size
         self._registry = runtime.registry
         self._version = runtime.registry.version

@@ -222,3 +222,96 @@ async def test_a_module_leaves_memory_with_the_last_tuple_that_uses_it(make_runt
     runtime.apply(parse_config({**raw, "tuples": []}))
     await settle(lambda: store._memory(sha, None) is None)
     assert sha not in store.layouts
+
+
+@pytest.mark.component
+@pytest.mark.parametrize("warm", [1, 2])
+async def test_a_removed_tuple_is_freed_without_any_further_call(make_runtime, tmp_path: Path, warm: int) -> None:
+    import gc
+    import weakref
+
+    path, sha = write_module(tmp_path, STATEFUL)
+    raw = {"tuples": [tuple_entry("a", path, sha, warm), tuple_entry("b", path, sha, warm)],
+           "settings": {"poolSlots": 64, "maxMemoryBytes": 16 << 20}}
+    runtime = make_runtime(raw)
+    assert await invoke(runtime, "a", sha, "add", [1, 2]) == [3]
+    await settle(lambda: runtime.registry.pools[("a", sha)].warm == warm)  # the call's instance is back, reset
+    routes = runtime.registry.route_cache()  # as a server caches the target it resolved for a path
+    routes[f"/v1/a/{sha}/add".encode()] = runtime.registry.target("a", sha, "add")
+    late = runtime.registry.target("a", sha, "add")  # resolved before the change, cached after it
+    gone = weakref.ref(runtime.registry.pools[("a", sha)])
+
+    runtime.apply(parse_config({**raw, "tuples": [raw["tuples"][1]]}))
+    routes[f"/v1/a/{sha}/add".encode()] = late
+    del late
+    await settle(lambda: not any(t.name == "tuple-drain" for t in threading.enumerate()))
+
+    def freed() -> bool:
+        gc.collect()
+        return gone() is None
+
+    await settle(freed)  # no other traffic: nothing but the removed tuple's own drain may have run
+    assert not routes
+
+
+@pytest.mark.component
+async def test_a_removed_tuple_called_over_http_is_freed_without_any_further_request(
+        make_runtime, tmp_path: Path) -> None:
+    import asyncio
+    import gc
+    import weakref
+
+    import aiohttp
+
+    from warmpool_runtime.metrics import build_registry
+    from warmpool_runtime.server import serve
+
+    path, sha = write_module(tmp_path, STATEFUL)
+    raw = {"tuples": [tuple_entry("a", path, sha, 1), tuple_entry("b", path, sha, 1)],
+           "settings": {"poolSlots": 64, "maxMemoryBytes": 16 << 20}}
+    runtime = make_runtime(raw)
+    started: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+    task = asyncio.create_task(serve(runtime, build_registry(runtime.registry.pools.values), "127.0.0.1", 0,
+                                     lambda s: started.set_result(s.sockets[0].getsockname()[1])))
+    port = await started
+    async with aiohttp.ClientSession() as session:
+        for _ in range(2):  # the second call goes by the server's cached route
+            async with session.post(f"http://127.0.0.1:{port}/v1/a/{sha}/add", json={"args": [1, 2]}) as resp:
+                assert (resp.status, await resp.json()) == (200, {"results": [3]})
+    gone = weakref.ref(runtime.registry.pools[("a", sha)])
+
+    runtime.apply(parse_config({**raw, "tuples": [raw["tuples"][1]]}))
+
+    def freed() -> bool:
+        gc.collect()
+        return gone() is None
+
+    try:
+        await settle(freed)  # no request came in since the removal
+    finally:
+        task.cancel()
+
+
+@pytest.mark.component
+async def test_a_removed_tuple_whose_last_call_failed_on_a_worker_is_freed(make_runtime, tmp_path: Path) -> None:
+    import gc
+    import weakref
+
+    from warmpool_runtime.errors import GuestTrap
+
+    path, sha = write_module(tmp_path, STATEFUL)
+    raw = {"tuples": [tuple_entry("a", path, sha, 1), tuple_entry("b", path, sha, 1)],
+           "settings": {"poolSlots": 64, "maxMemoryBytes": 16 << 20, "inlineBudgetMs": 0, "workers": 1}}
+    runtime = make_runtime(raw)
+    with pytest.raises(GuestTrap):  # the worker hands the trap (and its traceback) to the caller
+        await invoke(runtime, "a", sha, "trap", [])
+    await settle(lambda: runtime.registry.pools[("a", sha)].warm == 1)
+    gone = weakref.ref(runtime.registry.pools[("a", sha)])
+
+    runtime.apply(parse_config({**raw, "tuples": [raw["tuples"][1]]}))
+
+    def freed() -> bool:
+        gc.collect()
+        return gone() is None
+
+    await settle(freed)  # the idle worker thread keeps nothing of its last call

@@ -11,7 +11,6 @@ from warmpool_runtime import abi
 from warmpool_runtime.wasi_host import WASI_MODULE
 
 WASM_MAGIC = b"\0asm"
-START_FUNCTIONS = ("_start", "_initialize")
 
 
 class NotAModule(ValueError):
@@ -78,10 +77,12 @@ def _role(name: str, kind: str, signature: abi.Signature | None, *, has_memory: 
             else "not used by the runtime"
     if kind != "func":
         return "not callable (only functions are)"
+    if name == abi.INITIALIZE_EXPORT:
+        return "not callable: the WASI reactor initializer, run once per instance before any call"
+    if name == abi.COMMAND_EXPORT:
+        return "not callable: a WASI command's entry point; the runtime refuses the module (build a reactor)"
     if signature is None:
         return "not callable over HTTP (takes or returns non-numeric values)"
-    if name in START_FUNCTIONS:
-        return "numeric export; a WASI start-up function, which the runtime never calls by itself"
     if name == abi.ALLOC_EXPORT and signature.params == ("i32",) and signature.results == ("i32",):
         return "bytes ABI allocator (the host calls alloc(len) before each bytes call)"
     if signature.is_bytes_handler:
