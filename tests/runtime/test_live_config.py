@@ -113,6 +113,7 @@ def test_an_unreachable_source_leaves_the_pod_ready_and_the_tuple_failed(tmp_pat
     with serve(mounted.root / "config.json", WATCH_CONFIG_FLAG) as (_, client):
         state = until(lambda: (s := client.tuple_state("far", "ab" * 32)) and s["state"] == "failed" and s,
                       "the far tuple failed")
+        until(lambda: (s := client.tuple_state("steady", sha)) and s["state"] == "warm", "the steady tuple is warm")
         status, body = client.readyz()
         assert (status, body["ready"], body["tuplesGateReadiness"]) == (200, True, False)
         assert state["error"]["code"] == "module_unreachable"
