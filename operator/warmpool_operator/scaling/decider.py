@@ -334,7 +334,10 @@ def decide(
         return pods_needed(erlangs, w, relaxed)
 
     def relevant(surge: Surge) -> bool:
-        return need(load.erlangs(surge.peak_rate, None)) > need(load.erlangs(surge.baseline_rate, None))
+        # A surge the fleet's floor carries anyway (the first trickle of traffic over a baseline
+        # still at zero) predicts nothing worth pods, and would spoil the track record of periods.
+        floor = max(need(load.erlangs(surge.baseline_rate, None)), spec.min_replicas, 1)
+        return need(load.erlangs(surge.peak_rate, None)) > floor
 
     startup = observations.startup_seconds or tuning.startup_prior_seconds
     fc = forecast(observations.surges, relevant=relevant, tick_seconds=spec.tick_seconds)
