@@ -116,3 +116,22 @@ def test_hedged_pods_not_ready_yet_are_cancelled_at_once() -> None:
     assert steps[102.0].asked == pods_needed(4 * 120.0 * HOLDING, 16, SPEC.target_miss_ratio) == 38
     assert steps[104.0].ready == 4
     assert steps[104.0].asked == pods_needed(120.0 * HOLDING, 16, SPEC.target_miss_ratio) + 1 == 11
+
+
+def sparse_timer(t: float, ready: int) -> Load:
+    """1/s for the first 300 s, then 0.05/s with a burst of 300/s in the ticks ending at 600, 1100,
+    1600 and 2100 s (every 500 s)."""
+    if t >= 600.0 and (t - 600.0) % 500.0 == 0:
+        return Load(rate=300.0, in_flight=HOLDING, miss_share=miss_share(300.0 * HOLDING, ready))
+    return Load.steady(1.0 if t <= 300.0 else 0.05)
+
+
+def test_a_near_idle_pool_keeps_its_hold_time_between_bursts() -> None:
+    # Between bursts 500 s apart the 5-minute window sees 15 invocations, too few for Little's law:
+    # the hold time measured while the pool was busier (0.6875 s) still sizes the third burst,
+    # prewarmed a start-up ahead with the 24 pods its 300/s need.
+    steps = drive_lagged(SPEC, sparse_timer, until=1700.0, replicas=1, startup=STARTUP)
+    assert steps[1586.0].asked == 1
+    assert steps[1598.0].ready >= 24
+    assert "prewarming for the surge expected at t=1598" in steps[1590.0].decision.reason
+    assert "(0.69 s each)" in steps[1590.0].decision.reason

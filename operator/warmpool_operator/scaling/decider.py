@@ -111,6 +111,10 @@ class DeciderState:
 
     recent: tuple[Wanted, ...] = ()
     level_since: float | None = None
+    holding_seconds: float | None = None
+    """The last hold time measured outside bursts: used while the window sees too few invocations
+    to measure one (a near-idle pool between timer bursts minutes apart still knows how long its
+    invocations hold)."""
     """Start of the current traffic level after a drop: the stable window does not reach back
     past it, so the old level cannot come back into the average as the window slides."""
 
@@ -131,6 +135,8 @@ class _Load:
     stable: WindowStats
     panic: WindowStats
     holding: float | None
+    clean_holding: float | None
+    """The hold time measured outside bursts, now or last."""
     capacity: int
     last_rate: float | None
     last_interval: float
@@ -158,7 +164,8 @@ def _surge_spans(surges: SurgeModel, tick: float) -> list[tuple[float, float]]:
 
 
 def _measure(
-    spec: AutoscalingSpec, observations: Observations, now: float, tuning: Tuning, stable_seconds: float
+    spec: AutoscalingSpec, observations: Observations, now: float, tuning: Tuning, stable_seconds: float, *,
+    known_holding: float | None,
 ) -> _Load | str:
     samples = observations.samples
     panic = aggregate(samples, now, spec.panic_window_seconds)
@@ -181,16 +188,16 @@ def _measure(
     rated = (s for s in reversed(samples) if s.arrival_rate is not None)
     last = next(rated)
     previous = next(rated, None)
+    # Bursts leave the gauge's Little's law biased: hold times come from the ticks outside them,
+    # else the last such measurement, and only without one from every tick.
     spans = _surge_spans(observations.surges, spec.tick_seconds)
-    # Bursts leave the gauge's Little's law biased: hold times come from the ticks outside them
-    # while those saw enough invocations.
-    holding = holding_time(samples, now, window, tuning.min_arrivals_for_holding, spans) if spans else None
-    if holding is None:
-        holding = holding_time(samples, now, window, tuning.min_arrivals_for_holding)
+    clean = holding_time(samples, now, window, tuning.min_arrivals_for_holding, spans)
+    holding = clean or known_holding or holding_time(samples, now, window, tuning.min_arrivals_for_holding)
     return _Load(
         stable=stable,
         panic=panic,
         holding=holding,
+        clean_holding=clean or known_holding,
         capacity=capacity,
         last_rate=last.arrival_rate,
         last_interval=last.interval,
@@ -319,7 +326,7 @@ def decide(
     stable_seconds = spec.stable_window_seconds
     if state.level_since is not None:
         stable_seconds = min(stable_seconds, max(now - state.level_since, spec.panic_window_seconds))
-    measured = _measure(spec, observations, now, tuning, stable_seconds)
+    measured = _measure(spec, observations, now, tuning, stable_seconds, known_holding=state.holding_seconds)
     if isinstance(measured, str):
         return _hold(spec, current_replicas, f"hold {current_replicas}: {measured}", None), state
     load = measured
@@ -360,7 +367,10 @@ def decide(
     level_since = state.level_since if stable_seconds < spec.stable_window_seconds else None
     if stable[0] is Signal.STABLE_AFTER_DROP:
         level_since = now - spec.panic_window_seconds
-    next_state = DeciderState(recent=(*recent, Wanted(now, measured_pods, plan.anticipated)), level_since=level_since)
+    next_state = DeciderState(
+        recent=(*recent, Wanted(now, measured_pods, plan.anticipated)), level_since=level_since,
+        holding_seconds=load.clean_holding,
+    )
 
     desired = min(max(held, spec.min_replicas), spec.max_replicas)
     up_limit = max(math.ceil(current_replicas * spec.max_scale_up_rate), current_replicas + 1)
