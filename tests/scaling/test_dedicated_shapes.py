@@ -135,3 +135,22 @@ def test_a_near_idle_pool_keeps_its_hold_time_between_bursts() -> None:
     assert steps[1598.0].ready >= 24
     assert "prewarming for the surge expected at t=1598" in steps[1590.0].decision.reason
     assert "(0.69 s each)" in steps[1590.0].decision.reason
+
+
+def silent_timer(t: float, ready: int) -> Load:
+    """Nothing but a burst of 300/s in the ticks ending at 600, 1100, 1600 and 2100 s; the gauge
+    sees the burst's tail at its tick's end (60 in flight) and a little of it a tick later."""
+    if t >= 600.0 and (t - 600.0) % 500.0 == 0:
+        return Load(rate=300.0, in_flight=60.0, miss_share=miss_share(300.0 * HOLDING, ready))
+    if t >= 602.0 and (t - 602.0) % 500.0 == 0:
+        return Load(rate=0.0, in_flight=5.0)
+    return Load(rate=0.0, in_flight=0.0)
+
+
+def test_a_timer_with_no_traffic_between_bursts_is_still_prewarmed() -> None:
+    # No invocation outside the bursts, so no hold time outside them: the one the bursts' own
+    # ticks give is kept through the silence, and the third burst is prewarmed a start-up ahead.
+    steps = drive_lagged(SPEC, silent_timer, until=1700.0, replicas=1, startup=STARTUP)
+    assert steps[1580.0].asked == 1
+    assert steps[1598.0].ready > 1
+    assert "prewarming for the surge expected at t=1598" in steps[1592.0].decision.reason

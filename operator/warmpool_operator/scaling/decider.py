@@ -112,9 +112,8 @@ class DeciderState:
     recent: tuple[Wanted, ...] = ()
     level_since: float | None = None
     holding_seconds: float | None = None
-    """The last hold time measured outside bursts: used while the window sees too few invocations
-    to measure one (a near-idle pool between timer bursts minutes apart still knows how long its
-    invocations hold)."""
+    """The last hold time used: kept while the window sees too few invocations to measure one (a
+    near-idle pool between timer bursts minutes apart still knows how long its invocations hold)."""
     """Start of the current traffic level after a drop: the stable window does not reach back
     past it, so the old level cannot come back into the average as the window slides."""
 
@@ -135,8 +134,6 @@ class _Load:
     stable: WindowStats
     panic: WindowStats
     holding: float | None
-    clean_holding: float | None
-    """The hold time measured outside bursts, now or last."""
     capacity: int
     last_rate: float | None
     last_interval: float
@@ -189,7 +186,7 @@ def _measure(
     last = next(rated)
     previous = next(rated, None)
     # Bursts leave the gauge's Little's law biased: hold times come from the ticks outside them,
-    # else the last such measurement, and only without one from every tick.
+    # else the last hold time used, and only without one from every tick (bursts included).
     spans = _surge_spans(observations.surges, spec.tick_seconds)
     clean = holding_time(samples, now, window, tuning.min_arrivals_for_holding, spans)
     holding = clean or known_holding or holding_time(samples, now, window, tuning.min_arrivals_for_holding)
@@ -197,7 +194,6 @@ def _measure(
         stable=stable,
         panic=panic,
         holding=holding,
-        clean_holding=clean or known_holding,
         capacity=capacity,
         last_rate=last.arrival_rate,
         last_interval=last.interval,
@@ -369,7 +365,7 @@ def decide(
         level_since = now - spec.panic_window_seconds
     next_state = DeciderState(
         recent=(*recent, Wanted(now, measured_pods, plan.anticipated)), level_since=level_since,
-        holding_seconds=load.clean_holding,
+        holding_seconds=load.holding,
     )
 
     desired = min(max(held, spec.min_replicas), spec.max_replicas)
