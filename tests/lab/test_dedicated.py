@@ -119,7 +119,7 @@ def test_a_family_meets_the_goal_when_its_worst_seed_and_mean_cost_do() -> None:
 
 
 def test_bench_dedicated_reports_per_family(capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["bench", "dedicated", "--families", "timer-2m", "--seeds", "200", "--no-public", "--json"]) == 0
+    assert main(["bench", "dedicated", "--families", "timer-2m", "--seeds", "300", "--no-public", "--json"]) == 0
     payload = json.loads(capsys.readouterr().out)
     (family,) = payload["families"]
     assert (family["family"], family["split"], family["seeds"]) == ("timer-2m", "held-out", 1)
