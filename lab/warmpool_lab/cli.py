@@ -50,7 +50,7 @@ def add_simulate_command(top: Any) -> None:
 
 
 def add_bench_commands(bench_sub: Any) -> None:
-    """Register `warmpool bench scaling`."""
+    """Register `warmpool bench scaling`, `bench dedicated` and `bench fleet`."""
     parser = bench_sub.add_parser(
         "scaling",
         help="every scaling policy on every trace, against the clairvoyant and static fleets",
@@ -62,6 +62,25 @@ def add_bench_commands(bench_sub: Any) -> None:
     _fleet_options(parser)
     parser.add_argument("--json", action="store_true", help="print the table as JSON")
     parser.set_defaults(func=_bench)
+
+    dedicated = bench_sub.add_parser(
+        "dedicated",
+        help="ours on generated flash-crowd and timer families (tuning and held-out seeds) against static fleets",
+        description="Replay the warmpool policy on seeded flash-crowd and timer-burst trace families; per family "
+        "and split (tuning / held-out): misses (mean, worst seed) and cost against the cheapest static fleets; "
+        "then ours on the public traces.",
+    )
+    _fleet_options(dedicated)
+    dedicated.add_argument(
+        "--families", help="comma-separated family names (default: all; see warmpool_lab.shapes.FAMILIES)"
+    )
+    dedicated.add_argument("--seeds", help="comma-separated seeds instead of the tuning and held-out seeds")
+    dedicated.add_argument(
+        "--traces", type=Path, help="directory of public *.csv.gz traces (default: shared/traces beside the repo)"
+    )
+    dedicated.add_argument("--no-public", action="store_true", help="skip the public traces")
+    dedicated.add_argument("--json", action="store_true", help="print per-seed rows and the summary as JSON")
+    dedicated.set_defaults(func=_dedicated)
 
     fleet = bench_sub.add_parser(
         "fleet",
@@ -103,6 +122,14 @@ def _bench(args: argparse.Namespace) -> int:
     except ModuleNotFoundError as exc:
         return _missing_extra("bench scaling", exc)
     return bench_command(args)
+
+
+def _dedicated(args: argparse.Namespace) -> int:
+    try:
+        from warmpool_lab.commands import dedicated_command
+    except ModuleNotFoundError as exc:
+        return _missing_extra("bench dedicated", exc)
+    return dedicated_command(args)
 
 
 def _missing_extra(command: str, exc: ModuleNotFoundError) -> int:

@@ -9,7 +9,9 @@ from pathlib import Path
 
 from warmpool_lab.bench import BenchRow, compare_tuned, evaluate_goals, format_table, run_bench
 from warmpool_lab.clairvoyant import clairvoyant_cost, clairvoyant_timeline
+from warmpool_lab.dedicated_bench import SeedRow, format_report, plan, run_dedicated, run_public, summarise
 from warmpool_lab.runs import TUNED_BASELINES, RunSettings, run_policy, run_tuned
+from warmpool_lab.shapes import FAMILIES
 from warmpool_lab.simulator import FleetConfig
 from warmpool_lab.trace import TraceError, load_trace, trace_files
 
@@ -109,4 +111,51 @@ def bench_command(args: argparse.Namespace) -> int:
         print(json.dumps(payload, indent=2))
     else:
         print(format_table(rows, goals, settings, comparisons))
+    return 0
+
+
+def _names(raw: str | None, what: str) -> list[str] | None:
+    if raw is None:
+        return None
+    names = [n.strip() for n in raw.split(",") if n.strip()]
+    if not names:
+        raise UsageError(f"--{what} needs at least one value")
+    return names
+
+
+def dedicated_command(args: argparse.Namespace) -> int:
+    try:
+        settings = _settings(args)
+        families = _names(args.families, "families") or list(FAMILIES)
+        unknown = [f for f in families if f not in FAMILIES]
+        if unknown:
+            raise UsageError(f"unknown famil{'y' if len(unknown) == 1 else 'ies'} {', '.join(unknown)}; "
+                             f"expected some of {', '.join(FAMILIES)}")
+        seeds = _names(args.seeds, "seeds")
+        try:
+            chosen = [int(s) for s in seeds] if seeds is not None else None
+        except ValueError:
+            raise UsageError(f"--seeds must be integers, got {args.seeds!r}") from None
+        public = [] if args.no_public else [load_trace(p) for p in trace_files(args.traces or default_traces_dir())]
+    except (UsageError, TraceError) as exc:
+        print(f"warmpool bench dedicated: {exc}", file=sys.stderr)
+        return 2
+    runs = plan(families) if chosen is None else [(f, s) for f in families for s in chosen]
+
+    def progress(row: SeedRow) -> None:
+        print(f"  {row.family:18s} {row.seed:4d} {row.split:8s} miss {row.miss_ratio:6.2%} "
+              f"x static {row.cost_vs_static_goal:.2f}", file=sys.stderr, flush=True)
+
+    rows = run_dedicated(runs, settings, progress=progress)
+    families_summary = summarise(rows)
+    public_rows = run_public(public, settings)
+    if args.json:
+        payload = {
+            "families": [f.as_dict() for f in families_summary],
+            "seeds": [r.as_dict() for r in rows],
+            "public": [p.as_dict() for p in public_rows],
+        }
+        print(json.dumps(payload, indent=2))
+    else:
+        print(format_report(rows, families_summary, public_rows, settings))
     return 0

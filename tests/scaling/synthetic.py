@@ -94,3 +94,51 @@ def drive(
         decisions[now] = decision
         replicas = decision.desired_replicas
     return decisions
+
+
+@dataclass(frozen=True)
+class LaggedStep:
+    """One tick of `drive_lagged`: the decision, the pods asked for after it and those Ready before it."""
+
+    decision: Decision
+    asked: int
+    ready: int
+
+
+def drive_lagged(
+    spec: AutoscalingSpec,
+    load: Callable[[float, int], Load | None],
+    *,
+    until: float,
+    replicas: int,
+    startup: float,
+) -> dict[float, LaggedStep]:
+    """Tick from t = 0 to `until` with pods Ready `startup` seconds after they are asked for (pods not
+    Ready yet are cancelled first); `load(t, ready)` is the traffic of the tick ending at t on the
+    pods Ready during it."""
+    scaler = Autoscaler(spec)
+    fleet = SyntheticFleet()
+    pending: list[float] = []
+    ready = asked = replicas
+    steps: dict[float, LaggedStep] = {}
+    tick = spec.tick_seconds
+    for step in range(round(until / tick) + 1):
+        now = step * tick
+        served_by = ready
+        while pending and pending[0] <= now:
+            pending.pop(0)
+            ready += 1
+        current = load(now, served_by) if step else Load(0.0, 0.0)
+        scaler.observe(fleet.scrapes(ready, current, tick if step else 0.0), now)
+        decision = scaler.decide(asked, now)
+        wanted = decision.desired_replicas
+        if wanted > asked:
+            pending.extend([now + startup] * (wanted - asked))
+        for _ in range(asked - wanted):
+            if pending:
+                pending.pop()
+            else:
+                ready -= 1
+        asked = wanted
+        steps[now] = LaggedStep(decision, asked, ready)
+    return steps

@@ -146,3 +146,15 @@ def test_a_pod_back_in_the_ready_list_continues_its_counters() -> None:
     ])
     # b's 4 draws since 0 s are spread over the 4 s they cover: 1/s this tick, not 504 / 2 s.
     assert samples[2].arrival_rate == pytest.approx(5.0 + 1.0)
+
+
+def test_holding_time_leaves_out_the_ticks_of_bursts() -> None:
+    # A burst of 300/s fills the tick ending at 20 s and is over before the gauge is read (5 in
+    # flight); the tick after it still holds its tail (60 in flight at 1/s). Outside them, 40/s
+    # with 27.5 in flight: 0.6875 s each.
+    samples = [sample(2.0 * k, 40.0, 27.5) for k in range(1, 20)]
+    samples[9] = sample(20.0, 300.0, 5.0)
+    samples[10] = sample(22.0, 1.0, 60.0)
+    assert holding_time(samples, 38.0, 300.0, min_arrivals=30.0) != pytest.approx(0.6875)
+    skipped = holding_time(samples, 38.0, 300.0, min_arrivals=30.0, skip=[(18.0, 22.0)])
+    assert skipped == pytest.approx(0.6875)

@@ -4,7 +4,7 @@ import math
 
 import pytest
 
-from warmpool_operator.scaling.erlang import erlang_b, max_load_per_pod, pods_needed
+from warmpool_operator.scaling.erlang import erlang_b, max_load_per_pod, offered_load, pods_needed
 
 pytestmark = pytest.mark.unit
 
@@ -68,3 +68,20 @@ def test_invalid_inputs_are_refused() -> None:
         erlang_b(4, math.nan)
     with pytest.raises(ValueError, match="warm_per_pod"):
         pods_needed(3.0, 0, 0.01)
+
+
+@pytest.mark.parametrize(("servers", "load"), [(1, 1.0), (16, 8.875), (16, 15.8), (16, 40.0), (4, 0.3)])
+def test_offered_load_turns_the_formula_around(servers: int, load: float) -> None:
+    assert offered_load(servers, erlang_b(servers, load)) == pytest.approx(load, rel=1e-6)
+
+
+def test_offered_load_by_hand() -> None:
+    # B(1, a) = a / (1 + a) = 0.5 at a = 1; B(2, 1) = 0.2.
+    assert offered_load(1, 0.5) == pytest.approx(1.0)
+    assert offered_load(2, 0.2) == pytest.approx(1.0)
+
+
+@pytest.mark.parametrize(("servers", "blocking"), [(0, 0.1), (4, 0.0), (4, 1.0), (4, -0.1)])
+def test_offered_load_rejects_what_no_load_explains(servers: int, blocking: float) -> None:
+    with pytest.raises(ValueError, match=r"servers|blocking"):
+        offered_load(servers, blocking)

@@ -5,7 +5,8 @@ import math
 import pytest
 
 from warmpool_operator.scaling.collector import TickSample
-from warmpool_operator.scaling.periodic import Surge, SurgeModel, forecast, observe_surges
+from warmpool_operator.scaling.erlang import erlang_b
+from warmpool_operator.scaling.periodic import Surge, SurgeModel, forecast, implied_load, observe_surges
 
 pytestmark = pytest.mark.unit
 
@@ -108,3 +109,44 @@ def test_irregular_onsets_lose_their_track_record() -> None:
 def test_surges_that_do_not_matter_are_ignored() -> None:
     model = replay(bursts_every(60.0, 3), until=160.0)
     assert forecast(model, relevant=lambda s: False, tick_seconds=2.0) is None
+
+
+def tick_on(t: float, rate: float, miss_share: float, pods: int) -> TickSample:
+    return TickSample(
+        t=t, interval=2.0, pods=pods, reporting=pods, arrival_rate=rate, miss_rate=rate * miss_share,
+        in_flight=0.0, idle_warm=0.0, capacity_per_pod=16.0,
+    )
+
+
+def test_a_surge_remembers_the_load_its_misses_imply() -> None:
+    # 24 pods were Ready when a burst missed 19.6 % of its invocations: B(16, 16.67) = 0.196, so
+    # 24 × 16.67 = 400 Erlangs, whatever the tick's count (300/s) made of it.
+    model = SurgeModel()
+    for t in range(2, 100, 2):
+        model = observe_surges(model, tick_on(float(t), 1.0, 0.0, 24), baseline_seconds=60.0, max_surge_seconds=60.0)
+    share = erlang_b(16, 400.0 / 24)
+    model = observe_surges(model, tick_on(100.0, 300.0, share, 24), baseline_seconds=60.0, max_surge_seconds=60.0)
+    assert model.current is not None
+    assert model.current.miss_load == pytest.approx(400.0, rel=1e-4)
+
+
+def test_misses_are_held_against_the_pods_ready_at_the_tick_start() -> None:
+    # 20 more pods came up during the tick: the misses are those of the 4 that served it from the start.
+    model = SurgeModel()
+    for t in range(2, 100, 2):
+        model = observe_surges(model, tick_on(float(t), 1.0, 0.0, 4), baseline_seconds=60.0, max_surge_seconds=60.0)
+    share = erlang_b(16, 60.0 / 4)
+    model = observe_surges(model, tick_on(100.0, 300.0, share, 24), baseline_seconds=60.0, max_surge_seconds=60.0)
+    assert model.current is not None
+    assert model.current.miss_load == pytest.approx(60.0, rel=1e-4)
+
+
+@pytest.mark.parametrize("share", [0.0, 0.9])
+def test_no_misses_or_saturated_pods_imply_no_load(share: float) -> None:
+    # Without misses there is nothing to turn around; with 90 % missed the pods were swamped and
+    # their misses say the load was high, not how high.
+    assert implied_load(tick_on(100.0, 300.0, share, 4), 4) == 0.0
+
+
+def test_the_implied_load_is_at_most_the_ticks_arrivals() -> None:
+    assert implied_load(tick_on(100.0, 10.0, 0.45, 4), 4) == 20.0

@@ -76,6 +76,8 @@ class Tuning:
     min_budget_coverage: float = 0.9
     """Share of the budget window that measurements must cover before any budget is spent: a
     ratio over the last minutes says little about the next ten."""
+    max_climb_factor: float = 4.0
+    """A steep climb is projected to at most this multiple of the latest tick's rate."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,6 +113,9 @@ class DeciderState:
 
     recent: tuple[Wanted, ...] = ()
     level_since: float | None = None
+    holding_seconds: float | None = None
+    """The last hold time used: kept while the window sees too few invocations to measure one (a
+    near-idle pool between timer bursts minutes apart still knows how long its invocations hold)."""
     """Start of the current traffic level after a drop: the stable window does not reach back
     past it, so the old level cannot come back into the average as the window slides."""
 
@@ -149,9 +154,19 @@ def _hold(spec: AutoscalingSpec, current: int, why: str, miss: float | None) -> 
     return Decision(desired, why, miss, desired != current)
 
 
+def _surge_spans(surges: SurgeModel, tick: float) -> list[tuple[float, float]]:
+    """The ticks of recorded surges and the tick after each (which holds the burst's tail)."""
+    spans = [(s.onset, s.last + tick) for s in surges.surges]
+    if surges.current is not None:
+        spans.append((surges.current.onset, math.inf))
+    return spans
+
+
 def _measure(
-    spec: AutoscalingSpec, samples: Sequence[TickSample], now: float, tuning: Tuning, stable_seconds: float
+    spec: AutoscalingSpec, observations: Observations, now: float, tuning: Tuning, stable_seconds: float, *,
+    known_holding: float | None,
 ) -> _Load | str:
+    samples = observations.samples
     panic = aggregate(samples, now, spec.panic_window_seconds)
     if panic.arrival_rate is None:
         latest = samples[-1] if samples and samples[-1].t > now - spec.panic_window_seconds else None
@@ -172,10 +187,15 @@ def _measure(
     rated = (s for s in reversed(samples) if s.arrival_rate is not None)
     last = next(rated)
     previous = next(rated, None)
+    # Bursts leave the gauge's Little's law biased: hold times come from the ticks outside them,
+    # else the last hold time used, and only without one from every tick (bursts included).
+    spans = _surge_spans(observations.surges, spec.tick_seconds)
+    clean = holding_time(samples, now, window, tuning.min_arrivals_for_holding, spans)
+    holding = clean or known_holding or holding_time(samples, now, window, tuning.min_arrivals_for_holding)
     return _Load(
         stable=stable,
         panic=panic,
-        holding=holding_time(samples, now, window, tuning.min_arrivals_for_holding),
+        holding=holding,
         capacity=capacity,
         last_rate=last.arrival_rate,
         last_interval=last.interval,
@@ -199,6 +219,8 @@ class _Plan:
 
 
 def _plan(spec: AutoscalingSpec, observations: Observations, fc: Forecast | None, now: float, startup: float) -> _Plan:
+    """`startup`: how long before the onset the surge's pods must be asked for (their start-up, and a
+    tick for each further step the scale-up rate limit needs to reach them)."""
     if fc is None:
         return _Plan(None, False, False, False, False)
     confirmed = fc.confirmations >= 2
@@ -256,7 +278,7 @@ def steady_target(spec: AutoscalingSpec, samples: Sequence[TickSample], now: flo
 
 def _sizes(
     load: _Load, plan: _Plan, stable: tuple[Signal, float | None], need: Callable[[float], int], *,
-    need_steady: Callable[[float], int], tuning: Tuning,
+    need_steady: Callable[[float], int], startup: float, tuning: Tuning,
 ) -> tuple[dict[Signal, int], float]:
     """Pods each signal asks for, and the highest load measured (Erlangs).
 
@@ -277,12 +299,15 @@ def _sizes(
             peak = max(peak, burst_load)
             climbing = previous is not None and _excess(count, previous * interval, tuning.burst_sigmas)
             if climbing and previous is not None and not plan.anticipated:
-                # Still climbing steeply, and pods asked now are Ready a start-up later: hedge for
-                # the climb going on one more tick. Only measured sizes hold pods back, so if the
-                # climb stops, the hedge's pods that are not Ready yet are cancelled.
-                sized[Signal.CLIMB] = need(load.erlangs(2 * last - previous, None))
+                # Still climbing steeply, and pods asked now serve from a start-up later until the
+                # pods of the next decision are Ready: hedge for the climb going on that long (the
+                # tick's rate is its mean, half a tick back). Only measured sizes hold pods back,
+                # so if the climb stops, the hedge's pods that are not Ready yet are cancelled.
+                horizon = startup + 1.5 * interval
+                projected = last + (last - previous) / interval * horizon
+                sized[Signal.CLIMB] = need(load.erlangs(min(projected, tuning.max_climb_factor * last), None))
     if plan.prewarm and plan.forecast is not None:
-        sized[Signal.PREWARM] = need(load.erlangs(plan.forecast.peak_rate, None))
+        sized[Signal.PREWARM] = need(_surge_load(load, plan.forecast))
     return sized, peak
 
 
@@ -299,7 +324,7 @@ def decide(
     stable_seconds = spec.stable_window_seconds
     if state.level_since is not None:
         stable_seconds = min(stable_seconds, max(now - state.level_since, spec.panic_window_seconds))
-    measured = _measure(spec, observations.samples, now, tuning, stable_seconds)
+    measured = _measure(spec, observations, now, tuning, stable_seconds, known_holding=state.holding_seconds)
     if isinstance(measured, str):
         return _hold(spec, current_replicas, f"hold {current_replicas}: {measured}", None), state
     load = measured
@@ -314,13 +339,17 @@ def decide(
         return pods_needed(erlangs, w, relaxed)
 
     def relevant(surge: Surge) -> bool:
-        return need(load.erlangs(surge.peak_rate, None)) > need(load.erlangs(surge.baseline_rate, None))
+        # A surge the fleet's floor carries anyway (the first trickle of traffic over a baseline
+        # still at zero) predicts nothing worth pods, and would spoil the track record of periods.
+        floor = max(need(load.erlangs(surge.baseline_rate, None)), spec.min_replicas, 1)
+        return need(load.erlangs(surge.peak_rate, None)) > floor
 
     startup = observations.startup_seconds or tuning.startup_prior_seconds
     fc = forecast(observations.surges, relevant=relevant, tick_seconds=spec.tick_seconds)
-    plan = _plan(spec, observations, fc, now, startup)
+    steps = _steps_to(spec, current_replicas, need(_surge_load(load, fc))) if fc is not None else 0
+    plan = _plan(spec, observations, fc, now, startup + max(0, steps - 1) * spec.tick_seconds)
     stable = _stable_rate(spec, observations, load, plan=plan, now=now, startup=startup, tuning=tuning)
-    sized, peak = _sizes(load, plan, stable, need, need_steady=need_steady, tuning=tuning)
+    sized, peak = _sizes(load, plan, stable, need, need_steady=need_steady, startup=startup, tuning=tuning)
     driver = max(sized, key=lambda k: sized[k])
     wanted = sized[driver]
 
@@ -336,11 +365,17 @@ def decide(
     level_since = state.level_since if stable_seconds < spec.stable_window_seconds else None
     if stable[0] is Signal.STABLE_AFTER_DROP:
         level_since = now - spec.panic_window_seconds
-    next_state = DeciderState(recent=(*recent, Wanted(now, measured_pods, plan.anticipated)), level_since=level_since)
+    next_state = DeciderState(
+        recent=(*recent, Wanted(now, measured_pods, plan.anticipated)), level_since=level_since,
+        holding_seconds=load.holding,
+    )
 
     desired = min(max(held, spec.min_replicas), spec.max_replicas)
     up_limit = max(math.ceil(current_replicas * spec.max_scale_up_rate), current_replicas + 1)
-    down_limit = math.floor(current_replicas / spec.max_scale_down_rate)
+    # The scale-down rate limit guards pods that serve; pods asked for but not Ready yet (a hedge
+    # for a climb that stopped) may all be cancelled at once.
+    ready = observations.samples[-1].pods
+    down_limit = math.floor(min(current_replicas, ready) / spec.max_scale_down_rate)
     limited = min(max(desired, down_limit), up_limit)
 
     holding = f"{load.holding:.2f} s each" if load.holding is not None else "from the in-flight gauge"
@@ -367,6 +402,21 @@ def decide(
     reason = f"{headline}: " + "; ".join(parts)
     observed = aggregate(observations.samples, now, spec.stable_window_seconds).miss_ratio
     return Decision(limited, reason, observed, limited != current_replicas, peak, driver.name.lower()), next_state
+
+
+def _surge_load(load: _Load, fc: Forecast) -> float:
+    """Erlangs of a predicted surge: its peak rate, or what the recent surges' misses imply when more
+    (a burst shorter than a tick shows only part of its rate in the tick's count)."""
+    return max(load.erlangs(fc.peak_rate, None), fc.peak_load)
+
+
+def _steps_to(spec: AutoscalingSpec, current: int, wanted: int) -> int:
+    """Decisions the scale-up rate limit needs to go from `current` to `wanted` pods."""
+    steps, pods = 0, current
+    while pods < wanted:
+        pods = max(math.ceil(pods * spec.max_scale_up_rate), pods + 1)
+        steps += 1
+    return steps
 
 
 def _excess(count: float, expected: float, sigmas: float) -> bool:

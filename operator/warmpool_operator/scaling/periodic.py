@@ -12,12 +12,15 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 from warmpool_operator.scaling.collector import TickSample
+from warmpool_operator.scaling.erlang import offered_load
 
 ONSET_SIGMAS = 4.0
 """A tick opens a surge when its count exceeds the baseline's by this many Poisson deviations."""
 HOLD_SIGMAS = 2.0
 """A surge goes on while its ticks stay this many deviations above the baseline."""
 KEPT_SURGES = 8
+MAX_INFORMATIVE_MISS_RATIO = 0.5
+"""Above this miss ratio a pod is saturated: its misses say the load was high, not how high."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,6 +35,11 @@ class Surge:
     """Highest arrival rate (per second) of its ticks."""
     baseline_rate: float
     """The baseline arrival rate it rose from."""
+    miss_load: float = 0.0
+    """The highest load (Erlangs) that the misses of one of its ticks imply on the Ready pods, by
+    Erlang's formula inverted; 0 when no tick missed (or every missing tick was saturated). A burst
+    shorter than a tick shows only part of its rate in the tick's count, and the in-flight gauge,
+    read at the tick's end, misses most of it: its misses still tell how much load it brought."""
 
     @property
     def duration(self) -> float:
@@ -46,6 +54,8 @@ class SurgeModel:
     """Slow average of the arrival rate outside surges (starts at zero: a pool's traffic begins)."""
     current: Surge | None = None
     surges: tuple[Surge, ...] = ()
+    ready_pods: int = 0
+    """Ready pods at the last tick: those that served the next tick's invocations from its start."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,6 +70,8 @@ class Forecast:
     """Margin for timing error: the largest residual of the fit (a tick while only two onsets)."""
     peak_rate: float
     """The highest peak arrival rate of the recent surges."""
+    peak_load: float
+    """The highest load the recent surges' misses imply (Erlangs; 0 when none missed unsaturated)."""
     duration: float
     """The longest duration of the recent surges."""
     latest_onset: float
@@ -73,6 +85,20 @@ def _excess(count: float, expected: float, sigmas: float) -> bool:
     return count > expected + sigmas * math.sqrt(expected + 1.0)
 
 
+def implied_load(sample: TickSample, pods: int) -> float:
+    """The fleet's load (Erlangs) that the tick's miss ratio implies on `pods` Ready pods; 0 when
+    the tick did not miss, its pods were saturated, or it lacks the numbers. At most the tick's
+    count of arrivals: no more invocations than that can have been in flight at once."""
+    rate, misses, capacity = sample.arrival_rate, sample.miss_rate, sample.capacity_per_pod
+    if rate is None or misses is None or capacity is None or rate <= 0 or pods < 1 or capacity < 1:
+        return 0.0
+    ratio = misses / rate
+    if not 0.0 < ratio <= MAX_INFORMATIVE_MISS_RATIO:
+        return 0.0
+    per_pod = offered_load(round(capacity), ratio)
+    return min(per_pod * pods, rate * sample.interval)
+
+
 def observe_surges(
     model: SurgeModel, sample: TickSample, *, baseline_seconds: float, max_surge_seconds: float
 ) -> SurgeModel:
@@ -81,18 +107,28 @@ def observe_surges(
     dt = sample.interval
     if rate is None or dt <= 0:
         return model
+    # Pods that became Ready during the tick served only its end: the misses are held against the
+    # pods Ready at its start (or fewer).
+    pods = min(model.ready_pods, sample.pods)
+    model = replace(model, ready_pods=sample.pods)
     count, expected = rate * dt, model.baseline_rate * dt
     current = model.current
     if current is not None:
         if _excess(count, expected, HOLD_SIGMAS):
-            grown = replace(current, last=sample.t, peak_rate=max(current.peak_rate, rate))
+            grown = replace(
+                current, last=sample.t, peak_rate=max(current.peak_rate, rate),
+                miss_load=max(current.miss_load, implied_load(sample, pods)),
+            )
             if grown.duration > max_surge_seconds:
                 # Too long to be a burst: the traffic moved to a new level; follow it.
                 return replace(model, baseline_rate=rate, current=None)
             return replace(model, current=grown)
         model = replace(model, current=None, surges=(*model.surges, current)[-KEPT_SURGES:])
     elif _excess(count, expected, ONSET_SIGMAS):
-        surge = Surge(onset=sample.t - dt, last=sample.t, peak_rate=rate, baseline_rate=model.baseline_rate)
+        surge = Surge(
+            onset=sample.t - dt, last=sample.t, peak_rate=rate, baseline_rate=model.baseline_rate,
+            miss_load=implied_load(sample, pods),
+        )
         return replace(model, current=surge)
     alpha = 1.0 - math.exp(-dt / baseline_seconds)
     return replace(model, baseline_rate=model.baseline_rate + alpha * (rate - model.baseline_rate))
@@ -139,6 +175,7 @@ def forecast(model: SurgeModel, *, relevant: Callable[[Surge], bool], tick_secon
         confirmations=run - 1,
         jitter=jitter,
         peak_rate=max(s.peak_rate for s in recent),
+        peak_load=max(s.miss_load for s in recent),
         duration=duration,
         latest_onset=onsets[-1],
         latest_last=surges[-1].last,

@@ -74,14 +74,21 @@ def aggregate(samples: Sequence[TickSample], now: float, seconds: float) -> Wind
     )
 
 
-def holding_time(samples: Sequence[TickSample], now: float, seconds: float, min_arrivals: float) -> float | None:
+def holding_time(
+    samples: Sequence[TickSample], now: float, seconds: float, min_arrivals: float,
+    skip: Sequence[tuple[float, float]] = (),
+) -> float | None:
     """Mean seconds an invocation runs, by Little's law (mean in flight / arrival rate).
 
+    Samples taken within any (start, end] of `skip` are left out (bursts: the gauge, read at the
+    tick's end, sees little of a burst shorter than a tick, and the tick after it sees its tail).
     None when fewer than `min_arrivals` invocations were seen: too few to estimate from.
     """
     busy = arrivals = 0.0
     for sample in in_window(samples, now, seconds):
         if sample.arrival_rate is None or sample.in_flight is None or sample.interval <= 0:
+            continue
+        if any(start < sample.t <= end for start, end in skip):
             continue
         busy += sample.in_flight * sample.interval
         arrivals += sample.arrival_rate * sample.interval
