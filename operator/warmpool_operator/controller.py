@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from warmpool_operator.defaults import parse_pool
 from warmpool_operator.diff import drift
 from warmpool_operator.health import Problem, pod_is_ready
 from warmpool_operator.kinds import (
@@ -36,7 +37,7 @@ from warmpool_operator.probing import Prober, probe_target
 from warmpool_operator.reconcile import Outcome, reconcile
 from warmpool_operator.render import RenderOptions, deployment_name, selector_string
 from warmpool_operator.settings import OperatorConfig
-from warmpool_operator.spec import SpecError, parse_warmpool
+from warmpool_operator.spec import SpecError
 from warmpool_operator.status import invalid_spec_status, notices, scaling_off_status, scaling_status
 
 log = logging.getLogger(__name__)
@@ -130,7 +131,7 @@ class Controller:
         if body is None or (body.get("metadata") or {}).get("deletionTimestamp"):
             return None
         try:
-            pool = parse_warmpool(body)
+            pool = parse_pool(body, self.config.defaults)
         except SpecError as exc:
             return Result(body, await self._report_invalid(body, exc))
         try:

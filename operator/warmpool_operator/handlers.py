@@ -14,7 +14,12 @@ from warmpool_operator.render import LABEL_INSTANCE, LABEL_MANAGED_BY, MANAGED_B
 from warmpool_operator.settings import backoff_delay
 from warmpool_operator.spec import GROUP, PLURAL, VERSION
 
-CHILD_RESOURCES = (("apps", "v1", "deployments"), ("", "v1", "services"), ("", "v1", "configmaps"))
+CHILD_RESOURCES = (
+    ("apps", "v1", "deployments"),
+    ("", "v1", "services"),
+    ("", "v1", "configmaps"),
+    ("policy", "v1", "poddisruptionbudgets"),
+)
 CHILD_LABELS = {LABEL_MANAGED_BY: MANAGED_BY}
 
 LoginFn = Callable[[], Any]
