@@ -311,6 +311,7 @@ def test_every_operator_setting_is_reachable_from_the_chart(rendered: dict[str, 
     fields = set(OperatorConfig.__dataclass_fields__)
     from_flags = {key for key, value in args.items() if value is not None and key in fields}
     from_flags.add("standalone")  # --standalone, rendered when peering.enabled is false
+    from_flags.add("defaults")  # the `defaults` value, as a mounted file (tests/packaging/test_chart_defaults.py)
     # Bound to all interfaces by the operator's default, which is what a pod needs.
     not_exposed = {"metrics_host", "health_host"}
     assert fields - from_env - from_flags == not_exposed
@@ -420,6 +421,8 @@ OPEN_OBJECTS = {
     # Kubernetes objects handed to the API server as they are (it validates them).
     ".podSecurityContext", ".securityContext", ".affinity", ".topologySpreadConstraints[]", ".extraEnv[]",
     ".extraVolumes[]", ".extraVolumeMounts[]",
+    # WarmPool spec fields, checked by the operator with the CRD's own rules when it starts.
+    ".defaults",
 }
 
 
