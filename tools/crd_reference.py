@@ -132,8 +132,9 @@ def render(crd: Mapping[str, Any]) -> str:
         )
     for rule in root.get("x-kubernetes-validations") or []:
         lines.append(f"- object rule: {rule.get('message') or rule['rule']}")
-    lines.append("- a field left unset takes the operator's cluster default, if one is configured, before the built-in "
-                 "default: see [cluster defaults](defaults.md); `status` and the Warm/Pod column show the effective values")
+    lines.append("- a field left unset takes the operator's cluster default, if one is configured, before the "
+                 "built-in default: see [cluster defaults](defaults.md); `status` and the Warm/Pod column show the "
+                 "effective values")
     lines += ["", "## Columns of `kubectl get warmpools`", "", "| column | type | from | meaning |",
               "| --- | --- | --- | --- |"]
     for column in version.get("additionalPrinterColumns") or []:

@@ -25,13 +25,16 @@ DEFAULTS = {
 }
 
 
+CONFIG_MAP = "wp-warmpool-operator-defaults"
+
+
 def of_kind(docs: list[dict[str, Any]], kind: str) -> list[dict[str, Any]]:
     return [doc for doc in docs if doc["kind"] == kind]
 
 
 def test_defaults_reach_the_operator_as_given(helm: Helm, tmp_path: Path) -> None:
     docs = helm.template({"defaults": DEFAULTS}, name="cluster-defaults")
-    (config_map,) = [doc for doc in of_kind(docs, "ConfigMap") if doc["metadata"]["name"] == "wp-warmpool-operator-defaults"]
+    (config_map,) = [doc for doc in of_kind(docs, "ConfigMap") if doc["metadata"]["name"] == CONFIG_MAP]
     (deployment,) = of_kind(docs, "Deployment")
     pod = deployment["spec"]["template"]
     (container,) = pod["spec"]["containers"]
@@ -40,7 +43,7 @@ def test_defaults_reach_the_operator_as_given(helm: Helm, tmp_path: Path) -> Non
     (mount,) = [m for m in container["volumeMounts"] if m["name"] == "defaults"]
     assert (mount["mountPath"], mount["readOnly"]) == (str(path.parent), True)
     (volume,) = [v for v in pod["spec"]["volumes"] if v["name"] == "defaults"]
-    assert volume["configMap"]["name"] == "wp-warmpool-operator-defaults"
+    assert volume["configMap"]["name"] == CONFIG_MAP
     text = config_map["data"][path.name]
     assert load_defaults(text, path.name) == parse_defaults(DEFAULTS)
     # What the operator does with the variable the chart sets, the file standing where it points.
@@ -57,7 +60,7 @@ def test_defaults_reach_the_operator_as_given(helm: Helm, tmp_path: Path) -> Non
 
 def test_no_defaults_means_no_configmap_and_no_mount(helm: Helm) -> None:
     docs = helm.template(name="no-cluster-defaults")
-    assert not [doc for doc in of_kind(docs, "ConfigMap") if doc["metadata"]["name"] == "wp-warmpool-operator-defaults"]
+    assert not [doc for doc in of_kind(docs, "ConfigMap") if doc["metadata"]["name"] == CONFIG_MAP]
     (deployment,) = of_kind(docs, "Deployment")
     (container,) = deployment["spec"]["template"]["spec"]["containers"]
     assert "WARMPOOL_OPERATOR_DEFAULTS_FILE" not in {item["name"] for item in container["env"]}
