@@ -422,9 +422,9 @@ def _spread_constraints(obj: Mapping[str, Any], where: str) -> tuple[JsonObject,
     for i, item in enumerate(_object_list(obj, "topologySpreadConstraints", where)):
         at = f"{where}.topologySpreadConstraints[{i}]"
         _no_unknown(item, at, set(SPREAD_FIELDS))
-        _int(item, "maxSkew", at, 1, minimum=1)
-        if "maxSkew" not in item:
+        if item.get("maxSkew") is None:
             raise SpecError(f"{at}.maxSkew", "is required")
+        _int(item, "maxSkew", at, 1, minimum=1)
         _string(item, "topologyKey", at)
         mode = _string(item, "whenUnsatisfiable", at)
         if mode not in ("DoNotSchedule", "ScheduleAnyway"):
