@@ -24,7 +24,7 @@ from warmpool_operator.runtime_config import (
     render_runtime_yaml,
     termination_grace_seconds,
 )
-from warmpool_operator.spec import API_VERSION, GROUP, KIND, PoolMeta, WarmPoolSpec
+from warmpool_operator.spec import API_VERSION, GROUP, KIND, DisruptionBudget, PoolMeta, RuntimeSpec, WarmPoolSpec
 
 CONTAINER_NAME = "runtime"
 RUN_AS_USER = 65532
@@ -204,17 +204,22 @@ def render_disruption_budget(meta: PoolMeta, spec: WarmPoolSpec) -> dict[str, An
     budget = spec.runtime.pod_disruption_budget
     if budget is None:
         return None
-    pdb_spec: dict[str, Any] = {"selector": {"matchLabels": selector_labels(meta.name)}}
-    if budget.min_available is not None:
-        pdb_spec["minAvailable"] = budget.min_available
-    else:
-        pdb_spec["maxUnavailable"] = budget.max_unavailable
     return {
         "apiVersion": "policy/v1",
         "kind": "PodDisruptionBudget",
         "metadata": _metadata(meta, spec, disruption_budget_name(meta.name)),
-        "spec": pdb_spec,
+        "spec": disruption_budget_spec(budget, selector_labels(meta.name)),
     }
+
+
+def disruption_budget_spec(budget: DisruptionBudget, selector: Mapping[str, str]) -> dict[str, Any]:
+    """The spec of a PodDisruptionBudget over the pods `selector` matches."""
+    out: dict[str, Any] = {"selector": {"matchLabels": dict(selector)}}
+    if budget.min_available is not None:
+        out["minAvailable"] = budget.min_available
+    else:
+        out["maxUnavailable"] = budget.max_unavailable
+    return out
 
 
 def render_deployment(
@@ -338,8 +343,7 @@ def _pod_spec(meta: PoolMeta, spec: WarmPoolSpec, options: RenderOptions) -> dic
     if runtime.env:
         container["env"] = [thaw(var) for var in runtime.env]
     pod: dict[str, Any] = {
-        # The runtime never calls the Kubernetes API: no token unless the pool asks for one.
-        "automountServiceAccountToken": runtime.automount_service_account_token,
+        "automountServiceAccountToken": False,
         "enableServiceLinks": False,
         "securityContext": {
             "runAsNonRoot": True,
@@ -353,22 +357,32 @@ def _pod_spec(meta: PoolMeta, spec: WarmPoolSpec, options: RenderOptions) -> dic
         "containers": [container],
         "volumes": volumes,
     }
+    pod.update(pod_settings(runtime, selector_labels(meta.name)))
+    return pod
+
+
+def pod_settings(runtime: RuntimeSpec, selector: Mapping[str, str]) -> dict[str, Any]:
+    """The pod-level fields `spec.runtime` sets, for any runtime pod template; `selector` matches its pods."""
+    out: dict[str, Any] = {
+        # The runtime never calls the Kubernetes API: no token unless the spec asks for one.
+        "automountServiceAccountToken": runtime.automount_service_account_token,
+    }
     if runtime.node_selector:
-        pod["nodeSelector"] = dict(runtime.node_selector)
+        out["nodeSelector"] = dict(runtime.node_selector)
     if runtime.tolerations:
-        pod["tolerations"] = [thaw(t) for t in runtime.tolerations]
+        out["tolerations"] = [thaw(t) for t in runtime.tolerations]
     if runtime.affinity is not None:
-        pod["affinity"] = thaw(runtime.affinity)
+        out["affinity"] = thaw(runtime.affinity)
     if runtime.service_account_name is not None:
-        pod["serviceAccountName"] = runtime.service_account_name
+        out["serviceAccountName"] = runtime.service_account_name
     if runtime.image_pull_secrets:
-        pod["imagePullSecrets"] = [{"name": name} for name in runtime.image_pull_secrets]
+        out["imagePullSecrets"] = [{"name": name} for name in runtime.image_pull_secrets]
     if runtime.topology_spread_constraints:
-        pod["topologySpreadConstraints"] = [
-            {"labelSelector": {"matchLabels": selector_labels(meta.name)}, **thaw(constraint)}
+        out["topologySpreadConstraints"] = [
+            {"labelSelector": {"matchLabels": dict(selector)}, **thaw(constraint)}
             for constraint in runtime.topology_spread_constraints
         ]
-    return pod
+    return out
 
 
 def thaw(value: Any) -> Any:
