@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from importlib.metadata import PackageNotFoundError, version
 
 from warmpool.dev import cli as dev_cli
+from warmpool.module import cli as module_cli
 from warmpool_lab import cli as lab_cli
 from warmpool_lab.runtime_bench import cli as runtime_bench_cli
 from warmpool_operator import cli as operator_cli
@@ -35,6 +36,9 @@ def build_parser() -> argparse.ArgumentParser:
     bench_sub = bench.add_subparsers(dest="bench_command", required=True)
     runtime_bench_cli.add_bench_commands(bench_sub)
     lab_cli.add_bench_commands(bench_sub)
+
+    module = top.add_parser("module", help="ship Wasm modules as OCI artifacts and look inside them")
+    module_cli.add_module_commands(module.add_subparsers(dest="module_command", required=True))
 
     dev = top.add_parser("dev", help="a local Kubernetes control plane for development and tests")
     dev_cli.add_dev_commands(dev.add_subparsers(dest="dev_command", required=True))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -15,6 +16,25 @@ ERROR_REASONS: Mapping[str, str] = {
     "missing_import": "MissingImport",
     "instantiate_failed": "InstantiateFailed",
 }
+
+
+MAX_MESSAGE_CHARS = 2048
+"""A tuple's error message is kept to this many characters: it ends up in status and Events."""
+# An HTTP credential a fetch error might quote (a registry's or a server's answer echoing a header);
+# a lowercase word after the scheme ("a Bearer challenge") is prose, not a credential.
+_CREDENTIAL = re.compile(r"(?i)\b(bearer|basic)(\s+)([A-Za-z0-9._~+/=-]{8,})")
+
+
+def clean_message(text: str) -> str:
+    """A pod's error message bounded, with any `Bearer`/`Basic` credential in it hidden; URLs are
+    redacted where the message is shown (`health.redact_text`). Digests and registry names stay."""
+    bounded = text if len(text) <= MAX_MESSAGE_CHARS else text[:MAX_MESSAGE_CHARS] + "..."
+
+    def hide(match: re.Match[str]) -> str:
+        scheme, space, value = match.groups()
+        return match.group(0) if value.isalpha() and value.islower() else f"{scheme}{space}<redacted>"
+
+    return _CREDENTIAL.sub(hide, bounded)
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,7 +82,7 @@ def _tuple(raw: Any) -> TupleState:
     if error is not None:
         if not isinstance(error, Mapping) or not isinstance(error.get("code"), str):
             raise ValueError("readyz tuple error must be an object with a string 'code'")
-        parsed_error = TupleError(code=error["code"], message=str(error.get("message", "")))
+        parsed_error = TupleError(code=error["code"][:64], message=clean_message(str(error.get("message", ""))))
     return TupleState(
         tenant=str(raw.get("tenant", "")),
         sha256=str(raw.get("sha256", "")),

@@ -21,6 +21,7 @@ from warmpool_operator.kinds import (
     DISRUPTION_BUDGETS,
     KINDS_BY_NAME,
     PODS,
+    SECRETS,
     WARMPOOLS,
     Invalid,
     Kind,
@@ -79,17 +80,55 @@ class Outcome:
     status_written: bool
 
 
+PULL_SECRET_TYPE = "kubernetes.io/dockerconfigjson"
+
+
 async def check_module_source(pool: WarmPool, store: Store) -> Problem | None:
-    """A module in a ConfigMap must exist under its key before pods can mount it."""
-    ref = pool.spec.module.source.config_map
-    if ref is None:
-        return None
-    found = await store.get(CONFIGMAPS, pool.meta.namespace, ref.name)
-    if found is None:
-        return Problem("ConfigMapMissing", f"ConfigMap {ref.name} (spec.module.source.configMapRef) does not exist")
-    if ref.key not in (found.get("binaryData") or {}) and ref.key not in (found.get("data") or {}):
-        return Problem("ConfigMapKeyMissing", f"ConfigMap {ref.name} has no key {ref.key} in binaryData")
+    """What the runtime pods would mount for the module source must exist first: a pod cannot start
+    without it, and would say so only in kubelet Events. Of a Secret only its type is looked at."""
+    source, namespace = pool.spec.module.source, pool.meta.namespace
+    where = "spec.module.source"
+    if source.config_map is not None:
+        ref = source.config_map
+        found = await store.get(CONFIGMAPS, namespace, ref.name)
+        if found is None:
+            return Problem("ConfigMapMissing", f"ConfigMap {ref.name} ({where}.configMapRef) does not exist")
+        if ref.key not in (found.get("binaryData") or {}) and ref.key not in (found.get("data") or {}):
+            return Problem("ConfigMapKeyMissing", f"ConfigMap {ref.name} has no key {ref.key} in binaryData")
+    if source.oci is not None and source.oci.pull_secret is not None:
+        name = source.oci.pull_secret
+        secret = await store.get(SECRETS, namespace, name)
+        if secret is None:
+            return Problem("SecretMissing", f"Secret {name} ({where}.oci.pullSecretRef) does not exist")
+        kind = _printable(secret.get("type"))
+        if kind != PULL_SECRET_TYPE:
+            return Problem(
+                "PullSecretWrongType",
+                f"Secret {name} ({where}.oci.pullSecretRef) is of type {kind}; "
+                f"a pull secret must be of type {PULL_SECRET_TYPE}",
+            )
+    if source.headers_secret is not None:
+        name = source.headers_secret
+        if await store.get(SECRETS, namespace, name) is None:
+            return Problem("SecretMissing", f"Secret {name} ({where}.headersFrom.secretRef) does not exist")
+    if source.ca_bundle is not None:
+        bundle = source.ca_bundle
+        found = await store.get(CONFIGMAPS, namespace, bundle.name)
+        if found is None:
+            message = f"ConfigMap {bundle.name} ({where}.caBundle.configMapRef) does not exist"
+            return Problem("ConfigMapMissing", message)
+        if bundle.key not in (found.get("data") or {}) and bundle.key not in (found.get("binaryData") or {}):
+            return Problem(
+                "ConfigMapKeyMissing",
+                f"ConfigMap {bundle.name} has no key {bundle.key} ({where}.caBundle.configMapRef)",
+            )
     return None
+
+
+def _printable(value: object, limit: int = 100) -> str:
+    """A Secret's `type` fit for a message: any string can be put there."""
+    text = value if isinstance(value, str) and value else "Opaque"
+    return "".join(c if c.isprintable() else "?" for c in text[:limit])
 
 
 def check_tenant_unchanged(pool: WarmPool, deployment: Mapping[str, Any] | None) -> Problem | None:

@@ -13,7 +13,15 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from warmpool_contract import HEALTHZ_PATH, HTTP_PORT, READYZ_PATH
+from warmpool_contract import (
+    CA_BUNDLES_DIR,
+    DOCKER_CONFIG_KEY,
+    HEADERS_DIR,
+    HEALTHZ_PATH,
+    HTTP_PORT,
+    PULL_SECRETS_DIR,
+    READYZ_PATH,
+)
 from warmpool_operator.diff import Exact, parse_quantity
 from warmpool_operator.runtime_config import (
     CONFIG_DIR,
@@ -24,7 +32,16 @@ from warmpool_operator.runtime_config import (
     render_runtime_yaml,
     termination_grace_seconds,
 )
-from warmpool_operator.spec import API_VERSION, GROUP, KIND, DisruptionBudget, PoolMeta, RuntimeSpec, WarmPoolSpec
+from warmpool_operator.spec import (
+    API_VERSION,
+    GROUP,
+    KIND,
+    DisruptionBudget,
+    ModuleSource,
+    PoolMeta,
+    RuntimeSpec,
+    WarmPoolSpec,
+)
 
 CONTAINER_NAME = "runtime"
 RUN_AS_USER = 65532
@@ -295,12 +312,9 @@ def _pod_spec(meta: PoolMeta, spec: WarmPoolSpec, options: RenderOptions) -> dic
         # The root filesystem is read-only; the runtime may still need scratch space.
         {"name": "tmp", "emptyDir": {"sizeLimit": "64Mi"}},
     ]
-    ref = spec.module.source.config_map
-    if ref is not None:
-        mounts.append({"name": "modules", "mountPath": MODULES_DIR, "readOnly": True})
-        volumes.append(
-            {"name": "modules", "configMap": {"name": ref.name, "items": [{"key": ref.key, "path": ref.key}]}}
-        )
+    for volume, mount_path in source_volumes(spec.module.source):
+        mounts.append({"name": volume["name"], "mountPath": mount_path, "readOnly": True})
+        volumes.append(volume)
     container: dict[str, Any] = {
         "name": CONTAINER_NAME,
         "image": runtime.image or options.default_image,
@@ -382,6 +396,30 @@ def pod_settings(runtime: RuntimeSpec, selector: Mapping[str, str]) -> dict[str,
             {"labelSelector": {"matchLabels": dict(selector)}, **thaw(constraint)}
             for constraint in runtime.topology_spread_constraints
         ]
+    return out
+
+
+def source_volumes(source: ModuleSource) -> list[tuple[dict[str, Any], str]]:
+    """(volume, mount path) pairs a module source needs, at the paths `runtime_config.module_source`
+    names; at most one of each, as a pod runs one tuple. Secrets are mounted, never read or copied."""
+    out: list[tuple[dict[str, Any], str]] = []
+    ref = source.config_map
+    if ref is not None:
+        volume = {"name": "modules", "configMap": {"name": ref.name, "items": [{"key": ref.key, "path": ref.key}]}}
+        out.append((volume, MODULES_DIR))
+    if source.oci is not None and source.oci.pull_secret is not None:
+        name = source.oci.pull_secret
+        items = [{"key": DOCKER_CONFIG_KEY, "path": DOCKER_CONFIG_KEY}]
+        out.append(({"name": "pull-secret", "secret": {"secretName": name, "items": items}},
+                    f"{PULL_SECRETS_DIR}/{name}"))
+    if source.headers_secret is not None:
+        name = source.headers_secret
+        out.append(({"name": "headers", "secret": {"secretName": name}}, f"{HEADERS_DIR}/{name}"))
+    if source.ca_bundle is not None:
+        bundle = source.ca_bundle
+        items = [{"key": bundle.key, "path": bundle.key}]
+        out.append(({"name": "ca-bundle", "configMap": {"name": bundle.name, "items": items}},
+                    f"{CA_BUNDLES_DIR}/{bundle.name}"))
     return out
 
 

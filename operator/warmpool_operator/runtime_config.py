@@ -8,7 +8,7 @@ from typing import Any
 
 import yaml
 
-from warmpool_contract import LIMIT_FIELDS
+from warmpool_contract import CA_BUNDLES_DIR, DOCKER_CONFIG_KEY, HEADERS_DIR, LIMIT_FIELDS, PULL_SECRETS_DIR
 from warmpool_operator.spec import Limits, ModuleSource, WarmPoolSpec
 
 CONFIG_DIR = "/etc/warmpool"
@@ -50,12 +50,27 @@ def termination_grace_seconds(spec: WarmPoolSpec) -> int:
     return shutdown_timeout_seconds(spec) + GRACE_MARGIN_SECONDS
 
 
-def module_source(source: ModuleSource) -> dict[str, str]:
-    """A path stays a path, a url stays a url; a ConfigMap key becomes a file under MODULES_DIR."""
+def module_source(source: ModuleSource) -> dict[str, Any]:
+    """A path stays a path; a ConfigMap key becomes a file under MODULES_DIR; a url or an oci source
+    names the files its Secrets and ConfigMap are mounted as (see `render.source_volumes`)."""
     if source.url is not None:
-        return {"url": source.url}
+        out: dict[str, Any] = {"url": source.url}
+        if source.headers_secret is not None:
+            out["headersDir"] = f"{HEADERS_DIR}/{source.headers_secret}"
+        if source.ca_bundle is not None:
+            out["caFile"] = f"{CA_BUNDLES_DIR}/{source.ca_bundle.name}/{source.ca_bundle.key}"
+        return out
     if source.path is not None:
         return {"path": source.path}
+    if source.oci is not None:
+        oci: dict[str, Any] = {"repository": source.oci.repository}
+        if source.oci.reference is not None:
+            oci["reference"] = source.oci.reference
+        if source.oci.insecure:
+            oci["insecure"] = True
+        if source.oci.pull_secret is not None:
+            oci["dockerConfig"] = f"{PULL_SECRETS_DIR}/{source.oci.pull_secret}/{DOCKER_CONFIG_KEY}"
+        return {"oci": oci}
     assert source.config_map is not None  # the parser guarantees exactly one source
     return {"path": f"{MODULES_DIR}/{source.config_map.key}"}
 

@@ -32,6 +32,15 @@ DNS1123_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z
 DNS1035_LABEL = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
 CONFIGMAP_KEY = re.compile(r"^[-._a-zA-Z0-9]+$")
 URL = re.compile(r"^https?://[^\s/]+(/\S*)?$")
+# An OCI repository without scheme: a registry host that cannot be mistaken for a path component (a
+# name with a dot, a port, [IPv6] or localhost, as Docker reads references), then the distribution
+# spec's lowercase path components. The CRD carries the same pattern, spelled out.
+OCI_REPOSITORY = re.compile(
+    r"^(\[[0-9a-fA-F:.]+\](:[0-9]{1,5})?|[a-zA-Z0-9]([-a-zA-Z0-9]*[a-zA-Z0-9])?(\.[a-zA-Z0-9]([-a-zA-Z0-9]*[a-zA-Z0-9])?)+"
+    r"(:[0-9]{1,5})?|[a-zA-Z0-9]([-a-zA-Z0-9]*[a-zA-Z0-9])?:[0-9]{1,5}|localhost)(/[a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*)+$"
+)
+# A tag (distribution spec) or a manifest digest.
+OCI_REFERENCE = re.compile(r"^([a-zA-Z0-9_][a-zA-Z0-9._-]{0,127}|sha256:[0-9a-f]{64})$")
 # Label keys the operator sets itself; podLabels may not override them (the selector depends on them).
 RESERVED_LABEL_PREFIXES = ("app.kubernetes.io/", f"{GROUP}/")
 
@@ -61,12 +70,39 @@ class ConfigMapRef:
 
 
 @dataclass(frozen=True, slots=True)
+class OciSource:
+    """A module stored as the Wasm layer of an OCI artifact in a registry."""
+
+    repository: str
+    """`host[:port]/path`, no scheme."""
+    reference: str | None = None
+    """A tag or `sha256:<hex>` manifest digest; None lets the runtime find the layer by module.sha256."""
+    insecure: bool = False
+    """Plain HTTP to the registry (a loopback development registry)."""
+    pull_secret: str | None = None
+    """Name of a `kubernetes.io/dockerconfigjson` Secret in the pool's namespace."""
+
+    @property
+    def registry(self) -> str:
+        """The `host[:port]` part of the repository."""
+        return self.repository.split("/", 1)[0]
+
+
+@dataclass(frozen=True, slots=True)
 class ModuleSource:
-    """Where the runtime loads the module from; exactly one field is set."""
+    """Where the runtime loads the module from; exactly one of url, path, config_map, oci is set.
+
+    `headers_secret` and `ca_bundle` only ever accompany `url`.
+    """
 
     url: str | None = None
     path: str | None = None
     config_map: ConfigMapRef | None = None
+    oci: OciSource | None = None
+    headers_secret: str | None = None
+    """Name of a Secret whose entries are sent as HTTP headers with the url's request."""
+    ca_bundle: ConfigMapRef | None = None
+    """A PEM CA bundle under `key` in a ConfigMap, trusted for the https url."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -227,34 +263,91 @@ def _parse_module(raw: Any) -> ModuleSpec:
     sha = _string(obj, "sha256", "spec.module")
     if not SHA256_HEX.match(sha):
         raise SpecError("spec.module.sha256", "must be 64 lowercase hexadecimal characters")
-    src = _object(obj.get("source"), "spec.module.source")
-    _no_unknown(src, "spec.module.source", {"url", "path", "configMapRef"})
-    present = [key for key in ("url", "configMapRef", "path") if src.get(key) is not None]
+    return ModuleSpec(sha256=sha, source=_parse_source(_object(obj.get("source"), "spec.module.source")))
+
+
+def _parse_source(src: Mapping[str, Any]) -> ModuleSource:
+    where = "spec.module.source"
+    _no_unknown(src, where, {"url", "path", "configMapRef", "oci", "headersFrom", "caBundle"})
+    present = [key for key in ("url", "configMapRef", "path", "oci") if src.get(key) is not None]
     if len(present) != 1:
         raise SpecError(
-            "spec.module.source",
-            f"exactly one of url, configMapRef, path must be set (got {', '.join(present) or 'none'})",
+            where, f"exactly one of url, configMapRef, path, oci must be set (got {', '.join(present) or 'none'})"
         )
-    where = "spec.module.source"
+    for extra in ("headersFrom", "caBundle"):
+        if src.get(extra) is not None and present[0] != "url":
+            raise SpecError(f"{where}.{extra}", f"is only allowed with url (not with {present[0]})")
     if present[0] == "url":
-        url = _string(src, "url", where)
-        if not URL.match(url):
-            raise SpecError(f"{where}.url", "must be an http:// or https:// URL")
-        return ModuleSpec(sha256=sha, source=ModuleSource(url=url))
+        return _parse_url_source(src, where)
     if present[0] == "path":
         path = _string(src, "path", where)
         if not path.startswith("/"):
             raise SpecError(f"{where}.path", "must be an absolute path")
-        return ModuleSpec(sha256=sha, source=ModuleSource(path=path))
-    ref = _object(src["configMapRef"], f"{where}.configMapRef")
-    _no_unknown(ref, f"{where}.configMapRef", {"name", "key"})
-    name = _string(ref, "name", f"{where}.configMapRef")
+        return ModuleSource(path=path)
+    if present[0] == "oci":
+        return ModuleSource(oci=_parse_oci(_object(src["oci"], f"{where}.oci"), f"{where}.oci"))
+    return ModuleSource(config_map=_config_map_ref(src["configMapRef"], f"{where}.configMapRef"))
+
+
+def _parse_url_source(src: Mapping[str, Any], where: str) -> ModuleSource:
+    url = _string(src, "url", where)
+    if not URL.match(url):
+        raise SpecError(f"{where}.url", "must be an http:// or https:// URL")
+    headers = None
+    if src.get("headersFrom") is not None:
+        headers_from = _object(src["headersFrom"], f"{where}.headersFrom")
+        _no_unknown(headers_from, f"{where}.headersFrom", {"secretRef"})
+        headers = _secret_name(headers_from.get("secretRef"), f"{where}.headersFrom.secretRef")
+    ca_bundle = None
+    if src.get("caBundle") is not None:
+        bundle = _object(src["caBundle"], f"{where}.caBundle")
+        _no_unknown(bundle, f"{where}.caBundle", {"configMapRef"})
+        ca_bundle = _config_map_ref(bundle.get("configMapRef"), f"{where}.caBundle.configMapRef")
+        if not url.startswith("https://"):
+            raise SpecError(f"{where}.caBundle", "needs an https:// url (a CA bundle only applies to TLS)")
+    return ModuleSource(url=url, headers_secret=headers, ca_bundle=ca_bundle)
+
+
+def _parse_oci(oci: Mapping[str, Any], where: str) -> OciSource:
+    _no_unknown(oci, where, {"repository", "reference", "insecure", "pullSecretRef"})
+    repository = _string(oci, "repository", where)
+    if len(repository) > 255 or not OCI_REPOSITORY.match(repository):
+        raise SpecError(
+            f"{where}.repository",
+            "must be host[:port]/path without a scheme: the host a name with a dot, a port or localhost, "
+            "the path in lowercase (e.g. registry.example/acme/classify)",
+        )
+    reference = oci.get("reference")
+    if reference is not None and (not isinstance(reference, str) or not OCI_REFERENCE.match(reference)):
+        raise SpecError(f"{where}.reference", "must be a tag ([A-Za-z0-9_][A-Za-z0-9._-]{0,127}) or sha256:<64 hex>")
+    insecure = oci.get("insecure", False)
+    if not isinstance(insecure, bool):
+        raise SpecError(f"{where}.insecure", f"must be a boolean, got {insecure!r}")
+    pull_secret = None
+    if oci.get("pullSecretRef") is not None:
+        pull_secret = _secret_name(oci["pullSecretRef"], f"{where}.pullSecretRef")
+    return OciSource(repository=repository, reference=reference, insecure=insecure, pull_secret=pull_secret)
+
+
+def _config_map_ref(raw: Any, where: str) -> ConfigMapRef:
+    ref = _object(raw, where)
+    _no_unknown(ref, where, {"name", "key"})
+    name = _string(ref, "name", where)
     if len(name) > 253 or not DNS1123_SUBDOMAIN.match(name):
-        raise SpecError(f"{where}.configMapRef.name", "must be a DNS-1123 subdomain")
-    key = _string(ref, "key", f"{where}.configMapRef")
+        raise SpecError(f"{where}.name", "must be a DNS-1123 subdomain")
+    key = _string(ref, "key", where)
     if len(key) > 253 or not CONFIGMAP_KEY.match(key) or key in (".", ".."):
-        raise SpecError(f"{where}.configMapRef.key", "must be a valid ConfigMap key ([-._a-zA-Z0-9]+)")
-    return ModuleSpec(sha256=sha, source=ModuleSource(config_map=ConfigMapRef(name=name, key=key)))
+        raise SpecError(f"{where}.key", "must be a valid ConfigMap key ([-._a-zA-Z0-9]+)")
+    return ConfigMapRef(name=name, key=key)
+
+
+def _secret_name(raw: Any, where: str) -> str:
+    ref = _object(raw, where)
+    _no_unknown(ref, where, {"name"})
+    name = _string(ref, "name", where)
+    if len(name) > 253 or not DNS1123_SUBDOMAIN.match(name):
+        raise SpecError(f"{where}.name", "must be a DNS-1123 subdomain")
+    return name
 
 
 def _parse_limits(obj: Mapping[str, Any] | None) -> Limits:

@@ -21,6 +21,7 @@ from warmpool_contract import (
 )
 from warmpool_runtime.instance import Limits
 from warmpool_runtime.modules import ModuleSource
+from warmpool_runtime.oci import OciReferenceError, OciSource, parse_reference, parse_repository
 from warmpool_runtime.settings import SETTINGS_KEYS, RuntimeSettings, SettingsError, parse_settings
 
 
@@ -95,21 +96,78 @@ def parse_limits(raw: Any, base: Limits, where: str) -> Limits:
     return replace(base, **values)
 
 
+_SOURCE_KINDS = ("path", "url", "dir", "oci")
+_URL_EXTRAS = {"headersDir": "headers_dir", "caFile": "ca_file"}
+_OCI_FIELDS = {"repository", "reference", "insecure", "dockerConfig"}
+
+
 def parse_source(raw: Any, where: str) -> ModuleSource:
     if not isinstance(raw, Mapping):
-        raise ConfigError(f"{where} must be a mapping with one of path, url, dir")
+        raise ConfigError(f"{where} must be a mapping with one of {', '.join(_SOURCE_KINDS)}")
     given = {k: v for k, v in raw.items() if v is not None}
-    unknown = sorted(set(given) - {"path", "url", "dir"})
+    unknown = sorted(str(k) for k in set(given) - {*_SOURCE_KINDS, *_URL_EXTRAS})
     if unknown:
         raise ConfigError(f"{where}: unknown field(s) {', '.join(unknown)}")
-    if len(given) != 1:
-        raise ConfigError(f"{where} needs exactly one of path, url, dir; got {sorted(given) or 'none'}")
-    (kind, value), = given.items()
+    kinds = [k for k in _SOURCE_KINDS if k in given]
+    if len(kinds) != 1:
+        raise ConfigError(f"{where} needs exactly one of {', '.join(_SOURCE_KINDS)}; got {kinds or 'none'}")
+    kind = kinds[0]
+    extras = {attr: _path(given[key], f"{where}.{key}") for key, attr in _URL_EXTRAS.items() if key in given}
+    if extras and kind != "url":
+        raise ConfigError(f"{where}: {' and '.join(k for k in _URL_EXTRAS if k in given)} only go with url, not {kind}")
+    if kind == "oci":
+        return ModuleSource(oci=parse_oci(given["oci"], f"{where}.oci"))
+    value = given[kind]
     if not isinstance(value, str) or not value:
         raise ConfigError(f"{where}.{kind} must be a non-empty string")
     if kind == "url" and not value.startswith(("http://", "https://")):
         raise ConfigError(f"{where}.url must be an http(s) URL, got {redact_url(value)!r}")
-    return ModuleSource(**{kind: value})
+    if kind == "url" and extras.get("ca_file") and not value.startswith("https://"):
+        raise ConfigError(f"{where}.caFile needs an https url, got {redact_url(value)!r}")
+    if kind == "path":
+        return ModuleSource(path=value)
+    if kind == "dir":
+        return ModuleSource(dir=value)
+    return ModuleSource(url=value, headers_dir=extras.get("headers_dir"), ca_file=extras.get("ca_file"))
+
+
+def _path(value: Any, where: str) -> str:
+    if not isinstance(value, str) or not value:
+        raise ConfigError(f"{where} must be a non-empty path")
+    return value
+
+
+def parse_oci(raw: Any, where: str) -> OciSource:
+    """`{repository, reference?, insecure?, dockerConfig?}` as an OciSource; errors name the field."""
+    if not isinstance(raw, Mapping):
+        raise ConfigError(f"{where} must be a mapping with repository (and optionally reference, insecure, "
+                          "dockerConfig)")
+    unknown = sorted(str(k) for k in set(raw) - _OCI_FIELDS)
+    if unknown:
+        raise ConfigError(f"{where}: unknown field(s) {', '.join(unknown)}")
+    repository = raw.get("repository")
+    if not isinstance(repository, str) or not repository:
+        raise ConfigError(f"{where}.repository must be a non-empty string host[:port]/path")
+    try:
+        parse_repository(repository)
+    except OciReferenceError as exc:
+        raise ConfigError(f"{where}.repository {redact_url(repository)!r} {exc}") from None
+    reference = raw.get("reference")
+    if reference is not None:
+        if not isinstance(reference, str):
+            raise ConfigError(f"{where}.reference must be a string (a tag or sha256:<hex>)")
+        try:
+            parse_reference(reference)
+        except OciReferenceError as exc:
+            raise ConfigError(f"{where}.reference {redact_url(reference)!r} {exc}") from None
+    insecure = raw.get("insecure")
+    insecure = False if insecure is None else insecure
+    if not isinstance(insecure, bool):
+        raise ConfigError(f"{where}.insecure must be a boolean, got {insecure!r}")
+    docker_config = raw.get("dockerConfig")
+    if docker_config is not None:
+        docker_config = _path(docker_config, f"{where}.dockerConfig")
+    return OciSource(repository=repository, reference=reference, insecure=insecure, docker_config=docker_config)
 
 
 def parse_tuple(raw: Any, limits: Limits, where: str) -> TupleConfig:

@@ -1,33 +1,26 @@
-"""Module store: fetch bytes (file, URL, directory), verify the sha256, compile once per hash."""
+"""Module store: fetch bytes (file, URL, directory, OCI registry), verify the sha256, compile once per hash."""
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
-import email.utils
-import functools
+import dataclasses
 import hashlib
 import importlib.metadata
+import json
 import logging
-import math
 import os
-import random
 import stat
 import tempfile
 import threading
-import time
-from collections.abc import Callable, Coroutine
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable, Hashable
+from concurrent.futures import Future
 from dataclasses import dataclass, replace
-from datetime import UTC
-from http import HTTPStatus
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
-import aiohttp
 import wasmtime
 
-from warmpool_contract import REDACTED, redact_url
+from warmpool_contract import SHA256_HEX, SHORT_HASH, redact_url
 from warmpool_runtime.errors import (
     MissingImport,
     ModuleError,
@@ -35,28 +28,41 @@ from warmpool_runtime.errors import (
     ModuleTooLarge,
     ModuleUnreachable,
 )
-from warmpool_runtime.layout import Layout, LayoutError, export_hidden_globals, scan
+from warmpool_runtime.fetch import Request, fetch_url
+from warmpool_runtime.layout import HIDDEN_GLOBAL_PREFIX, Layout, LayoutError, export_hidden_globals, scan
+from warmpool_runtime.oci import OciSource, fetch_blob
 from warmpool_runtime.settings import RuntimeSettings
+from warmpool_runtime.source_files import read_headers, ssl_context
 
 log = logging.getLogger(__name__)
 
 WASM_MAGIC = b"\0asm"
 WASI_P1 = "wasi_snapshot_preview1"
 _DEFAULTS = RuntimeSettings()
-_CHUNK = 1 << 16
 _T = TypeVar("_T")
+_MAX_SOURCES = 64
+"""Sources remembered per cached module (the oldest forgotten first)."""
 
 
 @dataclass(frozen=True, slots=True)
 class ModuleSource:
-    """Exactly one of a file path, an http(s) URL, or a directory holding `<sha256>.wasm`."""
+    """Exactly one of a file path, an http(s) URL (with optional header files and CA bundle), a directory
+    holding `<sha256>.wasm`, or an OCI registry repository."""
 
     path: str | None = None
     url: str | None = None
     dir: str | None = None
+    oci: OciSource | None = None
+    headers_dir: str | None = None
+    """Beside `url`: a directory whose regular files are request headers (name = file name, value = content)."""
+    ca_file: str | None = None
+    """Beside `url`: a PEM bundle of the CAs trusted for https (instead of the system's)."""
 
     def describe(self) -> str:
-        """The source as it may be shown anywhere: a URL's credentials (query, userinfo) are hidden."""
+        """The source as it may be shown anywhere: a URL's credentials (query, userinfo) are hidden, and header
+        values are never part of it."""
+        if self.oci is not None:
+            return self.oci.describe()
         if self.url is not None:
             return redact_url(self.url)
         if self.path is not None:
@@ -67,9 +73,13 @@ class ModuleSource:
         return self.describe()
 
     def __repr__(self) -> str:
+        if self.oci is not None:
+            return f"ModuleSource(oci={self.oci.describe()!r})"
         kind = "url" if self.url is not None else "path" if self.path is not None else "dir"
         value = redact_url(self.url or self.path or str(self.dir))
-        return f"ModuleSource({kind}={value!r})"
+        extras = "".join(f", {name}={redact_url(v)!r}" for name, v in
+                         (("headers_dir", self.headers_dir), ("ca_file", self.ca_file)) if v is not None)
+        return f"ModuleSource({kind}={value!r}{extras})"
 
 
 def sha256_hex(data: bytes) -> str:
@@ -78,8 +88,12 @@ def sha256_hex(data: bytes) -> str:
 
 def fetch_bytes(source: ModuleSource, sha256: str, max_bytes: int, settings: RuntimeSettings = _DEFAULTS) -> bytes:
     """Read the module's bytes, refusing anything over `max_bytes` before reading it all."""
+    if source.oci is not None:
+        return fetch_blob(source.oci, sha256, max_bytes, settings)
     if source.url is not None:
-        return fetch_url(source.url, max_bytes, settings)
+        request = Request(headers=read_headers(source.headers_dir) if source.headers_dir else {},
+                          ssl=ssl_context(source.ca_file) if source.ca_file else None)
+        return fetch_url(source.url, max_bytes, settings, request=request)
     path = Path(source.path) if source.path is not None else Path(str(source.dir)) / f"{sha256}.wasm"
     shown = source.describe() if source.path is not None else redact_url(str(path))
     try:
@@ -89,175 +103,6 @@ def fetch_bytes(source: ModuleSource, sha256: str, max_bytes: int, settings: Run
         return path.read_bytes()
     except OSError as exc:
         raise ModuleUnreachable(f"cannot read module {shown}: {exc.strerror or type(exc).__name__}") from None
-
-
-# URL fetches ---------------------------------------------------------------------------------------
-class _Failed(Exception):
-    """One failed download attempt; `transient` ones are retried while the deadline allows."""
-
-    def __init__(self, reason: str, transient: bool, retry_after: float | None = None) -> None:
-        super().__init__(reason)
-        self.reason = reason
-        self.transient = transient
-        self.retry_after = retry_after
-
-
-_RETRIED_STATUSES = frozenset({408, 429})
-_HINTS = {401: "the source needs credentials", 403: "a signed URL may have expired",
-          404: "no module at this URL"}
-
-
-def fetch_url(url: str, max_bytes: int, settings: RuntimeSettings = _DEFAULTS,
-              sleep: Callable[[float], None] = time.sleep, rng: Callable[[], float] = random.random) -> bytes:
-    """Download a module, retrying transient failures with backoff, all within `fetch_deadline_seconds`.
-
-    Every error names the source redacted (its query string and userinfo never appear).
-    """
-    shown = redact_url(url)
-    if not url.startswith(("http://", "https://")):
-        raise ModuleUnreachable(f"module URL {shown} is not http(s)")
-    deadline = time.monotonic() + settings.fetch_deadline_seconds
-    attempts = settings.fetch_retries + 1
-    for attempt in range(1, attempts + 1):
-        remaining = deadline - time.monotonic()
-        try:
-            return _run(functools.partial(_download, url, max_bytes, settings, remaining))
-        except _Failed as failure:
-            reason = _scrub(failure.reason, url)
-            if not failure.transient:
-                raise ModuleUnreachable(f"cannot fetch module {shown}: {reason} (not retried)") from None
-            if attempt == attempts:
-                raise ModuleUnreachable(f"cannot fetch module {shown}: {reason} (after {attempts} attempts)") \
-                    from None
-            delay = backoff_delay(attempt, settings.fetch_backoff_seconds, settings.fetch_backoff_max_seconds,
-                                  failure.retry_after, rng)
-            if time.monotonic() + delay >= deadline:
-                raise ModuleUnreachable(
-                    f"cannot fetch module {shown}: {reason} (attempt {attempt} of {attempts}; no time left to retry "
-                    f"within the {settings.fetch_deadline_seconds:g}s fetch deadline)") from None
-            log.warning("module %s: %s; retry %d of %d in %.2fs", shown, reason, attempt, attempts - 1, delay)
-            sleep(delay)
-    raise AssertionError("unreachable")  # pragma: no cover - the loop returns or raises
-
-
-def backoff_delay(attempt: int, base: float, cap: float, retry_after: float | None,
-                  rng: Callable[[], float] = random.random) -> float:
-    """Seconds before retry `attempt` (1 = the first): exponential, half of it jittered, never over `cap`;
-    a server's Retry-After is honoured up to `cap`."""
-    exponential = min(cap, base * 2.0 ** min(attempt - 1, 62))
-    delay = exponential * (0.5 + rng() / 2)
-    if retry_after is not None:
-        delay = max(delay, min(retry_after, cap))
-    return delay
-
-
-def parse_retry_after(value: str | None, now: float | None = None) -> float | None:
-    """Seconds a `Retry-After` header asks for (delta-seconds or an HTTP date); None when absent or unreadable."""
-    if value is None:
-        return None
-    value = value.strip()
-    if value.isdigit():
-        return float(value)
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError, IndexError):
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    seconds = when.timestamp() - (time.time() if now is None else now)
-    return max(0.0, seconds) if math.isfinite(seconds) else None
-
-
-def _run(factory: Callable[[], Coroutine[Any, Any, _T]]) -> _T:
-    """Run a coroutine to completion from synchronous code (its own loop, in its own thread if need be)."""
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        return asyncio.run(factory())
-    with ThreadPoolExecutor(1, thread_name_prefix="module-fetch") as executor:
-        return executor.submit(lambda: asyncio.run(factory())).result()
-
-
-async def _download(url: str, max_bytes: int, settings: RuntimeSettings, remaining: float) -> bytes:
-    """One attempt, bounded as a whole by `remaining` seconds; raises _Failed (or a ModuleError, never retried)."""
-    received = [0, -1]  # bytes so far, Content-Length (-1: none)
-    try:
-        async with asyncio.timeout(max(remaining, 0.0)) as bound:
-            return await _get(url, max_bytes, settings.fetch_timeout_seconds, received)
-    except TimeoutError:
-        if bound.expired():
-            raise _Failed(f"no complete download within the {settings.fetch_deadline_seconds:g}s fetch deadline "
-                          f"({_progress(received)})", transient=True) from None
-        raise _Failed(f"no data for {settings.fetch_timeout_seconds:g}s ({_progress(received)})",
-                      transient=True) from None
-    except aiohttp.ClientPayloadError:
-        got, total = received
-        reason = f"truncated: got {got} of {total} bytes" if total >= 0 else \
-            f"truncated: got {got} bytes, then the connection closed mid-body"
-        raise _Failed(reason, transient=True) from None
-    except aiohttp.ClientSSLError as exc:
-        raise _Failed(f"TLS failed: {type(exc).__name__}", transient=False) from None
-    except aiohttp.ClientConnectorError as exc:
-        why = exc.os_error.strerror or type(exc.os_error).__name__
-        raise _Failed(f"cannot connect to {exc.host}:{exc.port}: {why}", transient=True) from None
-    except (aiohttp.InvalidURL, aiohttp.TooManyRedirects, ValueError) as exc:
-        raise _Failed(f"unusable URL or redirect ({type(exc).__name__})", transient=False) from None
-    except aiohttp.ServerDisconnectedError:
-        raise _Failed(f"the server closed the connection ({_progress(received)})", transient=True) from None
-    except (aiohttp.ClientError, OSError) as exc:
-        raise _Failed(f"connection failed: {type(exc).__name__} ({_progress(received)})", transient=True) from None
-
-
-async def _get(url: str, max_bytes: int, read_timeout: float, received: list[int]) -> bytes:
-    timeout = aiohttp.ClientTimeout(total=None, sock_connect=read_timeout, sock_read=read_timeout)
-    # The bytes are hashed as sent: no transparent decompression. trust_env: HTTP(S)_PROXY and NO_PROXY.
-    async with aiohttp.ClientSession(timeout=timeout, auto_decompress=False, trust_env=True) as session, \
-            session.get(url, headers={"Accept-Encoding": "identity"}) as response:
-        if response.status != 200:
-            raise _status_failure(response.status, response.headers.get("Retry-After"))
-        length = response.content_length
-        if length is not None:
-            received[1] = length
-            if length > max_bytes:
-                raise ModuleTooLarge(f"module at {redact_url(url)} is {length} bytes, over the {max_bytes}-byte cap")
-        data = bytearray()
-        async for chunk in response.content.iter_chunked(_CHUNK):
-            data += chunk
-            received[0] = len(data)
-            if len(data) > max_bytes:
-                raise ModuleTooLarge(f"module at {redact_url(url)} is over the {max_bytes}-byte cap")
-        if length is not None and len(data) < length:
-            raise aiohttp.ClientPayloadError("short body")
-        return bytes(data)
-
-
-def _status_failure(status: int, retry_after: str | None) -> _Failed:
-    try:
-        phrase = HTTPStatus(status).phrase
-    except ValueError:
-        phrase = "unknown status"
-    hint = f"; {_HINTS[status]}" if status in _HINTS else ""
-    transient = status >= 500 or status in _RETRIED_STATUSES
-    return _Failed(f"HTTP {status} {phrase}{hint}", transient, parse_retry_after(retry_after) if transient else None)
-
-
-def _progress(received: list[int]) -> str:
-    got, total = received
-    return f"got {got} of {total} bytes" if total >= 0 else f"got {got} bytes"
-
-
-def _scrub(text: str, url: str) -> str:
-    """`text` with the URL's hidden parts replaced, in case a library echoed them."""
-    text = text.replace(url, redact_url(url))
-    cut = min((i for i in (url.find("?"), url.find("#")) if i >= 0), default=len(url))
-    hidden = [url[cut + 1:]]
-    authority = url[url.find("://") + 3:cut].split("/", 1)[0] if "://" in url[:cut] else ""
-    if "@" in authority:
-        hidden.append(authority.rsplit("@", 1)[0])
-    for part in hidden:
-        if part:
-            text = text.replace(part, REDACTED)
-    return text
 
 
 def verify(data: bytes, sha256: str, origin: str) -> None:
@@ -283,68 +128,250 @@ def check_imports(module: wasmtime.Module, wasi_enabled: bool) -> None:
         )
 
 
+@dataclass(slots=True)
+class StoreCounts:
+    """What a store has done, per module sha256 over its life: the proof that a module shared by several tuples
+    is fetched and compiled once."""
+
+    fetched: int = 0
+    """Modules read from their source (not from the bytes cache)."""
+    compiled: int = 0
+    """Modules compiled (not deserialized from the compiled cache)."""
+    bytes_cache_hits: int = 0
+    """Modules whose bytes came from the on-disk bytes cache, verified."""
+    compiled_cache_hits: int = 0
+    """Modules deserialized from the on-disk compiled cache."""
+    shared: int = 0
+    """Loads answered by a module another load had already compiled."""
+    discarded: int = 0
+    """Cache entries found corrupt (wrong hash, undeserializable) and removed."""
+
+
+@dataclass(frozen=True, slots=True)
+class _Loaded:
+    module: wasmtime.Module
+    size: int
+
+
+class _Flights:
+    """Single flight: concurrent calls with one key share one run of the work and its outcome (value or error);
+    a call after it ended runs the work anew."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._running: dict[Hashable, Future[Any]] = {}
+
+    def run(self, key: Hashable, work: Callable[[], _T]) -> _T:
+        with self._lock:
+            future = self._running.get(key)
+            leader = future is None
+            if future is None:
+                future = self._running[key] = Future()
+        if not leader:
+            return cast("_T", future.result())
+        try:
+            result = work()
+        except BaseException as exc:
+            future.set_exception(exc)
+            raise
+        else:
+            future.set_result(result)
+            return result
+        finally:
+            with self._lock:
+                del self._running[key]
+
+
 class ModuleStore:
-    """Compiled modules by sha256; an optional precompiled cache lives only in a runtime-owned dir."""
+    """Modules by sha256, each compiled once however many tuples use it, and fetched once per source; thread-safe.
+
+    A tuple gets a module only through its own source: the first load of a (module, source) pair fetches from
+    that source, which proves the tuple may have it (a tenant naming another tenant's module with a source it
+    cannot read gets nothing). Loads of one module from one source at once share one fetch and compile (and its
+    error); loads from different sources share one compile (a slow source holds back no tuple that has another).
+    With a cache directory (only this user may write it), the verified bytes are kept there as `<sha256>.wasm`
+    (verified again when read; a corrupt one is discarded and fetched again) with `<sha256>.sources`, the digests
+    of the sources that delivered them, beside the precompiled `<sha256>-<wasmtime version>.cwasm`.
+    """
 
     def __init__(self, engine: wasmtime.Engine, cache_dir: str | None = None,
                  settings: RuntimeSettings = _DEFAULTS) -> None:
         self._engine = engine
         self._settings = settings
-        self._compiled: dict[str, wasmtime.Module] = {}
+        self._loaded: dict[str, _Loaded] = {}
+        self._proven: set[tuple[str, ModuleSource]] = set()
+        """(sha256, source) pairs whose source delivered the module's bytes."""
         self.layouts: dict[str, Layout] = {}
-        """What each freshly read module's binary says about its mutable state."""
+        """What each module's binary says about its mutable state."""
+        self.counts = StoreCounts()
         self._lock = threading.Lock()
+        self._disk_lock = threading.Lock()
+        """Serialises updates of the bytes cache (not held with `_lock`: writes may be slow)."""
+        self._loads = _Flights()
+        self._compiles = _Flights()
         self._cache_dir = _owned_cache_dir(cache_dir) if cache_dir else None
 
     def load(self, source: ModuleSource, sha256: str, max_bytes: int, wasi_enabled: bool) -> wasmtime.Module:
+        loaded = self._memory(sha256, source) or self._loads.run(
+            (sha256, source, max_bytes),
+            lambda: self._memory(sha256, source) or self._fetch_and_compile(source, sha256, max_bytes))
+        if loaded.size > max_bytes:  # loaded for a tuple with a larger cap
+            raise ModuleTooLarge(f"module {source.describe()} is {loaded.size} bytes, over the {max_bytes}-byte cap")
+        check_imports(loaded.module, wasi_enabled)
+        return loaded.module
+
+    def _memory(self, sha256: str, source: ModuleSource | None) -> _Loaded | None:
+        """The compiled module, if this source has delivered it (any source: None)."""
         with self._lock:
-            cached = self._compiled.get(sha256)
-        if cached is not None:
-            return cached
-        module = self._from_disk_cache(sha256)
-        if module is None:
+            if source is not None and (sha256, source) not in self._proven:
+                return None
+            loaded = self._loaded.get(sha256)
+            if loaded is not None:
+                self.counts.shared += 1
+            return loaded
+
+    def _fetch_and_compile(self, source: ModuleSource, sha256: str, max_bytes: int) -> _Loaded:
+        data = self._obtain(source, sha256, max_bytes)
+        with self._lock:
+            self._proven.add((sha256, source))
+        return self._compiles.run(sha256, lambda: self._memory(sha256, None) or self._compile(source, sha256, data))
+
+    def _obtain(self, source: ModuleSource, sha256: str, max_bytes: int) -> bytes:
+        """The module's verified bytes: from the bytes cache if this source delivered them, or fetched (and cached)."""
+        identity = source_identity(source)
+        data = self._bytes_from_disk(sha256, max_bytes, identity)
+        if data is None:
             data = fetch_bytes(source, sha256, max_bytes, self._settings)
             verify(data, sha256, source.describe())
-            with contextlib.suppress(LayoutError):  # wasmtime's compile below names the defect
-                layout = scan(data)
-                if layout.in_place_reset_ok and layout.hidden_globals:
-                    # Compile with the hidden globals exported, so an in-place reset can restore them.
-                    data = export_hidden_globals(data, layout)
-                    layout = replace(layout, exported_globals=layout.exported_globals | layout.hidden_globals)
-                self.layouts[sha256] = layout
+            self._count("fetched")
+            self._bytes_to_disk(sha256, data, identity)
+        return data
+
+    def _compile(self, source: ModuleSource, sha256: str, data: bytes) -> _Loaded:
+        size = len(data)
+        layout: Layout | None = None
+        hidden: frozenset[int] = frozenset()
+        with contextlib.suppress(LayoutError):  # wasmtime's compile below names the defect
+            layout = scan(data)
+            if layout.in_place_reset_ok and layout.hidden_globals:
+                # Compile with the hidden globals exported, so an in-place reset can restore them.
+                hidden = layout.hidden_globals
+                data = export_hidden_globals(data, layout)
+                layout = replace(layout, exported_globals=layout.exported_globals | hidden)
+        module = self._from_disk_cache(sha256, hidden)
+        if module is None:
             try:
                 module = wasmtime.Module(self._engine, data)
             except wasmtime.WasmtimeError as exc:
                 raise ModuleError(f"module {source.describe()} does not compile: {exc}") from exc
+            self._count("compiled")
             self._to_disk_cache(sha256, module)
-        check_imports(module, wasi_enabled)
+        loaded = _Loaded(module, size)
         with self._lock:
-            self._compiled[sha256] = module
-        return module
+            if layout is not None:
+                self.layouts[sha256] = layout
+            self._loaded[sha256] = loaded
+        return loaded
 
+    def _count(self, what: str) -> None:
+        with self._lock:
+            setattr(self.counts, what, getattr(self.counts, what) + 1)
+
+    # The bytes cache -------------------------------------------------------------------------------------
+    def _bytes_path(self, sha256: str) -> Path | None:
+        return None if self._cache_dir is None else self._cache_dir / f"{sha256}.wasm"
+
+    def _bytes_from_disk(self, sha256: str, max_bytes: int, identity: str) -> bytes | None:
+        path = self._bytes_path(sha256)
+        if path is None or identity not in self._sources_on_disk(path):
+            return None
+        try:
+            size = path.stat().st_size
+            if size > max_bytes:
+                raise ModuleTooLarge(f"module {sha256[:SHORT_HASH]} is {size} bytes, over the {max_bytes}-byte cap")
+            data = path.read_bytes()
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            log.warning("module %s: cached bytes unreadable (%s); fetching again", sha256[:SHORT_HASH],
+                        exc.strerror or type(exc).__name__)
+            return None
+        if sha256_hex(data) != sha256 or not data.startswith(WASM_MAGIC):
+            log.warning("module %s: cached bytes do not match their sha256; discarded, fetching again",
+                        sha256[:SHORT_HASH])
+            path.unlink(missing_ok=True)
+            self._count("discarded")
+            return None
+        self._count("bytes_cache_hits")
+        return data
+
+    def _bytes_to_disk(self, sha256: str, data: bytes, identity: str) -> None:
+        path = self._bytes_path(sha256)
+        if path is None:
+            return
+        with self._disk_lock:  # the bytes before the source that vouches for them
+            sources = self._sources_on_disk(path)
+            if not path.exists():
+                _write_atomically(path, data)
+            if identity not in sources:
+                kept = [*sources[-(_MAX_SOURCES - 1):], identity]
+                _write_atomically(path.with_suffix(".sources"), "".join(f"{s}\n" for s in kept).encode())
+
+    @staticmethod
+    def _sources_on_disk(path: Path) -> list[str]:
+        """The digests of the sources that delivered the cached bytes at `path` (none if unreadable)."""
+        try:
+            text = path.with_suffix(".sources").read_text("ascii")[:_MAX_SOURCES * 65]
+        except (OSError, UnicodeDecodeError):
+            return []
+        return [line for line in text.splitlines() if SHA256_HEX.fullmatch(line)]
+
+    # The compiled cache ----------------------------------------------------------------------------------
     def _cache_path(self, sha256: str) -> Path | None:
         if self._cache_dir is None:
             return None
         return self._cache_dir / f"{sha256}-{importlib.metadata.version('wasmtime')}.cwasm"
 
-    def _from_disk_cache(self, sha256: str) -> wasmtime.Module | None:
+    def _from_disk_cache(self, sha256: str, hidden: frozenset[int]) -> wasmtime.Module | None:
         path = self._cache_path(sha256)
         if path is None or not path.exists() or not _owned_by_us(path):
             return None
         try:
-            return wasmtime.Module.deserialize_file(self._engine, str(path))
+            module = wasmtime.Module.deserialize_file(self._engine, str(path))
         except wasmtime.WasmtimeError:
+            module = None
+        if module is not None and hidden:
+            # It must export the hidden globals as this build exports them, or an in-place reset would miss some.
+            names = {e.name for e in module.exports}
+            if not all(f"{HIDDEN_GLOBAL_PREFIX}{i}" in names for i in hidden):
+                module = None
+        if module is None:
             path.unlink(missing_ok=True)
+            self._count("discarded")
             return None
+        self._count("compiled_cache_hits")
+        return module
 
     def _to_disk_cache(self, sha256: str, module: wasmtime.Module) -> None:
         path = self._cache_path(sha256)
-        if path is None:
-            return
-        fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
+        if path is not None:
+            _write_atomically(path, module.serialize())
+
+
+def source_identity(source: ModuleSource) -> str:
+    """A digest naming the source in full (credentials-bearing parts included, so never shown, only compared)."""
+    return hashlib.sha256(json.dumps(dataclasses.asdict(source), sort_keys=True).encode()).hexdigest()
+
+
+def _write_atomically(path: Path, data: bytes | bytearray) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
+    try:
         with os.fdopen(fd, "wb") as handle:
-            handle.write(module.serialize())
+            handle.write(data)
         os.replace(tmp, path)
+    except OSError as exc:
+        Path(tmp).unlink(missing_ok=True)
+        log.warning("cannot write cache file %s: %s", path.name, exc.strerror or type(exc).__name__)
 
 
 def _owned_by_us(path: Path) -> bool:

@@ -1,4 +1,4 @@
-"""The kcluster build plan: cache key, version stamping and progress parsing."""
+"""The Go build plans (kcluster, the OCI registry): cache key, version stamping and progress parsing."""
 
 from __future__ import annotations
 
@@ -7,13 +7,17 @@ from pathlib import Path
 import pytest
 
 from warmpool.dev.build import (
+    REGISTRY,
     BuildError,
     GoToolchain,
     cache_key,
+    default_cache_root,
     is_package_line,
     kube_version_from_go_mod,
     ldflags,
     plan_build,
+    plan_go_build,
+    required_version,
 )
 
 pytestmark = pytest.mark.unit
@@ -73,7 +77,7 @@ def test_plan_puts_the_binary_under_the_key_and_builds_reproducibly(tmp_path: Pa
     assert plan.output == tmp_path / "cache" / plan.key / "kcluster"
     assert plan.command[:4] == ("/usr/bin/go", "build", "-v", "-trimpath")
     assert plan.env["GOTOOLCHAIN"] == "local"
-    assert plan.kube_version == "v1.34.4"
+    assert plan.version == "v1.34.4"
     (tmp_path / "main.go").write_text("package main // edited\n")
     edited = plan_build(source_dir=tmp_path, toolchain=toolchain, cache_root=tmp_path / "cache", build_date="d")
     assert edited.key != plan.key
@@ -92,3 +96,24 @@ def test_plan_puts_the_binary_under_the_key_and_builds_reproducibly(tmp_path: Pa
 )
 def test_progress_counts_only_package_lines(line: str, expected: bool) -> None:
     assert is_package_line(line) is expected
+
+
+def test_required_version_reads_direct_and_indirect_requirements() -> None:
+    go_mod = "module m\n\nrequire (\n\tgithub.com/distribution/distribution/v3 v3.1.2 // indirect\n)\n"
+    assert required_version(go_mod, "github.com/distribution/distribution/v3") == "v3.1.2"
+    assert required_version("module m\nrequire k8s.io/kubernetes v1.34.4\n", "k8s.io/kubernetes") == "v1.34.4"
+    with pytest.raises(BuildError, match=r"github\.com/x/y"):
+        required_version(go_mod, "github.com/x/y")
+
+
+def test_the_registry_is_built_from_its_module_into_its_own_cache(tmp_path: Path) -> None:
+    toolchain = GoToolchain(go="/usr/bin/go", version="go1.26.0", platform="linux/amd64")
+    plan = plan_go_build(REGISTRY, toolchain=toolchain, cache_root=tmp_path, build_date="d")
+    assert plan.output == tmp_path / plan.key / "registry"
+    assert plan.command[-1] == "github.com/distribution/distribution/v3/cmd/registry"
+    assert plan.version.startswith("v3.")
+    flags = plan.command[plan.command.index("-ldflags") + 1]
+    assert f"-X github.com/distribution/distribution/v3/version.version={plan.version}" in flags
+    assert plan.partial == plan.output.with_name("registry.partial")
+    assert default_cache_root({"XDG_CACHE_HOME": "/c"}, REGISTRY.cache_name) == Path("/c/warmpool/registry")
+    assert default_cache_root({"XDG_CACHE_HOME": "/c"}) == Path("/c/warmpool/cluster")

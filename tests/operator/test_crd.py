@@ -119,6 +119,11 @@ def test_cel_patterns_match_the_parser(schema: dict[str, Any]) -> None:
     assert cel_regex(nodes[".spec.module.source.url"]) == spec_module.URL.pattern
     assert cel_regex(nodes[".spec.module.source.configMapRef.name"]) == spec_module.DNS1123_SUBDOMAIN.pattern
     assert cel_regex(nodes[".spec.module.source.configMapRef.key"]) == spec_module.CONFIGMAP_KEY.pattern
+    assert cel_regex(nodes[".spec.module.source.oci.repository"]) == spec_module.OCI_REPOSITORY.pattern
+    assert cel_regex(nodes[".spec.module.source.oci.reference"]) == spec_module.OCI_REFERENCE.pattern
+    for name in (".oci.pullSecretRef.name", ".headersFrom.secretRef.name", ".caBundle.configMapRef.name"):
+        assert cel_regex(nodes[".spec.module.source" + name]) == spec_module.DNS1123_SUBDOMAIN.pattern
+    assert cel_regex(nodes[".spec.module.source.caBundle.configMapRef.key"]) == spec_module.CONFIGMAP_KEY.pattern
     assert cel_regex(nodes["."]) == spec_module.DNS1035_LABEL.pattern
     assert cel_regex(nodes[".spec.runtime.serviceAccountName"]) == spec_module.DNS1123_SUBDOMAIN.pattern
     assert cel_regex(nodes[".spec.runtime.imagePullSecrets[].name"]) == spec_module.DNS1123_SUBDOMAIN.pattern
@@ -200,11 +205,18 @@ def test_the_parser_accepts_every_field_the_crd_declares(schema: dict[str, Any])
     }
     assert set(full) == set(props)
     assert set(full["runtime"]) == set(props["runtime"]["properties"])
-    assert set(props["module"]["properties"]["source"]["properties"]) == {"url", "path", "configMapRef"}
+    source_props = props["module"]["properties"]["source"]["properties"]
+    assert set(source_props) == {"url", "path", "configMapRef", "oci", "headersFrom", "caBundle"}
     parse_spec(full)
     spread = props["runtime"]["properties"]["topologySpreadConstraints"]["items"]["properties"]
     assert set(spread) == spec_module.SPREAD_FIELDS
     assert set(props["runtime"]["properties"]) == set(spec_module.RUNTIME_FIELDS)
+    oci = {"repository": "r.example/a/m", "reference": "v1", "insecure": True, "pullSecretRef": {"name": "s"}}
+    assert set(oci) == set(source_props["oci"]["properties"])
+    parse_spec({**full, "module": {"sha256": "0" * 64, "source": {"oci": oci}}})
+    url = {"url": "https://x/m", "headersFrom": {"secretRef": {"name": "h"}},
+           "caBundle": {"configMapRef": {"name": "ca", "key": "ca.pem"}}}
+    parse_spec({**full, "module": {"sha256": "0" * 64, "source": url}})
 
 
 def test_tenant_is_required_and_unknown_fields_are_not_preserved(schema: dict[str, Any]) -> None:

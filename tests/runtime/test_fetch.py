@@ -25,7 +25,8 @@ from tests.runtime.wasm import STATEFUL, compile_wat, write_module
 from warmpool_runtime import errors
 from warmpool_runtime.config import parse_config
 from warmpool_runtime.engine import build_engine
-from warmpool_runtime.modules import ModuleSource, ModuleStore, fetch_url
+from warmpool_runtime.fetch import fetch_url
+from warmpool_runtime.modules import ModuleSource, ModuleStore
 from warmpool_runtime.service import Runtime
 from warmpool_runtime.settings import RuntimeSettings
 
@@ -149,7 +150,7 @@ def test_a_dripping_source_hits_the_total_deadline(sources) -> None:
 
 def test_a_transient_failure_is_retried_then_succeeds(sources, caplog) -> None:
     sources.routes["/m.wasm"] = unavailable_twice
-    with caplog.at_level(logging.WARNING, logger="warmpool_runtime.modules"):
+    with caplog.at_level(logging.WARNING, logger="warmpool_runtime.fetch"):
         assert fetch_url(f"{sources.base}/m.wasm", 1 << 20, FAST) == MODULE
     assert sources.hits["/m.wasm"] == 3
     retries = [r.getMessage() for r in caplog.records if "retry" in r.getMessage()]

@@ -6,7 +6,8 @@ import email.utils
 
 import pytest
 
-from warmpool_runtime.modules import ModuleSource, _scrub, backoff_delay, parse_retry_after
+from warmpool_runtime.fetch import backoff_delay, parse_retry_after, scrub
+from warmpool_runtime.modules import ModuleSource
 
 pytestmark = pytest.mark.unit
 
@@ -61,7 +62,7 @@ def test_path_and_dir_sources_show_the_file_only() -> None:
 
 def test_scrub_hides_what_a_library_echoed() -> None:
     text = f"error fetching {SIGNED}: X-Amz-Credential=AKIAX&X-Amz-Signature=5ec2e7 (user u:hunter2)"
-    scrubbed = _scrub(text, SIGNED)
+    scrubbed = scrub(text, SIGNED)
     assert "hunter2" not in scrubbed
     assert "5ec2e7" not in scrubbed
     assert "https://bucket.s3.amazonaws.com/m.wasm?<redacted>" in scrubbed

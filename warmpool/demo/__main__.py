@@ -1,4 +1,4 @@
-"""`python -m warmpool.demo [--runtime-only] [--keep] [--out DIR]`."""
+"""`python -m warmpool.demo [--runtime-only] [--keep] [--out DIR] [--module-source configmap|oci]`."""
 
 from __future__ import annotations
 
@@ -15,6 +15,10 @@ def main() -> int:
     parser.add_argument("--keep", action="store_true", help="leave the cluster running afterwards")
     parser.add_argument("--out", type=Path, default=ROOT / "out", help="where to write demo.png")
     parser.add_argument("--state-dir", type=Path, default=ROOT / ".state" / "demo", help="cluster state")
+    parser.add_argument("--module-source", choices=("configmap", "oci"), default="configmap",
+                        help="ship the example module in a ConfigMap (default) or push it to the local OCI "
+                             "registry and let the runtime pull it (needs oci module sources in the CRD, "
+                             "the operator and the runtime)")
     args = parser.parse_args()
     if args.runtime_only:
         from warmpool.demo.runtime_demo import runtime_demo
@@ -22,7 +26,7 @@ def main() -> int:
         return runtime_demo()
     from warmpool.demo.cluster_demo import run
 
-    return run(args.state_dir, args.out, args.keep)
+    return run(args.state_dir, args.out, args.keep, module_source=args.module_source)
 
 
 if __name__ == "__main__":

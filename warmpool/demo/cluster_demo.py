@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import copy
 import json
 import random
@@ -20,6 +21,10 @@ from warmpool.demo.plot import Sample, plot
 from warmpool.dev import commands
 from warmpool.dev.build import ensure_kcluster
 from warmpool.dev.controlplane import kubectl
+from warmpool.dev.registry import read_access
+from warmpool.module.commands import publish
+from warmpool.module.credentials import Credentials
+from warmpool.module.reference import OciReference
 from warmpool_operator.render import selector_string
 from warmpool_operator.scaling.exposition import ExpositionError, pool_metrics
 
@@ -56,6 +61,40 @@ def demo_manifests() -> list[dict[str, Any]]:
             }
         out.append(document)
     return out
+
+
+def module_bytes(manifests: list[dict[str, Any]]) -> tuple[bytes, str]:
+    """The example module as its ConfigMap ships it, and its key."""
+    pool = next(d for d in manifests if d["kind"] == "WarmPool")
+    ref = pool["spec"]["module"]["source"]["configMapRef"]
+    config_map = next(d for d in manifests if d["kind"] == "ConfigMap" and d["metadata"]["name"] == ref["name"])
+    return base64.b64decode(config_map["binaryData"][ref["key"]]), ref["key"]
+
+
+def with_oci_source(manifests: list[dict[str, Any]], reference: OciReference, pull_secret: str) -> list[dict[str, Any]]:
+    """The demo's manifests with the module pulled from a registry instead of shipped in a ConfigMap."""
+    out = []
+    for document in copy.deepcopy(manifests):
+        if document["kind"] == "ConfigMap":
+            continue
+        if document["kind"] == "WarmPool":
+            document["spec"]["module"]["source"] = {"oci": {
+                "repository": reference.repository, "reference": reference.reference, "insecure": True,
+                "pullSecretRef": {"name": pull_secret},
+            }}
+        out.append(document)
+    return out
+
+
+def publish_to_dev_registry(manifests: list[dict[str, Any]], kubeconfig: Path, state_dir: Path) -> list[dict[str, Any]]:
+    """Push the example module to `warmpool dev up`'s registry and point the WarmPool at it."""
+    access = read_access(commands.registry_files(commands.resolve_layout(kubeconfig, state_dir)))
+    data, key = module_bytes(manifests)
+    tag = OciReference(registry=access.host, path=f"demo/{POOL}", tag="v1")
+    digest = publish(data, tag, title=key, insecure=True,
+                     credentials=Credentials(access.username, access.password, "the dev registry"))
+    say(f"published the module to {tag.with_digest(digest)}")
+    return with_oci_source(manifests, tag.with_digest(digest), commands.PULL_SECRET)
 
 
 class Kube:
@@ -176,15 +215,19 @@ async def drive(kube: Kube, sha: str) -> list[Sample]:
     return samples
 
 
-def run(state_dir: Path, out: Path, keep: bool) -> int:
+def run(state_dir: Path, out: Path, keep: bool, module_source: str = "configmap") -> int:
     kubeconfig = state_dir / "kubeconfig"
-    say("starting the local control plane, node agent and operator "
-        "(the first run on a machine compiles the control plane: 10-25 minutes)")
-    if commands.up(kubeconfig=kubeconfig, state_dir=state_dir / "cluster", operator=True, crds=None) != 0:
+    oci = module_source == "oci"
+    say("starting the local control plane, node agent and operator" + (" and an OCI registry" if oci else "")
+        + " (the first run on a machine compiles the control plane: 10-25 minutes)")
+    if commands.up(kubeconfig=kubeconfig, state_dir=state_dir / "cluster", operator=True, crds=None,
+                   registry=oci) != 0:
         return 1
     try:
         kube = Kube(ensure_kcluster(log=say), kubeconfig)
         manifests = demo_manifests()
+        if oci:
+            manifests = publish_to_dev_registry(manifests, kubeconfig, state_dir / "cluster")
         sha = next(d for d in manifests if d["kind"] == "WarmPool")["spec"]["module"]["sha256"]
         say(f"applying the example WarmPool {POOL!r} (tenant acme, module {sha[:12]}, autoscaling on)")
         kube.run("apply", "-f", "-", stdin=yaml.safe_dump_all(manifests))
@@ -200,7 +243,7 @@ def run(state_dir: Path, out: Path, keep: bool) -> int:
         say(f"peak pods {max(s.desired for s in samples)}, ticks over target "
             f"{sum(m > TARGET_MISS for m in misses)} of {len(misses)}")
         return 0
-    except RuntimeError as exc:
+    except (RuntimeError, ValueError) as exc:
         say(f"failed: {exc}")
         return 1
     finally:

@@ -1,4 +1,4 @@
-"""Build (or reuse from the cache) the kcluster binary from the Go module in tests/cluster/."""
+"""Build (or reuse from the cache) the Go binaries of the dev tooling: kcluster and the OCI registry."""
 
 from __future__ import annotations
 
@@ -15,7 +15,9 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-SOURCE_DIR = Path(__file__).resolve().parents[2] / "tests" / "cluster"
+REPO_ROOT = Path(__file__).resolve().parents[2]
+SOURCE_DIR = REPO_ROOT / "tests" / "cluster"
+REGISTRY_SOURCE_DIR = REPO_ROOT / "tools" / "registry"
 VERSION_PACKAGES = ("k8s.io/component-base/version", "k8s.io/client-go/pkg/version")
 PROGRESS_EVERY_S = 30.0
 
@@ -37,11 +39,33 @@ class GoToolchain:
 
 
 @dataclass(frozen=True)
+class GoBinary:
+    """One binary built from a Go module of this repository."""
+
+    name: str
+    """File name of the binary, and the prefix of its progress lines."""
+    source_dir: Path
+    """The Go module (go.mod, go.sum, and its own *.go files if any)."""
+    package: str
+    """What `go build` builds: "." or the import path of a main package the module requires."""
+    cache_name: str
+    """Directory under ${XDG_CACHE_HOME:-~/.cache}/warmpool holding one subdirectory per cache key."""
+    version_module: str
+    """The module whose required version the binary reports (read from go.mod)."""
+    what: str
+    """How progress lines name the build, e.g. "Kubernetes"."""
+    cold_build_hint: str
+    """How long a cold build takes, said before building."""
+    stamp: Callable[[str, str], str]
+    """ldflags from (version, build date)."""
+
+
+@dataclass(frozen=True)
 class BuildPlan:
     key: str
     """Cache key: a hash of go.mod, go.sum, the Go sources and the toolchain."""
-    kube_version: str
-    """The pinned k8s.io/kubernetes version, stamped into the binary."""
+    version: str
+    """The pinned version of the binary's main module, as go.mod requires it."""
     output: Path
     """Where the cached binary lives."""
     command: tuple[str, ...]
@@ -49,13 +73,23 @@ class BuildPlan:
     env: Mapping[str, str]
     """Environment overrides for the build."""
 
+    @property
+    def partial(self) -> Path:
+        """Where the build writes before the binary is moved into place (never half a binary at output)."""
+        return self.output.with_name(f"{self.output.name}.partial")
+
+
+def required_version(go_mod: str, module: str) -> str:
+    """The version of `module` that a go.mod requires (direct or indirect)."""
+    match = re.search(rf"^\s*(?:require\s+)?{re.escape(module)}\s+(v\d+\.\d+\.\d+\S*)", go_mod, re.MULTILINE)
+    if match is None:
+        raise BuildError(f"go.mod does not require {module}")
+    return match.group(1)
+
 
 def kube_version_from_go_mod(go_mod: str) -> str:
     """The `k8s.io/kubernetes` version required by a go.mod."""
-    match = re.search(r"^\s*k8s\.io/kubernetes\s+(v\d+\.\d+\.\d+\S*)", go_mod, re.MULTILINE)
-    if match is None:
-        raise BuildError("tests/cluster/go.mod does not require k8s.io/kubernetes")
-    return match.group(1)
+    return required_version(go_mod, "k8s.io/kubernetes")
 
 
 def cache_key(*, go_mod: bytes, go_sum: bytes, sources: Mapping[str, bytes], toolchain: str) -> str:
@@ -83,25 +117,51 @@ def ldflags(kube_version: str, build_date: str) -> str:
     return " ".join(flags)
 
 
-def plan_build(
-    *, source_dir: Path, toolchain: GoToolchain, cache_root: Path, build_date: str
+def registry_ldflags(version: str, _build_date: str) -> str:
+    """Strip symbols and stamp the version `registry --version` reports."""
+    return f"-s -w -X github.com/distribution/distribution/v3/version.version={version}"
+
+
+KCLUSTER = GoBinary(
+    name="kcluster", source_dir=SOURCE_DIR, package=".", cache_name="cluster",
+    version_module="k8s.io/kubernetes", what="Kubernetes",
+    cold_build_hint="cold builds take 10-25 minutes on 2 cores", stamp=ldflags,
+)
+REGISTRY = GoBinary(
+    name="registry", source_dir=REGISTRY_SOURCE_DIR,
+    package="github.com/distribution/distribution/v3/cmd/registry", cache_name="registry",
+    version_module="github.com/distribution/distribution/v3", what="the CNCF Distribution registry",
+    cold_build_hint="cold builds take a few minutes on 2 cores", stamp=registry_ldflags,
+)
+
+
+def plan_go_build(
+    binary: GoBinary, *, toolchain: GoToolchain, cache_root: Path, build_date: str, source_dir: Path | None = None
 ) -> BuildPlan:
     """Decide the cache location and the exact build command from the sources on disk."""
+    source_dir = source_dir or binary.source_dir
     go_mod = (source_dir / "go.mod").read_bytes()
     go_sum = (source_dir / "go.sum").read_bytes()
     sources = {path.name: path.read_bytes() for path in sorted(source_dir.glob("*.go"))}
     key = cache_key(
         go_mod=go_mod, go_sum=go_sum, sources=sources, toolchain=f"{toolchain.version} {toolchain.platform}"
     )
-    kube_version = kube_version_from_go_mod(go_mod.decode())
-    output = cache_root / key / "kcluster"
+    version = required_version(go_mod.decode(), binary.version_module)
+    output = cache_root / key / binary.name
     command = (
         toolchain.go, "build", "-v", "-trimpath",
-        "-ldflags", ldflags(kube_version, build_date),
-        "-o", str(output.with_name("kcluster.partial")), ".",
+        "-ldflags", binary.stamp(version, build_date),
+        "-o", str(output.with_name(f"{binary.name}.partial")), binary.package,
     )
     env = {"GOTOOLCHAIN": "local", "GOFLAGS": "-buildvcs=false -mod=readonly", "CGO_ENABLED": "0"}
-    return BuildPlan(key=key, kube_version=kube_version, output=output, command=command, env=env)
+    return BuildPlan(key=key, version=version, output=output, command=command, env=env)
+
+
+def plan_build(*, source_dir: Path, toolchain: GoToolchain, cache_root: Path, build_date: str) -> BuildPlan:
+    """The kcluster build plan for the Go module in source_dir."""
+    return plan_go_build(
+        KCLUSTER, toolchain=toolchain, cache_root=cache_root, build_date=build_date, source_dir=source_dir
+    )
 
 
 def is_package_line(line: str) -> bool:
@@ -110,9 +170,9 @@ def is_package_line(line: str) -> bool:
     return bool(text) and " " not in text and not text.startswith(("#", ".", "/"))
 
 
-def default_cache_root(environ: Mapping[str, str]) -> Path:
+def default_cache_root(environ: Mapping[str, str], name: str = KCLUSTER.cache_name) -> Path:
     base = environ.get("XDG_CACHE_HOME") or str(Path(environ.get("HOME", "~")).expanduser() / ".cache")
-    return Path(base) / "warmpool" / "cluster"
+    return Path(base) / "warmpool" / name
 
 
 def find_toolchain(environ: Mapping[str, str]) -> GoToolchain:
@@ -120,7 +180,7 @@ def find_toolchain(environ: Mapping[str, str]) -> GoToolchain:
         "/usr/local/go/bin/go" if Path("/usr/local/go/bin/go").exists() else None
     )
     if go is None:
-        raise BuildError("the Go toolchain is needed to build the local control plane: `go` is not on PATH")
+        raise BuildError("the Go toolchain is needed to build the dev tools: `go` is not on PATH")
     try:
         out = subprocess.run(
             [go, "env", "GOVERSION", "GOOS", "GOARCH"],
@@ -131,16 +191,16 @@ def find_toolchain(environ: Mapping[str, str]) -> GoToolchain:
     return GoToolchain(go=go, version=out[0], platform=f"{out[1]}/{out[2]}")
 
 
-def ensure_kcluster(
-    *, source_dir: Path = SOURCE_DIR, cache_root: Path | None = None, log: Log | None = None
-) -> Path:
-    """The path of a kcluster binary for the current sources, compiling it on a cache miss."""
+def ensure_binary(binary: GoBinary, *, source_dir: Path | None = None, cache_root: Path | None = None,
+                  log: Log | None = None) -> Path:
+    """The path of the binary for the current sources, compiling it on a cache miss."""
     say: Log = log or (lambda line: print(line, file=sys.stderr, flush=True))
     environ = dict(os.environ)
     toolchain = find_toolchain(environ)
-    root = cache_root or default_cache_root(environ)
+    root = cache_root or default_cache_root(environ, binary.cache_name)
+    source_dir = source_dir or binary.source_dir
     build_date = dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-    plan = plan_build(source_dir=source_dir, toolchain=toolchain, cache_root=root, build_date=build_date)
+    plan = plan_go_build(binary, toolchain=toolchain, cache_root=root, build_date=build_date, source_dir=source_dir)
     if plan.output.exists():
         return plan.output
     plan.output.parent.mkdir(parents=True, exist_ok=True)
@@ -149,14 +209,26 @@ def ensure_kcluster(
         fcntl.flock(lock, fcntl.LOCK_EX)
         if plan.output.exists():
             return plan.output
-        _run_build(plan, source_dir=source_dir, environ=environ, say=say)
+        _run_build(binary, plan, source_dir=source_dir, environ=environ, say=say)
     return plan.output
 
 
-def _count_packages(plan: BuildPlan, source_dir: Path, environ: Mapping[str, str]) -> int | None:
+def ensure_kcluster(
+    *, source_dir: Path = SOURCE_DIR, cache_root: Path | None = None, log: Log | None = None
+) -> Path:
+    """The path of a kcluster binary for the current sources, compiling it on a cache miss."""
+    return ensure_binary(KCLUSTER, source_dir=source_dir, cache_root=cache_root, log=log)
+
+
+def ensure_registry(*, cache_root: Path | None = None, log: Log | None = None) -> Path:
+    """The path of a CNCF Distribution registry binary, compiling it on a cache miss."""
+    return ensure_binary(REGISTRY, cache_root=cache_root, log=log)
+
+
+def _count_packages(plan: BuildPlan, package: str, source_dir: Path, environ: Mapping[str, str]) -> int | None:
     try:
         listed = subprocess.run(
-            [plan.command[0], "list", "-deps", "."], cwd=source_dir, capture_output=True, text=True,
+            [plan.command[0], "list", "-deps", package], cwd=source_dir, capture_output=True, text=True,
             check=True, env={**environ, **plan.env},
         )
     except (OSError, subprocess.CalledProcessError):
@@ -164,13 +236,16 @@ def _count_packages(plan: BuildPlan, source_dir: Path, environ: Mapping[str, str
     return len(listed.stdout.split())
 
 
-def _run_build(plan: BuildPlan, *, source_dir: Path, environ: Mapping[str, str], say: Log) -> None:
+def _run_build(
+    binary: GoBinary, plan: BuildPlan, *, source_dir: Path, environ: Mapping[str, str], say: Log
+) -> None:
+    name = binary.name
     shown = " ".join(f"{k}={v!r}" for k, v in plan.env.items()) + " " + " ".join(
         repr(part) if " " in part else part for part in plan.command
     )
-    say(f"kcluster: building Kubernetes {plan.kube_version} (cold builds take 10-25 minutes on 2 cores)")
-    say(f"kcluster: in {source_dir}: {shown}")
-    total = _count_packages(plan, source_dir, environ)
+    say(f"{name}: building {binary.what} {plan.version} ({binary.cold_build_hint})")
+    say(f"{name}: in {source_dir}: {shown}")
+    total = _count_packages(plan, binary.package, source_dir, environ)
     started = time.monotonic()
     log_path = plan.output.with_name("build.log")
     tail: list[str] = []
@@ -194,10 +269,10 @@ def _run_build(plan: BuildPlan, *, source_dir: Path, environ: Mapping[str, str],
             if now - last_report >= PROGRESS_EVERY_S:
                 last_report = now
                 of = f"/{total}" if total else ""
-                say(f"kcluster: compiled {built}{of} packages, {int(now - started)}s elapsed")
+                say(f"{name}: compiled {built}{of} packages, {int(now - started)}s elapsed")
         code = process.wait()
     if code != 0:
         details = "\n".join(line for line in tail if line)
         raise BuildError(f"the Go build failed (exit {code}): {shown}\n{details}\n(full log: {log_path})")
-    plan.output.with_name("kcluster.partial").rename(plan.output)
-    say(f"kcluster: built in {int(time.monotonic() - started)}s -> {plan.output}")
+    plan.partial.rename(plan.output)
+    say(f"{name}: built in {int(time.monotonic() - started)}s -> {plan.output}")

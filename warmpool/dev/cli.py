@@ -1,4 +1,4 @@
-"""`warmpool dev ...`: start and stop the local control plane, run the node agent, build kcluster."""
+"""`warmpool dev ...`: start and stop the local control plane and its OCI registry, run the node agent, build."""
 
 from __future__ import annotations
 
@@ -8,18 +8,28 @@ from typing import Any
 
 
 def add_dev_commands(sub: Any) -> None:
-    """Register `warmpool dev up|down|node-agent|build`."""
+    """Register `warmpool dev up|down|registry|node-agent|build`."""
     up = sub.add_parser(
         "up", help="start a local Kubernetes control plane, node agent and operator in the background",
         description="Build (or reuse) kcluster, start etcd, kube-apiserver, kube-controller-manager, "
                     "kube-scheduler and the node agent on 127.0.0.1, install the CRDs from crds/, run the "
-                    "operator, and return once everything is ready.",
+                    "operator, start an OCI registry for modules (htpasswd login, stored under the state "
+                    "directory with mode 0600, and as the Secret warmpool-dev-registry in namespace default), "
+                    "and return once everything is ready.",
     )
     up.add_argument("--kubeconfig", type=Path, required=True, help="where to write the admin kubeconfig")
     up.add_argument("--state-dir", type=Path, help="state directory (default: a hidden sibling of the kubeconfig)")
     up.add_argument("--no-operator", action="store_true", help="do not run `warmpool operator run`")
     up.add_argument("--crds", type=Path, help="directory of CRD manifests (default: the repository's crds/)")
+    up.add_argument("--no-registry", action="store_true",
+                    help="do not build and start the OCI registry (127.0.0.1, htpasswd login) for modules")
     up.set_defaults(func=_up)
+
+    registry = sub.add_parser("registry", help="show the URL and login of the OCI registry `warmpool dev up` started")
+    registry.add_argument("--kubeconfig", type=Path, required=True, help="the kubeconfig `warmpool dev up` wrote")
+    registry.add_argument("--state-dir", type=Path, help="state directory, if one was given to `up`")
+    registry.add_argument("--json", action="store_true", help='print {"url", "username", "password"} as JSON')
+    registry.set_defaults(func=_registry)
 
     down = sub.add_parser("down", help="stop everything `warmpool dev up` started and remove its state")
     down.add_argument("--kubeconfig", type=Path, required=True, help="the kubeconfig `warmpool dev up` wrote")
@@ -40,13 +50,21 @@ def add_dev_commands(sub: Any) -> None:
     agent.set_defaults(func=_node_agent)
 
     build = sub.add_parser("build", help="build (or find in the cache) the kcluster binary and print its path")
+    build.add_argument("--registry", action="store_true", help="the OCI registry's binary instead of kcluster")
     build.set_defaults(func=_build)
 
 
 def _up(args: argparse.Namespace) -> int:
     from warmpool.dev.commands import up
 
-    return up(kubeconfig=args.kubeconfig, state_dir=args.state_dir, operator=not args.no_operator, crds=args.crds)
+    return up(kubeconfig=args.kubeconfig, state_dir=args.state_dir, operator=not args.no_operator, crds=args.crds,
+              registry=not args.no_registry)
+
+
+def _registry(args: argparse.Namespace) -> int:
+    from warmpool.dev.commands import registry
+
+    return registry(kubeconfig=args.kubeconfig, state_dir=args.state_dir, as_json=args.json)
 
 
 def _down(args: argparse.Namespace) -> int:
@@ -67,4 +85,4 @@ def _node_agent(args: argparse.Namespace) -> int:
 def _build(args: argparse.Namespace) -> int:
     from warmpool.dev.commands import build
 
-    return build()
+    return build(registry=args.registry)

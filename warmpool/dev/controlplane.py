@@ -37,7 +37,9 @@ from warmpool.dev.layout import (
     token_file,
 )
 
-COMPONENTS = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "node-agent", "operator")
+COMPONENTS = (
+    "etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "node-agent", "operator", "registry",
+)
 """Start order; stopping goes the other way."""
 
 Log = Callable[[str], None]

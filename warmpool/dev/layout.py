@@ -94,6 +94,11 @@ class Layout:
         return self.state_dir / "pods"
 
     @property
+    def registry(self) -> Path:
+        """The OCI registry's config, htpasswd, credentials (0600) and blobs."""
+        return self.state_dir / "registry"
+
+    @property
     def token_file(self) -> Path:
         return self.pki / "tokens.csv"
 
@@ -103,7 +108,8 @@ class Layout:
 
     def owned(self) -> list[Path]:
         """Everything the cluster writes in the state dir (removed by `down`; nothing else is)."""
-        names = ["pki", "etcd", "logs", "pids", "pods", "apiserver", "kube-controller-manager", "ports.yaml"]
+        names = ["pki", "etcd", "logs", "pids", "pods", "registry", "apiserver", "kube-controller-manager",
+                 "ports.yaml"]
         return [self.state_dir / name for name in names] + sorted(self.state_dir.glob("*.kubeconfig"))
 
     def component_kubeconfig(self, component: str) -> Path:

@@ -1,0 +1,1 @@
+"""`warmpool module ...`: ship Wasm modules as OCI artifacts and look inside them."""
