@@ -106,3 +106,15 @@ def redact_url(url: str) -> str:
         authority, path = REDACTED, ""
     out = prefix + authority + path + (f"?{REDACTED}" if hidden else "")
     return "".join(c if c.isprintable() else "".join(f"%{b:02X}" for b in c.encode()) for c in out)
+
+# --- the runtime's metrics of live config, tuple states, the warm cap and callers' tokens ----------
+POOL_EVICTIONS: Final = "tensor_wasm_pool_evictions"
+"""Idle instances a tuple lost because `maxTotalWarm` gave their slots to more recently used tuples."""
+TUPLE_READY: Final = "tensor_wasm_tuple_ready"
+"""1 while a tuple is warm (every instance of its floor held), else 0."""
+TUPLES: Final = "tensor_wasm_tuples"
+"""Tuples configured on the runtime, by state (loading, warm, failed)."""
+CONFIG_RELOADS: Final = "tensor_wasm_config_reloads"
+"""Changed config files the watcher read, by result (applied, refused)."""
+UNAUTHORIZED: Final = "tensor_wasm_unauthorized"
+"""Calls refused with 401 for a missing or wrong bearer token."""

@@ -124,7 +124,7 @@ async def run_operator(
         namespaces=tuple(namespaces),
     )
     kopf_registry = kopf.OperatorRegistry()
-    handlers.register(kopf_registry, ctl, login=do_login)
+    handlers.register(kopf_registry, ctl, login=do_login, fleets=await ctl.fleets_allowed())
     for registrar in registrars if registrars is not None else EXTRA_REGISTRARS:
         registrar(kopf_registry, ctl)
 
@@ -169,6 +169,7 @@ async def run_operator(
         if metrics_runner is not None:
             await metrics_runner.cleanup()
         await prober.close()
+        await ctl.readyz.close()
         await api.close()
 
 

@@ -17,13 +17,15 @@ from datetime import datetime
 from typing import Any
 
 from warmpool_operator.defaults import parse_pool
-from warmpool_operator.diff import drift
+from warmpool_operator.diff import drift, is_controlled_by
+from warmpool_operator.fleet.observations import TupleKey
 from warmpool_operator.health import Problem, pod_is_ready
 from warmpool_operator.kinds import (
     CLUSTER_PEERINGS,
     DEPLOYMENTS,
     PEERINGS,
     PODS,
+    RUNTIMEFLEETS,
     WARMPOOLS,
     Conflict,
     Forbidden,
@@ -34,10 +36,23 @@ from warmpool_operator.kube import KubeApi
 from warmpool_operator.metrics import OperatorMetrics
 from warmpool_operator.ownership import ReplicaOwner, manifest_replica_owner
 from warmpool_operator.probing import Prober, probe_target
-from warmpool_operator.reconcile import Outcome, reconcile
+from warmpool_operator.reconcile import Outcome, Write, reconcile
 from warmpool_operator.render import RenderOptions, deployment_name, selector_string
+from warmpool_operator.runtimefleet.reader import ReadyzReader
+from warmpool_operator.runtimefleet.reconcile import (
+    FleetOutcome,
+    invalid_fleet_problem,
+    missing_fleet_problem,
+    naming_pools,
+    reconcile_fleet,
+    stall_members,
+    stalled_fleet_status,
+)
+from warmpool_operator.runtimefleet.render import deployment_name as fleet_deployment
+from warmpool_operator.runtimefleet.render import selector_string as fleet_selector
+from warmpool_operator.runtimefleet.spec import parse_fleet
 from warmpool_operator.settings import OperatorConfig
-from warmpool_operator.spec import SpecError
+from warmpool_operator.spec import SpecError, WarmPool
 from warmpool_operator.status import invalid_spec_status, notices, scaling_off_status, scaling_status
 
 log = logging.getLogger(__name__)
@@ -54,6 +69,14 @@ class Result:
 
     body: Mapping[str, Any]
     outcome: Outcome
+
+
+@dataclass(frozen=True, slots=True)
+class FleetResult:
+    """One reconciliation of a RuntimeFleet: the fleet as read, and what came of it (its members too)."""
+
+    body: Mapping[str, Any]
+    outcome: FleetOutcome
 
 
 @dataclass
@@ -98,6 +121,15 @@ class Controller:
     """Watched namespaces; empty means all of them."""
     locks: PoolLocks = field(default_factory=PoolLocks)
     watch: WatchHealth = field(default_factory=WatchHealth)
+    fleet_locks: PoolLocks = field(default_factory=PoolLocks)
+    """One lock per RuntimeFleet, taken after a member's pool lock (never the other way round)."""
+    readyz: ReadyzReader = field(default_factory=ReadyzReader)
+    fleet_warm: dict[tuple[str, str], dict[TupleKey, int]] = field(default_factory=dict)
+    """The fleet autoscaler's last warm counts per fleet, rendered into its ConfigMap."""
+    fleet_hosted: dict[tuple[str, str], frozenset[TupleKey]] = field(default_factory=dict)
+    """The tuples each fleet's config holds, as its last reconciliation found them."""
+    fleet_results: dict[tuple[str, str], tuple[float, FleetResult]] = field(default_factory=dict)
+    """Each fleet's last reconciliation and when (time.monotonic()) it ran."""
 
     @property
     def render_options(self) -> RenderOptions:
@@ -108,7 +140,7 @@ class Controller:
         async with self.locks.hold(namespace, name):
             started = time.perf_counter()
             try:
-                result = await self._reconcile(namespace, name)
+                result = await self._reconcile(namespace, name, trigger)
             except Exception as exc:
                 self.metrics.reconciles.labels(trigger=trigger, result="error").inc()
                 self.metrics.errors.labels(reason=type(exc).__name__).inc()
@@ -126,7 +158,7 @@ class Controller:
             self.metrics.reconciles.labels(trigger=trigger, result=kind).inc()
             return result
 
-    async def _reconcile(self, namespace: str, name: str) -> Result | None:
+    async def _reconcile(self, namespace: str, name: str, trigger: str) -> Result | None:
         body = await self.api.get(WARMPOOLS, namespace, name)
         if body is None or (body.get("metadata") or {}).get("deletionTimestamp"):
             return None
@@ -134,6 +166,12 @@ class Controller:
             pool = parse_pool(body, self.config.defaults)
         except SpecError as exc:
             return Result(body, await self._report_invalid(body, exc))
+        if pool.spec.fleet_ref is not None:
+            try:
+                return Result(body, await self._reconcile_member(pool, body, trigger))
+            except Forbidden as exc:
+                message = f"the operator may not {exc.verb} {exc.resource}: {exc.message}"
+                return Result(body, await self._report_stalled(body, Problem("Forbidden", message)))
         try:
             outcome = await reconcile(
                 pool, store=self.api, prober=self.prober, options=self.render_options, now=self.clock()
@@ -143,6 +181,167 @@ class Controller:
             message = f"the operator may not {exc.verb} {exc.resource} in namespace {namespace}: {exc.message}"
             return Result(body, await self._report_stalled(body, Problem("Forbidden", message)))
         return Result(body, outcome)
+
+    async def _reconcile_member(self, pool: WarmPool, body: Mapping[str, Any], trigger: str) -> Outcome:
+        """A pool hosted by a RuntimeFleet: the fleet's reconciliation writes its status.
+
+        A member's resync reuses the fleet's reconciliation of the last resync period (every member's
+        resync would otherwise reconcile the whole fleet again: members squared per period).
+        """
+        assert pool.spec.fleet_ref is not None
+        namespace, name = pool.spec.fleet_ref.resolve(pool.meta.namespace)
+        key = (pool.meta.namespace, pool.meta.name)
+        fleet = await self.api.get(RUNTIMEFLEETS, namespace, name)
+        found = None
+        if fleet is not None and not (fleet.get("metadata") or {}).get("deletionTimestamp"):
+            recent = self.fleet_results.get((namespace, name))
+            fresh = recent is not None and time.monotonic() - recent[0] < self.config.resync_seconds
+            if trigger == "resync" and fresh and recent is not None and key in recent[1].outcome.members:
+                found = recent[1].outcome.members[key]
+            else:
+                result = await self.reconcile_fleet(namespace, name, trigger="member")
+                found = None if result is None else result.outcome.members.get(key)
+        if found is None:
+            members = await stall_members(self.api, [body], missing_fleet_problem(namespace, name), self.clock())
+            found = members[key]
+        writes = await self._retire_dedicated(pool)
+        return Outcome(status=found.status, problem=found.problem, notices=found.notices, writes=writes,
+                       status_written=False)
+
+    async def _retire_dedicated(self, pool: WarmPool) -> tuple[Write, ...]:
+        """A pool that joined a fleet stops its own pods: its dedicated Deployment is scaled to zero.
+
+        The operator deletes nothing (its RBAC has no delete verb); the Deployment, Service and
+        ConfigMap stay, idle, and serve again if the pool leaves the fleet.
+        """
+        meta = pool.meta
+        deployment = await self.api.get(DEPLOYMENTS, meta.namespace, deployment_name(meta.name))
+        if deployment is None or not is_controlled_by(deployment, meta.uid):
+            return ()
+        if (deployment.get("spec") or {}).get("replicas") == 0:
+            return ()
+        await self.api.scale_deployment(meta.namespace, deployment_name(meta.name), 0)
+        return (Write("patch", "Deployment", deployment_name(meta.name), (".spec.replicas",)),)
+
+    async def reconcile_fleet(self, namespace: str, name: str, *, trigger: str) -> FleetResult | None:
+        """None when the RuntimeFleet is gone or being deleted (its children go with it)."""
+        async with self.fleet_locks.hold(namespace, name):
+            started = time.perf_counter()
+            try:
+                result = await self._reconcile_fleet(namespace, name)
+            finally:
+                self.metrics.duration.labels(trigger=f"fleet-{trigger}").observe(time.perf_counter() - started)
+            if result is not None:
+                for write in result.outcome.writes:
+                    self.metrics.child_writes.labels(kind=write.kind, verb=write.verb).inc()
+            return result
+
+    async def _reconcile_fleet(self, namespace: str, name: str) -> FleetResult | None:
+        body = await self.api.get(RUNTIMEFLEETS, namespace, name)
+        if body is None or (body.get("metadata") or {}).get("deletionTimestamp"):
+            return None
+        now = self.clock()
+        try:
+            fleet = parse_fleet(body)
+        except SpecError as exc:
+            problem = Problem("InvalidSpec", str(exc), permanent=True)
+            status = await self._stall_fleet(body, problem, now)
+            pools = await naming_pools(self.api, namespace, name, self._plain_namespaces())
+            members = await stall_members(self.api, pools, invalid_fleet_problem(f"{namespace}/{name}", exc), now)
+            return FleetResult(body, FleetOutcome(status, problem, tuple(notices(body.get("status") or {}, status)),
+                                                  (), members))
+        decided = self.fleet_warm.get((namespace, name)) if fleet.spec.autoscaling.enabled else None
+        warm = None if decided is None else {(key.tenant, key.module): count for key, count in decided.items()}
+        try:
+            outcome = await reconcile_fleet(fleet, store=self.api, reader=self.readyz, options=self.render_options,
+                                            now=now, watched=self._plain_namespaces(), warm=warm,
+                                            defaults=self.config.defaults)
+        except Forbidden as exc:
+            problem = Problem("Forbidden", f"the operator may not {exc.verb} {exc.resource}: {exc.message}")
+            status = await self._stall_fleet(body, problem, now)
+            return FleetResult(body, FleetOutcome(status, problem, tuple(notices(body.get("status") or {}, status)),
+                                                  (), {}))
+        self.fleet_hosted[(namespace, name)] = frozenset(TupleKey(*key) for key in outcome.hosted)
+        result = FleetResult(body, outcome)
+        self.fleet_results[(namespace, name)] = (time.monotonic(), result)
+        return result
+
+    async def _stall_fleet(self, body: Mapping[str, Any], problem: Problem, now: datetime) -> dict[str, Any]:
+        status = stalled_fleet_status(body, problem, now)
+        if drift(status, body.get("status") or {}):
+            meta = body["metadata"]
+            await self.api.patch_status(RUNTIMEFLEETS, str(meta["namespace"]), str(meta["name"]), status)
+        return status
+
+    async def fleets_allowed(self) -> bool:
+        """Whether the operator may list RuntimeFleets where it watches; logged when it may not."""
+        for scope in self._plain_namespaces() or ((None,) if not self.namespaces else ()):
+            try:
+                await self.api.list(RUNTIMEFLEETS, scope, limit=1)
+            except Forbidden as exc:
+                log.warning("RuntimeFleets are not reconciled: the operator may not %s %s (%s); "
+                            "WarmPools with spec.fleetRef stay Stalled", exc.verb, exc.resource, exc.message)
+                return False
+            except NotFound:
+                return True  # the CRD is not installed (yet): kopf waits for it
+        return True
+
+    async def fleet_members(self, namespace: str, name: str) -> list[tuple[str, str]]:
+        """(namespace, name) of the WarmPools naming this fleet."""
+        pools = await naming_pools(self.api, namespace, name, self._plain_namespaces())
+        return [(str(p["metadata"]["namespace"]), str(p["metadata"]["name"])) for p in pools]
+
+    # The fleet autoscaler's seam (`runtimefleet.autoscaler.FleetScalingSeam`).
+
+    async def fleet_targets(self, namespace: str, name: str) -> list[tuple[str, str, int]]:
+        """(pod name, pod IP, http port) of the fleet's Ready pods."""
+        pods = await self.api.list(PODS, namespace, label_selector=fleet_selector(name))
+        out = []
+        for pod in pods:
+            target = probe_target(pod)
+            if target is not None and pod_is_ready(pod) and not pod["metadata"].get("deletionTimestamp"):
+                out.append((str(pod["metadata"]["name"]), *target))
+        return out
+
+    def fleet_tuples(self, namespace: str, name: str) -> frozenset[TupleKey]:
+        return self.fleet_hosted.get((namespace, name), frozenset())
+
+    async def fleet_replicas(self, namespace: str, name: str) -> int | None:
+        deployment = await self.api.get(DEPLOYMENTS, namespace, fleet_deployment(name))
+        if deployment is None:
+            return None
+        replicas = (deployment.get("spec") or {}).get("replicas")
+        return replicas if isinstance(replicas, int) else 1
+
+    async def apply_fleet_decision(
+        self, namespace: str, name: str, *, pods: int, warm: Mapping[TupleKey, int], miss_ratio: float | None
+    ) -> bool:
+        """Replicas into the Deployment, warm counts into the ConfigMap (each written only when changed)."""
+        scaled = False
+        async with self.fleet_locks.hold(namespace, name):
+            deployment = await self.api.get(DEPLOYMENTS, namespace, fleet_deployment(name))
+            if deployment is None:
+                return False
+            if (deployment.get("spec") or {}).get("replicas") != pods:
+                await self.api.scale_deployment(namespace, fleet_deployment(name), pods)
+                scaled = True
+            self.fleet_warm[(namespace, name)] = dict(warm)
+            fleet = await self.api.get(RUNTIMEFLEETS, namespace, name)
+            if fleet is not None and miss_ratio is not None:
+                status = {"missRatio": round(miss_ratio, 6)}
+                if drift(status, fleet.get("status") or {}):
+                    await self.api.patch_status(RUNTIMEFLEETS, namespace, name, status)
+        await self.reconcile_fleet(namespace, name, trigger="autoscale")
+        return scaled
+
+    def forget_fleet(self, namespace: str, name: str) -> None:
+        self.fleet_locks.forget(namespace, name)
+        self.fleet_warm.pop((namespace, name), None)
+        self.fleet_hosted.pop((namespace, name), None)
+        self.fleet_results.pop((namespace, name), None)
+
+    def _plain_namespaces(self) -> tuple[str, ...]:
+        return tuple(ns for ns in self.namespaces if not is_glob(ns))
 
     async def _report_invalid(self, body: Mapping[str, Any], error: SpecError) -> Outcome:
         return await self._report_stalled(body, Problem("InvalidSpec", str(error), permanent=True))

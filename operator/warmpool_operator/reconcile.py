@@ -35,7 +35,6 @@ from warmpool_operator.render import (
     LABEL_MANAGED_BY,
     LABEL_TENANT,
     MANAGED_BY,
-    Children,
     RenderOptions,
     deployment_name,
     render_children,
@@ -175,21 +174,21 @@ async def apply(
 
 
 async def remove_dropped_budget(
-    store: Store, pool: WarmPool, children: Children, deployment: Mapping[str, Any] | None
+    store: Store, namespace: str, owner_uid: str, budget: Mapping[str, Any] | None, deployment: Mapping[str, Any] | None
 ) -> Write | None:
-    """Delete the pool's PodDisruptionBudget once spec.runtime.podDisruptionBudget is gone.
+    """Delete the owner's PodDisruptionBudget once spec.runtime.podDisruptionBudget is gone (`budget` None).
 
     Done before the Deployment loses its annotation, so a failed delete is retried, never forgotten.
     """
-    if children.disruption_budget is not None or deployment is None:
+    if budget is not None or deployment is None:
         return None
     name = ((deployment.get("metadata") or {}).get("annotations") or {}).get(ANNOTATION_BUDGET)
-    if not name or not is_controlled_by(deployment, pool.meta.uid):
+    if not name or not is_controlled_by(deployment, owner_uid):
         return None
-    found = await store.get(DISRUPTION_BUDGETS, pool.meta.namespace, name)
-    if found is None or not is_controlled_by(found, pool.meta.uid):
+    found = await store.get(DISRUPTION_BUDGETS, namespace, name)
+    if found is None or not is_controlled_by(found, owner_uid):
         return None
-    await store.delete(DISRUPTION_BUDGETS, pool.meta.namespace, name)
+    await store.delete(DISRUPTION_BUDGETS, namespace, name)
     return Write("delete", "PodDisruptionBudget", name)
 
 
@@ -214,7 +213,8 @@ async def reconcile(
     if problem is None:
         # On a problem found beforehand the children stay as they are: the pods already
         # running keep serving the previous module rather than rolling to pods that cannot start.
-        if (removed := await remove_dropped_budget(store, pool, children, deployment)) is not None:
+        removed = await remove_dropped_budget(store, meta.namespace, meta.uid, children.disruption_budget, deployment)
+        if removed is not None:
             writes.append(removed)
         for rendered in children.all():
             kind = KINDS_BY_NAME[rendered["kind"]]

@@ -19,6 +19,7 @@ from warmpool_contract import (
     SHORT_HASH,
     TENANT_PATTERN,
 )
+from warmpool_operator.runtimefleet.refs import FleetRef, PoolAuth, RefError, parse_auth, parse_fleet_ref
 from warmpool_operator.scaling.spec import AutoscalingSpec, AutoscalingSpecError, parse_autoscaling
 
 GROUP = "tensorwasm.dev"
@@ -171,6 +172,9 @@ class WarmPoolSpec:
     autoscaling: AutoscalingSpec = field(default_factory=AutoscalingSpec)
     limits: Limits = field(default_factory=Limits)
     runtime: RuntimeSpec = field(default_factory=RuntimeSpec)
+    fleet_ref: FleetRef | None = None
+    """Set: the pool's tuple is hosted by a shared RuntimeFleet, with no Deployment of its own."""
+    auth: PoolAuth | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -231,6 +235,8 @@ def parse_spec(raw: Any) -> WarmPoolSpec:
             "autoscaling",
             "limits",
             "runtime",
+            "fleetRef",
+            "auth",
         },
     )
     tenant = _string(obj, "tenant", "spec")
@@ -254,7 +260,15 @@ def parse_spec(raw: Any) -> WarmPoolSpec:
         autoscaling=autoscaling,
         limits=_parse_limits(_optional_object(obj, "limits", "spec")),
         runtime=_parse_runtime(_optional_object(obj, "runtime", "spec")),
+        **_parse_fleet_fields(obj),
     )
+
+
+def _parse_fleet_fields(obj: Mapping[str, Any]) -> dict[str, Any]:
+    try:
+        return {"fleet_ref": parse_fleet_ref(obj.get("fleetRef")), "auth": parse_auth(obj.get("auth"))}
+    except RefError as exc:
+        raise SpecError(exc.field, exc.problem) from exc
 
 
 def _parse_module(raw: Any) -> ModuleSpec:

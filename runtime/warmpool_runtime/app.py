@@ -16,6 +16,7 @@ from warmpool_runtime.config import RuntimeConfig
 from warmpool_runtime.metrics import build_registry
 from warmpool_runtime.server import HttpServer
 from warmpool_runtime.service import Runtime
+from warmpool_runtime.watch import ConfigWatcher
 
 log = logging.getLogger("warmpool.runtime")
 
@@ -34,9 +35,10 @@ def log_formatter(log_format: str) -> logging.Formatter:
     return logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s")
 
 
-def run_server(
-    config: RuntimeConfig, host: str, port: int, log_level: str = "INFO", log_format: str = "text"
-) -> int:
+def run_server(config: RuntimeConfig, host: str, port: int, log_level: str = "INFO", *,
+               watch: str | None = None, log_format: str = "text") -> int:
+    """Serve until SIGTERM/SIGINT. With `watch` (the config file's path) its changes apply live, and the pod
+    is Ready while serving whatever its tuples' states; without it, Ready only once every tuple is warm."""
     handler = logging.StreamHandler()
     handler.setFormatter(log_formatter(log_format))
     logging.basicConfig(level=log_level.upper(), handlers=[handler])
@@ -45,9 +47,9 @@ def run_server(
     try:
         import uvloop
     except ImportError:  # pragma: no cover - uvloop is a dependency on Linux
-        code = asyncio.run(_main(config, host, port))
+        code = asyncio.run(_main(config, host, port, watch))
     else:
-        code = uvloop.run(_main(config, host, port))
+        code = uvloop.run(_main(config, host, port, watch))
     # Worker threads stuck in a guest (a WASI sleep, say) or a module download still running must not
     # hold the exit: the interpreter would join them.
     logging.shutdown()
@@ -64,10 +66,11 @@ def _raise_file_limit(wanted: int) -> None:
             resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
 
 
-async def _main(config: RuntimeConfig, host: str, port: int) -> int:
-    runtime = Runtime(config)
+async def _main(config: RuntimeConfig, host: str, port: int, watch: str | None) -> int:
+    runtime = Runtime(config, tuples_gate_readiness=watch is None)
     runtime.start()
-    metrics = build_registry(lambda: list(runtime.registry.pools.values()), runtime.lanes.workers)
+    metrics = build_registry(lambda: list(runtime.registry.pools.values()), runtime.lanes.workers,
+                             runtime.tuple_metrics)
     loop = asyncio.get_running_loop()
     server = HttpServer(runtime, metrics)
     try:
@@ -90,7 +93,12 @@ async def _main(config: RuntimeConfig, host: str, port: int) -> int:
     # Modules load on a daemon thread so /healthz answers at once, /readyz turns 200 once pools are
     # warm, and a slow download never holds a shutdown.
     threading.Thread(target=_load, args=(runtime,), name="module-load", daemon=True).start()
+    watcher = ConfigWatcher(runtime, watch)
+    watcher.start()
+    if watch is not None:
+        log.info("watching %s: tuple changes apply live", watch)
     await stop.wait()
+    watcher.stop()
 
     settings = config.settings
     deadline = loop.time() + settings.shutdown_timeout_seconds

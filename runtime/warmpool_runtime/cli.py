@@ -6,7 +6,7 @@ import argparse
 import sys
 from typing import Any
 
-from warmpool_contract import DEFAULT_WARM_INSTANCES, HTTP_PORT
+from warmpool_contract import DEFAULT_WARM_INSTANCES, HTTP_PORT, WATCH_CONFIG_FLAG
 
 
 def add_runtime_commands(sub: Any) -> None:
@@ -19,6 +19,10 @@ def add_runtime_commands(sub: Any) -> None:
                     "settings.shutdownTimeoutSeconds (docs/runtime-config.md).",
     )
     serve.add_argument("--config", help="runtime config file (YAML or JSON; see docs/runtime-config.md)")
+    serve.add_argument(WATCH_CONFIG_FLAG, dest="watch_config", action="store_true",
+                       help="apply changes of the --config file live (tuples added, removed, resized; a mounted "
+                            "ConfigMap's updates included); the pod is then Ready while it serves, whatever "
+                            "state each tuple is in (see /readyz)")
     serve.add_argument("--tenant", help="one-tuple mode: the tenant (DNS-1123 label)")
     serve.add_argument("--module", help="one-tuple mode: module file path or http(s) URL")
     serve.add_argument("--sha256", help="one-tuple mode: the module's sha256 (64 lowercase hex)")
@@ -42,6 +46,8 @@ def _serve(args: argparse.Namespace) -> int:
                 raise ConfigError("give either --config or --tenant/--module/--sha256, not both")
             config = load_config(args.config)
         else:
+            if args.watch_config:
+                raise ConfigError(f"{WATCH_CONFIG_FLAG} needs --config")
             missing = [f"--{n}" for n in ("tenant", "module", "sha256") if not getattr(args, n)]
             if missing:
                 raise ConfigError(f"without --config, {', '.join(missing)} must be given")
@@ -49,4 +55,5 @@ def _serve(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         print(f"warmpool runtime: invalid configuration: {exc}", file=sys.stderr)
         return 2
-    return run_server(config, args.host, args.port, args.log_level, args.log_format)
+    return run_server(config, args.host, args.port, args.log_level,
+                      watch=args.config if args.watch_config else None, log_format=args.log_format)

@@ -38,6 +38,8 @@ class TupleConfig:
     source: ModuleSource
     warm: int = DEFAULT_WARM_INSTANCES
     limits: Limits = field(default_factory=Limits)
+    token_digests_file: str | None = None
+    """A file of sha256 hex digests of the bearer tokens a call must carry (one per line); None: no token."""
 
     @property
     def key(self) -> tuple[str, str]:
@@ -188,7 +190,16 @@ def parse_tuple(raw: Any, limits: Limits, where: str) -> TupleConfig:
         source=parse_source(module.get("source"), f"{where}.module.source"),
         warm=_int(raw.get("warmInstancesPerTuple", DEFAULT_WARM_INSTANCES), f"{where}.warmInstancesPerTuple", 0),
         limits=parse_limits(raw.get("limits"), limits, f"{where}.limits"),
+        token_digests_file=_token_file(raw.get("tokenDigestsFile"), f"{where}.tokenDigestsFile"),
     )
+
+
+def _token_file(value: Any, where: str) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str) or not value.startswith("/"):
+        raise ConfigError(f"{where} must be an absolute path, got {value!r}")
+    return value
 
 
 _TOP_FIELDS = {"maxTotalWarm", "limits", "tuples", "wasi", "compiledCacheDir", "settings"}
@@ -207,8 +218,10 @@ def parse_config(raw: Any) -> RuntimeConfig:
         raise ConfigError(str(exc)) from exc
     limits = parse_limits(raw.get("limits"), Limits(), "limits")
     raw_tuples = raw.get("tuples")
-    if not isinstance(raw_tuples, list) or not raw_tuples:
-        raise ConfigError("tuples must be a non-empty list")
+    if raw_tuples is None:
+        raise ConfigError("tuples must be given (a list; empty for a runtime with no tuples yet)")
+    if not isinstance(raw_tuples, list):
+        raise ConfigError("tuples must be a list")
     tuples = tuple(parse_tuple(t, limits, f"tuples[{i}]") for i, t in enumerate(raw_tuples))
     seen: set[tuple[str, str]] = set()
     for i, t in enumerate(tuples):

@@ -75,6 +75,11 @@ class PayloadTooLarge(RuntimeFault):
     status = 413
 
 
+class Unauthorized(RuntimeFault):
+    code = "unauthorized"
+    status = 401
+
+
 class NotReady(RuntimeFault):
     code = "not_ready"
     status = 503

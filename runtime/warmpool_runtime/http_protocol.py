@@ -83,8 +83,8 @@ class Reject(Exception):
 
 
 class Request:
-    __slots__ = ("body", "body_size", "content_type", "declared", "expect", "head_bytes", "headers", "keep_alive",
-                 "method", "url", "url_parts", "url_size")
+    __slots__ = ("authorization", "body", "body_size", "content_type", "declared", "expect", "head_bytes", "headers",
+                 "keep_alive", "method", "url", "url_parts", "url_size")
 
     def __init__(self) -> None:
         self.url = b""
@@ -92,6 +92,7 @@ class Request:
         self.url_size = 0
         self.method = b""
         self.content_type = b""
+        self.authorization = b""
         self.body: list[bytes] = []
         self.body_size = 0
         self.declared = -1
@@ -174,7 +175,7 @@ class Connections:
 
 
 _IDLE, _HEAD, _BODY, _DONE = 0, 1, 2, 3
-_WATCHED = frozenset(map(len, (b"content-type", b"content-length", b"expect")))
+_WATCHED = frozenset(map(len, (b"content-type", b"content-length", b"expect", b"authorization")))
 """Lengths of the header names read; other headers are only counted."""
 
 
@@ -335,6 +336,8 @@ class HttpProtocol(asyncio.Protocol):
                 raise Reject(413, "payload_too_large", f"request body over {self._limits.max_body} bytes")
         elif name == b"expect":
             req.expect = value.lower() == b"100-continue"
+        elif name == b"authorization":
+            req.authorization = value
 
     def on_headers_complete(self) -> None:
         req = self._req

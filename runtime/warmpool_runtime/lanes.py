@@ -121,6 +121,7 @@ class WorkerLane:
     def __init__(self, settings: RuntimeSettings, tenants: Iterable[str] = ()) -> None:
         self._workers = settings.workers
         names = set(tenants)
+        self._configured_share = settings.tenant_max_workers
         self._share = settings.tenant_max_workers or (
             settings.workers if len(names) == 1 else max(1, settings.workers - 1))
         """Workers one tenant may occupy: `tenant_max_workers`, else all but one, so that a tenant whose
@@ -141,6 +142,24 @@ class WorkerLane:
                          for i in range(settings.workers)]
         for thread in self._threads:
             thread.start()
+
+    def set_tenants(self, tenants: Iterable[str]) -> None:
+        """The tenants the pod now serves (a live config change): their worker share follows their count, and
+        idle tenants no longer served are forgotten."""
+        names = set(tenants)
+        with self._cond:
+            self._share = self._configured_share or (
+                self._workers if len(names) == 1 else max(1, self._workers - 1))
+            for name in [n for n, t in self._tenants.items()
+                         if n not in names and not t.running and not t.queue]:
+                del self._tenants[name]
+            for name in names:
+                self._tenants.setdefault(name, _Tenant(name))
+            for t in self._tenants.values():  # a larger share lets queued calls start now
+                if t.queue and not t.scheduled and t.running < self._share:
+                    t.scheduled = True
+                    self._ring.append(t)
+                    self._cond.notify()
 
     @property
     def backlog(self) -> int:

@@ -2,18 +2,20 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 from prometheus_client.registry import Collector, CollectorRegistry
 
 from warmpool_contract import (
     CALLS_SHED,
+    CONFIG_RELOADS,
     INSTANTIATION_DURATION,
     INVOCATION_DURATION,
     INVOCATIONS,
     POOL_CAPACITY,
     POOL_DRAWS,
+    POOL_EVICTIONS,
     POOL_IN_FLIGHT,
     POOL_RESET_FAILED,
     POOL_TERMINATED,
@@ -21,11 +23,16 @@ from warmpool_contract import (
     SATURATED,
     SHORT_HASH,
     TRAPS,
+    TUPLE_READY,
+    TUPLES,
+    UNAUTHORIZED,
     WORKER_BUSY,
     WORKER_QUEUE_DEPTH,
 )
 from warmpool_runtime.lanes import WorkerLane
 from warmpool_runtime.pool import TuplePool
+from warmpool_runtime.reconfig import ReloadStatus
+from warmpool_runtime.registry import TupleStatus
 from warmpool_runtime.stats import Histogram
 
 
@@ -33,9 +40,11 @@ class PoolCollector(Collector):
     """Reads every pool's stats, and the worker lane's load, on each scrape; labels are bounded by the
     configured tuples."""
 
-    def __init__(self, pools: Callable[[], Iterable[TuplePool]], workers: WorkerLane | None = None) -> None:
+    def __init__(self, pools: Callable[[], Iterable[TuplePool]], workers: WorkerLane | None = None,
+                 tuples: TupleSource | None = None) -> None:
         self._pools = pools
         self._workers = workers
+        self._tuples = tuples
 
     def collect(self) -> Iterator[CounterMetricFamily | GaugeMetricFamily | HistogramMetricFamily]:
         labels = ["tenant", "module"]
@@ -59,6 +68,8 @@ class PoolCollector(Collector):
                                        "Invocation latency inside the runtime.", labels=labels)
         instantiate = HistogramMetricFamily(INSTANTIATION_DURATION,
                                             "Time to instantiate one instance.", labels=labels)
+        evictions = CounterMetricFamily(POOL_EVICTIONS, "Idle instances dropped because maxTotalWarm gave their "
+                                        "slots to more recently used tuples.", labels=labels)
         failed_by_tenant: dict[str, int] = {}
         for pool in self._pools():
             tenant, module = pool.template.tenant, pool.template.sha256[:SHORT_HASH]
@@ -77,11 +88,13 @@ class PoolCollector(Collector):
                 traps.add_metric([tenant, module, trap], n)
             _add_histogram(invoke, [tenant, module], s.invoke_seconds)
             _add_histogram(instantiate, [tenant, module], s.instantiate_seconds)
+            evictions.add_metric([tenant, module], s.evictions)
         for tenant, n in sorted(failed_by_tenant.items()):
             reset_failed.add_metric([tenant], n)
         yield from (draws, warm, capacity, in_flight, reset_failed, terminated, invocations, traps, invoke,
-                    instantiate)
+                    instantiate, evictions)
         yield from self._lane_families()
+        yield from _tuple_families(*(self._tuples() if self._tuples is not None else ([], ReloadStatus(), {})))
 
     def _lane_families(self) -> Iterator[CounterMetricFamily | GaugeMetricFamily]:
         shed = CounterMetricFamily(CALLS_SHED, "Calls refused before they ran, by reason (tenant_limit: 429, "
@@ -100,6 +113,32 @@ class PoolCollector(Collector):
         yield from (shed, queued, busy, saturated)
 
 
+TupleSource = Callable[[], tuple[list[TupleStatus], ReloadStatus, Mapping[str, int]]]
+"""The tuples' states, the config watcher's record and 401s by tenant, read at scrape time."""
+
+
+def _tuple_families(statuses: list[TupleStatus], reloads: ReloadStatus, unauthorized: Mapping[str, int]
+                    ) -> Iterator[CounterMetricFamily | GaugeMetricFamily]:
+    ready = GaugeMetricFamily(TUPLE_READY, "1 while the tuple is warm, else 0 (loading or failed).",
+                              labels=["tenant", "module"])
+    by_state = GaugeMetricFamily(TUPLES, "Tuples configured on this runtime, by state.", labels=["state"])
+    counts = dict.fromkeys(("loading", "warm", "failed"), 0)
+    for status in statuses:
+        ready.add_metric([status.tenant, status.sha256[:SHORT_HASH]], 1 if status.state == "warm" else 0)
+        counts[status.state] += 1
+    for state, n in counts.items():
+        by_state.add_metric([state], n)
+    reload_family = CounterMetricFamily(CONFIG_RELOADS, "Changed config files read by the watcher, by result.",
+                                        labels=["result"])
+    reload_family.add_metric(["applied"], reloads.applied)
+    reload_family.add_metric(["refused"], reloads.refused)
+    refused = CounterMetricFamily(UNAUTHORIZED, "Calls refused with 401 for a missing or wrong bearer token.",
+                                  labels=["tenant"])
+    for tenant, n in sorted(unauthorized.items()):
+        refused.add_metric([tenant], n)
+    yield from (ready, by_state, reload_family, refused)
+
+
 def _add_histogram(family: HistogramMetricFamily, labels: list[str], histogram: Histogram) -> None:
     buckets, _, total = histogram.snapshot()
     family.add_metric(labels, [(_bound(b), float(n)) for b, n in buckets], total)
@@ -109,8 +148,9 @@ def _bound(value: float) -> str:
     return "+Inf" if value == float("inf") else repr(value)
 
 
-def build_registry(pools: Callable[[], Iterable[TuplePool]], workers: WorkerLane | None = None) -> CollectorRegistry:
-    """A registry of the runtime's own metrics (of the worker lane too, when given)."""
+def build_registry(pools: Callable[[], Iterable[TuplePool]], workers: WorkerLane | None = None,
+                   tuples: TupleSource | None = None) -> CollectorRegistry:
+    """A registry of the runtime's own metrics (of the worker lane and the tuples' states too, when given)."""
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(PoolCollector(pools, workers))
+    registry.register(PoolCollector(pools, workers, tuples))
     return registry

@@ -118,7 +118,8 @@ class TuplePool:
     def reset(self, instance: WarmInstance) -> None:
         """Return a used instance to the warm set clean, or terminate it and instantiate a fresh one."""
         returned = instance.from_pool
-        # The slot stays claimed while it is reset, so no refill races for it.
+        # The slot stays claimed while it is reset, so no refill races for it; a slot the floor lost
+        # meanwhile (a resize down, a removal) is given up and the instance dropped.
         if not self._claim(returned=returned):
             return
         snapshot = self.snapshot  # set exactly when reset_mode is IN_PLACE
@@ -147,6 +148,8 @@ class TuplePool:
         with self._lock:
             if returned:
                 self._lent -= 1
+                if len(self._warm) + self._lent + self._pending >= self.floor:
+                    return False
                 self._returning += 1
             elif self.missing() <= 0:
                 return False
@@ -202,8 +205,29 @@ class TuplePool:
             log.info("%s/%s: recycling (%.0f µs) is cheaper than an in-place reset (%.0f µs)",
                      self.template.tenant, self.template.sha256[:SHORT_HASH], instantiate * 1e6, restore * 1e6)
 
-    def drain(self) -> None:
+    def resize(self, floor: int, evicting: bool = False) -> int:
+        """Change the warm floor; idle instances over it are dropped at once (counted as evictions when
+        `evicting`, the cap taking them for other tuples), lent ones as they return. Returns how many
+        were dropped; a raised floor is filled by the refill thread."""
         with self._lock:
+            self.floor = floor
+            excess = min(len(self._warm), len(self._warm) + self._lent + self._pending - floor)
+            dropped = [self._warm.popleft() for _ in range(max(0, excess))]  # the coldest first
+        if dropped and evicting:
+            self.stats.evictions += len(dropped)
+        if self.missing() > 0:
+            self._refiller.request(self)
+        return len(dropped)
+
+    @property
+    def busy(self) -> bool:
+        """A call holds one of its instances, or one is being reset after a call."""
+        return self.stats.in_flight > 0 or self._lent > 0 or self._returning > 0
+
+    def drain(self) -> None:
+        """Drop every idle instance and keep none from now on (a removed tuple)."""
+        with self._lock:
+            self.floor = 0
             self._warm.clear()
 
 

@@ -15,8 +15,8 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry, generate_latest
 
-from warmpool_contract import HEALTHZ_PATH, INVOKE_PREFIX, METRICS_PATH, READYZ_PATH
-from warmpool_runtime.errors import BadArguments, RuntimeFault
+from warmpool_contract import HEALTHZ_PATH, INVOKE_PREFIX, METRICS_PATH, READYZ_PATH, SHORT_HASH
+from warmpool_runtime.errors import BadArguments, RuntimeFault, Unauthorized
 from warmpool_runtime.http_protocol import (
     INTERNAL_ERROR,
     JSON,
@@ -30,6 +30,7 @@ from warmpool_runtime.http_protocol import (
 from warmpool_runtime.lanes import CallArgs, CallResult, PendingCall
 from warmpool_runtime.registry import Target
 from warmpool_runtime.service import Runtime
+from warmpool_runtime.tokens import WWW_AUTHENTICATE, TokenFile
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +46,8 @@ _SHUTTING_DOWN: Reply = (503, b'{"error":{"code":"shutting_down","message":"the 
 
 def error_response(fault: RuntimeFault) -> Reply:
     extra = b"" if fault.retry_after_seconds is None else retry_after(fault.retry_after_seconds)
+    if isinstance(fault, Unauthorized):
+        extra += WWW_AUTHENTICATE
     return fault.status, json.dumps(fault.to_json()).encode(), JSON, extra
 
 
@@ -56,6 +59,8 @@ class Handler:
         self.metrics = metrics
         self._routes: dict[bytes, Target] = {}
         self._route_cache_size = runtime.config.settings.route_cache_size
+        self._registry = runtime.registry
+        self._version = runtime.registry.version
         self._resolve = runtime.registry.target
         self._run = runtime.lanes.call
         self.draining = False
@@ -63,8 +68,13 @@ class Handler:
 
     def handle(self, req: Request) -> Reply | PendingReply:
         try:
+            if self._version != self._registry.version:  # a tuple was added, removed or replaced
+                self._routes.clear()
+                self._version = self._registry.version
             target = self._routes.get(req.url)
             if target is not None and req.method == b"POST":
+                if target.auth is not None and not target.auth.allows(req.authorization):
+                    raise self._refuse(target.pool.template.tenant)
                 return self._call(target, req)
             path = req.url.split(b"?", 1)[0]
             if path.startswith(_INVOKE):
@@ -85,11 +95,20 @@ class Handler:
         except RuntimeFault as fault:
             return error_response(fault)
 
+    def _refuse(self, tenant: str) -> Unauthorized:
+        self.runtime.unauthorized[tenant] += 1
+        # Never the token, nor whether one was sent or which part of it was wrong.
+        return Unauthorized(f"calls to tenant {tenant} need a valid bearer token (Authorization: Bearer <token>)",
+                            tenant=tenant)
+
     def _invoke(self, path: bytes, req: Request) -> Reply | PendingReply:
         parts = path.decode("utf-8", "replace").split("/")
         if len(parts) != 5 or not all(parts[2:]):
             raise BadArguments(f"expected POST {INVOKE_PREFIX}{{tenant}}/{{module_sha256}}/{{export}}")
         _, _, tenant, sha256, export = parts
+        auth: TokenFile | None = self._registry.auth_for(tenant, sha256)
+        if auth is not None and not auth.allows(req.authorization):
+            raise self._refuse(tenant)  # before anything about the tuple (its exports) is revealed
         target = self._resolve(tenant, sha256, export)
         if len(self._routes) >= self._route_cache_size:
             self._routes.clear()
@@ -114,16 +133,23 @@ class Handler:
         return _encode(result)
 
     def _readyz(self) -> Reply:
-        registry = self.runtime.registry
+        runtime = self.runtime
         tuples = [{
-            "tenant": s.tenant, "sha256": s.sha256, "warm": s.warm, "target": s.target, "ready": s.ready,
+            "tenant": s.tenant, "sha256": s.sha256, "module": s.sha256[:SHORT_HASH], "state": s.state,
+            "warm": s.warm, "target": s.target, "ready": s.ready,
             "error": None if s.error is None else {"code": s.error.code, "message": s.error.message},
-        } for s in registry.statuses()]
+        } for s in runtime.registry.statuses()]
+        reloads = runtime.reloads
+        config: dict[str, Any] = {
+            "watching": reloads.watching, "applied": reloads.applied, "refused": reloads.refused,
+            "lastError": reloads.last_error, "restartNeeded": list(reloads.restart_needed),
+        }
         if self.draining:
-            body = {"ready": False, "draining": True, "tuples": tuples}
+            body = {"ready": False, "draining": True, "tuples": tuples, "config": config}
             return 503, json.dumps(body).encode(), JSON, retry_after(1)
-        ready, saturated = self.runtime.ready, self.runtime.saturated
-        body = {"ready": ready, "saturated": saturated, "tuples": tuples}
+        ready, saturated = runtime.ready, runtime.saturated
+        body = {"ready": ready, "saturated": saturated, "tuplesGateReadiness": runtime.tuples_gate_readiness,
+                "tuples": tuples, "config": config}
         return (200 if ready else 503), json.dumps(body).encode(), JSON, b""
 
 

@@ -73,6 +73,12 @@ class RuntimeSettings:
     parallel_loads: int = field(default=4, metadata=_min(1))
     """Tuples fetched and compiled at once: one slow source never holds the others back."""
 
+    # Live config ------------------------------------------------------------------------------------
+    config_poll_seconds: float = field(default=1.0, metadata=_min(0.05))
+    """How often the config file (with `--watch-config`) and the tuples' token digest files are checked for
+    a change (a stat, and a read only when it changed); also how often the tuples' recent use is sampled
+    for the `maxTotalWarm` cap."""
+
     # HTTP surface ----------------------------------------------------------------------------------
     max_body_bytes: int = field(default=16 << 20, metadata=_min(1))
     """Larger request bodies are refused with `payload_too_large`."""

@@ -47,6 +47,8 @@ class PoolStats:
     """Invocations that returned; failures are counted by code in `invocations`."""
     in_flight: int = 0
     reset_failed: int = 0
+    evictions: int = 0
+    """Idle instances dropped because the `maxTotalWarm` cap gave their slots to warmer tuples."""
     terminated: Counter[str] = field(default_factory=Counter)
     traps: Counter[str] = field(default_factory=Counter)
     invocations: Counter[str] = field(default_factory=Counter)

@@ -38,6 +38,18 @@ RESOURCES: dict[str, kmock.ResourceInfo] = {
         subresources={"status", "scale"},
         verbs={"get", "list", "watch", "create", "update", "patch", "delete"},
     ),
+    "tensorwasm.dev/v1alpha1/runtimefleets": kmock.ResourceInfo(
+        kind="RuntimeFleet",
+        singular="runtimefleet",
+        namespaced=True,
+        shortnames={"rf"},
+        subresources={"status", "scale"},
+        verbs={"get", "list", "watch", "create", "update", "patch", "delete"},
+    ),
+    "v1/secrets": kmock.ResourceInfo(
+        kind="Secret", singular="secret", namespaced=True,
+        verbs={"get", "list", "watch", "create", "update", "patch", "delete"},
+    ),
     "apps/v1/deployments": kmock.ResourceInfo(
         kind="Deployment", singular="deployment", namespaced=True, subresources={"status", "scale"},
         verbs={"get", "list", "watch", "create", "update", "patch", "delete"},

@@ -202,6 +202,8 @@ def test_the_parser_accepts_every_field_the_crd_declares(schema: dict[str, Any])
             ],
             "podDisruptionBudget": {"maxUnavailable": 1},
         },
+        "fleetRef": {"name": "shared", "namespace": "fleets"},
+        "auth": {"secretRef": {"name": "callers"}},
     }
     assert set(full) == set(props)
     assert set(full["runtime"]) == set(props["runtime"]["properties"])

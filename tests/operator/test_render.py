@@ -349,3 +349,40 @@ def test_no_disruption_budget_unless_asked() -> None:
     assert children.disruption_budget is None
     assert [obj["kind"] for obj in children.all()] == ["ConfigMap", "Service", "Deployment"]
     assert ANNOTATION_BUDGET not in children.deployment["metadata"].get("annotations", {})
+
+
+def test_a_fleet_s_pods_get_the_same_runtime_settings_and_budget() -> None:
+    from warmpool_operator.runtimefleet import render as fleet_render
+    from warmpool_operator.runtimefleet.spec import parse_fleet
+
+    spread = {"maxSkew": 1, "topologyKey": "topology.kubernetes.io/zone", "whenUnsatisfiable": "ScheduleAnyway"}
+    runtime = {
+        "serviceAccountName": "runner",
+        "imagePullSecrets": [{"name": "registry"}],
+        "env": [{"name": "MODE", "value": "fast"}],
+        "topologySpreadConstraints": [spread],
+        "podDisruptionBudget": {"maxUnavailable": 1},
+    }
+    fleet = parse_fleet({"metadata": {"name": "prod", "namespace": "shared", "uid": "fleet-uid", "generation": 1},
+                         "spec": {"runtime": runtime}})
+    children = fleet_render.render_children(fleet, (), options=OPTIONS, replicas=2)
+    pod = children.deployment["spec"]["template"]["spec"]
+    selector = fleet_render.selector_labels("prod")
+    assert (pod["serviceAccountName"], pod["imagePullSecrets"]) == ("runner", [{"name": "registry"}])
+    assert pod["automountServiceAccountToken"] is False
+    assert pod["containers"][0]["env"] == [{"name": "MODE", "value": "fast"}]
+    assert pod["topologySpreadConstraints"] == [{**spread, "labelSelector": {"matchLabels": selector}}]
+    budget = children.disruption_budget
+    assert budget is not None
+    assert budget["spec"] == {"selector": {"matchLabels": selector}, "maxUnavailable": 1}
+    assert budget["metadata"]["ownerReferences"][0]["uid"] == "fleet-uid"
+    assert children.all()[-1] is budget
+    assert children.deployment["metadata"]["annotations"][ANNOTATION_BUDGET] == budget["metadata"]["name"]
+    plain = fleet_render.render_children(parse_fleet({**fleet_body_of(fleet), "spec": {}}), (), options=OPTIONS,
+                                         replicas=2)
+    assert plain.disruption_budget is None
+
+
+def fleet_body_of(fleet: Any) -> dict[str, Any]:
+    meta = fleet.meta
+    return {"metadata": {"name": meta.name, "namespace": meta.namespace, "uid": meta.uid, "generation": 1}}

@@ -32,7 +32,7 @@ def test_defaults_and_overrides() -> None:
 
 
 @pytest.mark.parametrize(("raw", "field"), [
-    ({"tuples": []}, "tuples"),
+    ({"tuples": {}}, "tuples must be a list"),
     ({"tuples": [entry(tenant="Not_A_Label")]}, "tuples[0].tenant"),
     ({"tuples": [entry(module={"sha256": "ABC", "source": {"path": "x"}})]}, "tuples[0].module.sha256"),
     ({"tuples": [entry(module={"sha256": SHA, "source": {"path": "x", "url": "http://h/x"}})]}, "exactly one"),

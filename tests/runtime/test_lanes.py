@@ -185,3 +185,21 @@ async def test_a_pod_configured_for_one_tenant_gives_it_every_worker() -> None:
     finally:
         gate.opened.set()
         lane.close()
+
+
+@pytest.mark.unit
+async def test_a_tenants_worker_share_follows_the_tenants_the_pod_serves_now() -> None:
+    lane = WorkerLane(RuntimeSettings(workers=3), ["a"])
+    gate = Gate()
+    try:
+        lane.set_tenants(["a", "b"])  # a second tenant joined (live config): one worker is kept for the others
+        calls = [submit(lane, "a", gate.job(f"a{i}", wait=True)) for i in range(5)]
+        await settle(lambda: load_of(lane, "a") == (2, 3))
+        lane.set_tenants(["a"])  # alone again: every worker, queued calls start at once
+        await settle(lambda: load_of(lane, "a") == (3, 2))
+        assert {load.tenant for load in lane.load()} == {"a"}  # an idle tenant no longer served is forgotten
+        gate.opened.set()
+        await asyncio.wait_for(asyncio.gather(*calls), HANG_GUARD)
+    finally:
+        gate.opened.set()
+        lane.close()

@@ -7,6 +7,9 @@ import signal
 import socket
 import subprocess
 import sys
+import time
+import urllib.error
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -28,14 +31,28 @@ def free_port() -> int:
         return port
 
 
+def wait_ready(port: int) -> None:
+    deadline = time.monotonic() + GUARD_S
+    while True:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=GUARD_S) as response:
+                if response.status == 200:
+                    return
+        except (urllib.error.URLError, ConnectionError):
+            pass
+        assert time.monotonic() < deadline, "the runtime never became Ready"
+        time.sleep(0.05)
+
+
 def served_log(tmp_path: Path, *flags: str) -> Iterator[str]:
-    """Run the runtime until it logs that it listens, stop it with SIGINT, yield its log lines."""
+    """Run the runtime until it logs that it listens and is Ready, stop it with SIGINT, yield its log lines."""
     path, sha = write_module(tmp_path, STATEFUL)
     config = tmp_path / "runtime.json"
     config.write_text(json.dumps({"tuples": [tuple_entry("acme", path, sha, 1)]}))
+    port = free_port()
     proc = subprocess.Popen(
         [sys.executable, "-m", "warmpool.cli", "runtime", "serve", "--config", str(config), "--host", "127.0.0.1",
-         "--port", str(free_port()), *flags],
+         "--port", str(port), *flags],
         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
     )
     try:
@@ -45,6 +62,7 @@ def served_log(tmp_path: Path, *flags: str) -> Iterator[str]:
             lines.append(line.rstrip("\n"))
             if "listening on" in line:
                 break
+        wait_ready(port)  # its signal handlers are installed by then
         proc.send_signal(signal.SIGINT)
         _, rest = proc.communicate(timeout=GUARD_S)
         lines.extend(rest.splitlines())

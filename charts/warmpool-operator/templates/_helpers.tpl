@@ -109,7 +109,8 @@ app.kubernetes.io/managed-by: warmpool-operator
 
 {{/*
 warmpool-operator.poolRules: what the operator does in a watched namespace, verb by verb.
-No wildcards, no Secrets, no delete but of a PodDisruptionBudget a pool no longer asks for (children go
+No wildcards, no Secrets (the roles add what module sources and fleets need), no delete but of a
+PodDisruptionBudget a pool no longer asks for (children go
 with their WarmPool through owner references).
 */}}
 {{- define "warmpool-operator.poolRules" -}}

@@ -18,7 +18,7 @@ import aiohttp
 
 from warmpool.dev.agent.kubeapi import MERGE_PATCH, ApiAccess, ApiError, KubeApi
 from warmpool.dev.agent.podips import PodIPs
-from warmpool.dev.agent.podspec import Refused, parse_pod
+from warmpool.dev.agent.podspec import ObjectKind, Refused, parse_pod
 from warmpool.dev.agent.runner import PodRunner, RunnerSettings
 
 log = logging.getLogger("warmpool.dev.agent")
@@ -28,6 +28,8 @@ WATCH_TIMEOUT_S = 300
 SHUTDOWN_GRACE_S = 10.0
 TERMINAL_PHASES = ("Succeeded", "Failed")
 LIFECYCLE_TAINTS = frozenset({"node.kubernetes.io/not-ready", "node.kubernetes.io/unreachable"})
+VOLUME_KINDS: tuple[ObjectKind, ...] = ("configmaps", "secrets")
+OBJECT_CHANGES = frozenset({"ADDED", "MODIFIED", "DELETED"})
 
 
 @dataclass(frozen=True)
@@ -95,7 +97,8 @@ class NodeAgent:
             version = await self._api.call("GET", "/version") or {}
             self._kubelet_version = str(version.get("gitVersion") or "v0.0.0")
             await self._register()
-            await asyncio.gather(self._heartbeat_loop(), self._pods_loop())
+            await asyncio.gather(self._heartbeat_loop(), self._pods_loop(),
+                                 *(self._objects_loop(kind) for kind in VOLUME_KINDS))
         finally:
             await self.shutdown()
 
@@ -194,6 +197,37 @@ class NodeAgent:
             except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
                 log.warning("pod watch interrupted: %s", exc)
                 await asyncio.sleep(1)
+
+    async def _objects_loop(self, kind: ObjectKind) -> None:
+        """Watch every ConfigMap (or Secret) and have the pods that read a changed one rewrite their volumes
+        at once, as the kubelet refreshes configMap, secret and projected volumes."""
+        version: str | None = None
+        while True:
+            try:
+                if version is None:
+                    listing = await self._api.call("GET", f"/api/v1/{kind}", params={"limit": "1"}) or {}
+                    version = str((listing.get("metadata") or {}).get("resourceVersion") or "")
+                params = {"resourceVersion": version, "timeoutSeconds": str(WATCH_TIMEOUT_S)}
+                async for event in self._api.watch(f"/api/v1/{kind}", params):
+                    change, meta = event.get("type"), (event.get("object") or {}).get("metadata") or {}
+                    if change == "ERROR":
+                        version = None
+                        break
+                    version = str(meta.get("resourceVersion") or version)
+                    if change in OBJECT_CHANGES:
+                        self._refresh_readers(kind, str(meta.get("namespace")), str(meta.get("name")))
+            except ApiError as exc:
+                log.warning("%s watch failed: %s", kind, exc)
+                version = None if exc.status == 410 else version
+                await asyncio.sleep(1)
+            except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
+                log.warning("%s watch interrupted: %s", kind, exc)
+                await asyncio.sleep(1)
+
+    def _refresh_readers(self, kind: ObjectKind, namespace: str, name: str) -> None:
+        for runner in self._runners.values():
+            if runner.needs(kind, namespace, name):
+                runner.refresh()
 
     def _sync(self, pods: list[Mapping[str, Any]]) -> None:
         """Make the runners match a fresh listing: pods gone while the watch was down are stopped."""

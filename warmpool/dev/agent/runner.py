@@ -11,17 +11,17 @@ import os
 import shutil
 import signal
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 
-from warmpool.dev.agent import podstatus
+from warmpool.dev.agent import atomicdir, podstatus
 from warmpool.dev.agent.kubeapi import MERGE_PATCH, ApiError, KubeApi
 from warmpool.dev.agent.podips import PodIPs
-from warmpool.dev.agent.podspec import CONFIG_ERROR, CREATE_ERROR, Container, HttpProbe, PodPlan, Refused
+from warmpool.dev.agent.podspec import CONFIG_ERROR, CREATE_ERROR, Container, HttpProbe, ObjectKind, PodPlan, Refused
 from warmpool.dev.agent.podstatus import ContainerView, Terminated
 from warmpool.dev.agent.resolve import (
     Addresses,
@@ -77,6 +77,8 @@ class PodRunner:
         self._processes: dict[str, asyncio.subprocess.Process] = {}
         self._objects: dict[ObjectKey, Mapping[str, Any] | None] = {}
         self._dirty = asyncio.Event()
+        self._refresh = asyncio.Event()
+        self._needs = set() if plan is None else needed_objects(plan)
         self._stopping = False
         self._tasks: list[asyncio.Task[None]] = []
         self._last_pushed: dict[str, Any] = dict(pod.get("status") or {})
@@ -93,6 +95,14 @@ class PodRunner:
     def start(self) -> None:
         self._tasks = [asyncio.create_task(self._push_loop()), asyncio.create_task(self._main())]
         self._dirty.set()
+
+    def needs(self, kind: ObjectKind, namespace: str, name: str) -> bool:
+        """The pod's volumes or environment read this ConfigMap or Secret."""
+        return self._plan is not None and self._plan.namespace == namespace and (kind, name) in self._needs
+
+    def refresh(self) -> None:
+        """An object the pod reads changed: rewrite its volumes now rather than at the next resync."""
+        self._refresh.set()
 
     def update(self, pod: Mapping[str, Any]) -> None:
         """A newer version of the pod (labels and annotations feed downward API values)."""
@@ -171,7 +181,8 @@ class PodRunner:
             elif volume.kind == "files" and (first or not volume.tokens):
                 files = volume_files(volume, self.pod, self._objects, addresses, tokens,
                                      text_mounts=pod_mounts(plan, str(self._dir)))
-                _write_tree(root, files, volume.mode)
+                if atomicdir.write(root, files, volume.mode) and not first:
+                    log.info("%s: volume %s updated", self.where, volume.name)
         if first:
             for container in plan.containers:
                 for mount in container.mounts:
@@ -204,6 +215,7 @@ class PodRunner:
         (self._dir / "logs").mkdir(parents=True, exist_ok=True)
         first = True
         while not self._stopping:
+            self._refresh.clear()  # before reading the objects: a change while they are read wakes the next round
             try:
                 await self._materialise(plan, first=first)
                 if first:
@@ -224,7 +236,8 @@ class PodRunner:
                 log.warning("%s: refreshing volumes: %s", self.where, exc.message)
             except (ApiError, aiohttp.ClientError, TimeoutError) as exc:
                 log.warning("%s: preparing volumes: %s", self.where, exc)
-            await asyncio.sleep(RETRY_S if first else self._settings.resync_s)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._refresh.wait(), RETRY_S if first else self._settings.resync_s)
 
     def _process_env(self, plan: PodPlan, container: Container) -> tuple[list[str], dict[str, str]]:
         addresses = Addresses(pod_ip=self._ip or "", host_ip=self._settings.host_ip)
@@ -343,25 +356,3 @@ async def _terminate(process: asyncio.subprocess.Process, *, grace_s: float) -> 
         with contextlib.suppress(ProcessLookupError):
             process.kill()
         await process.wait()
-
-
-def _write_tree(root: Path, files: Mapping[str, bytes], mode: int) -> None:
-    """Make root hold exactly files (atomic per file); unchanged files are left alone."""
-    root.mkdir(parents=True, exist_ok=True)
-    wanted = {root / path for path in files}
-    for path, data in files.items():
-        target = root / path
-        if target.is_file() and target.read_bytes() == data:
-            continue
-        target.parent.mkdir(parents=True, exist_ok=True)
-        partial = target.with_name(f".{target.name}.partial")
-        partial.write_bytes(data)
-        partial.chmod(mode & 0o777)
-        os.replace(partial, target)
-    for existing in _files_under(root):
-        if existing not in wanted:
-            existing.unlink(missing_ok=True)
-
-
-def _files_under(root: Path) -> Sequence[Path]:
-    return [p for p in root.rglob("*") if p.is_file()]
