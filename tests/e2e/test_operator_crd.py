@@ -32,7 +32,8 @@ def test_the_crd_is_established_with_a_structural_schema_and_its_names(crds: Loc
     assert conditions["NamesAccepted"]["status"] == "True"
     assert "NonStructuralSchema" not in conditions
     assert crd["status"]["acceptedNames"]["shortNames"] == ["wp"]
-    resources = crds.kubectl("api-resources", "--api-group=tensorwasm.dev", "--no-headers").stdout.split()
+    rows = crds.kubectl("api-resources", "--api-group=tensorwasm.dev", "--no-headers").stdout.splitlines()
+    (resources,) = [row.split() for row in rows if row.split()[:1] == ["warmpools"]]
     assert resources[:5] == ["warmpools", "wp", "tensorwasm.dev/v1alpha1", "true", "WarmPool"]
 
 
