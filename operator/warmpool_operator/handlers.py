@@ -85,6 +85,11 @@ def register(registry: kopf.OperatorRegistry, ctl: Controller, *, login: LoginFn
             raise kopf.PermanentError(f"{problem.reason}: {problem.message}")
         if problem is not None:
             raise kopf.TemporaryError(f"{problem.reason}: {problem.message}", delay=backoff_delay(config, retry))
+        if fleet_of(result.body, namespace) is not None and reconciling(result.outcome.status):
+            # A tuple warming on pods that are already Ready changes no Kubernetes object: look again
+            # soon (with backoff) rather than at the next resync.
+            raise kopf.TemporaryError("waiting for the fleet's pods to warm the tuple",
+                                      delay=backoff_delay(config, retry))
 
     # The level-based resync: drift nobody announced, pod health, status. A stalled pool is
     # reported, not raised: the create/update handler above carries the retries with backoff.
@@ -248,6 +253,11 @@ def register(registry: kopf.OperatorRegistry, ctl: Controller, *, login: LoginFn
                 continue
             if result is not None:
                 report(result, logger)
+
+
+def reconciling(status: Mapping[str, Any]) -> bool:
+    """Whether a status says work is in progress (its Reconciling condition is True)."""
+    return any(c.get("type") == "Reconciling" and c.get("status") == "True" for c in status.get("conditions") or [])
 
 
 def fleet_autoscaled(*, spec: Mapping[str, Any], **_: Any) -> bool:
