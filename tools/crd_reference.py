@@ -136,6 +136,10 @@ def render(crd: Mapping[str, Any], source: str = "crds/warmpools.tensorwasm.dev.
         )
     for rule in root.get("x-kubernetes-validations") or []:
         lines.append(f"- object rule: {rule.get('message') or rule['rule']}")
+    if names["kind"] == "WarmPool":
+        lines.append("- a field left unset takes the operator's cluster default, if one is configured, before the "
+                     "built-in default: see [cluster defaults](defaults.md); `status` and the Warm/Pod column show "
+                     "the effective values")
     lines += ["", f"## Columns of `kubectl get {names['plural']}`", "", "| column | type | from | meaning |",
               "| --- | --- | --- | --- |"]
     for column in version.get("additionalPrinterColumns") or []:

@@ -40,6 +40,9 @@ def add_operator_commands(sub: Any) -> None:
     run.add_argument("--lease-name", help="name of the leader election Lease")
     run.add_argument("--lease-namespace", help="namespace of the Lease (default: the pod's own)")
     run.add_argument(
+        "--defaults", metavar="FILE", help="YAML file of cluster-wide WarmPool defaults (see docs/defaults.md)"
+    )
+    run.add_argument(
         "--log-format", choices=("json", "plain", "full"), default="json", help="log format (default json)"
     )
     run.add_argument("-v", "--verbose", action="store_true", help="debug logging")
@@ -55,10 +58,14 @@ def _run(args: argparse.Namespace) -> int:
     import kopf
 
     from warmpool_operator.app import run_operator
-    from warmpool_operator.settings import SettingsError, config_from_env
+    from warmpool_operator.settings import ENV_PREFIX, SettingsError, config_from_env
 
+    env = dict(os.environ)
+    if args.defaults is not None:  # the flag wins over both variables
+        env.pop(f"{ENV_PREFIX}DEFAULTS", None)
+        env[f"{ENV_PREFIX}DEFAULTS_FILE"] = args.defaults
     try:
-        config = config_from_env(os.environ)
+        config = config_from_env(env)
     except SettingsError as exc:
         print(f"warmpool operator: {exc}", file=sys.stderr)
         return 2

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from warmpool_operator.defaults import parse_pool
 from warmpool_operator.diff import drift, is_controlled_by
 from warmpool_operator.fleet.observations import TupleKey
 from warmpool_operator.health import Problem, pod_is_ready
@@ -51,7 +52,7 @@ from warmpool_operator.runtimefleet.render import deployment_name as fleet_deplo
 from warmpool_operator.runtimefleet.render import selector_string as fleet_selector
 from warmpool_operator.runtimefleet.spec import parse_fleet
 from warmpool_operator.settings import OperatorConfig
-from warmpool_operator.spec import SpecError, WarmPool, parse_warmpool
+from warmpool_operator.spec import SpecError, WarmPool
 from warmpool_operator.status import invalid_spec_status, notices, scaling_off_status, scaling_status
 
 log = logging.getLogger(__name__)
@@ -164,7 +165,7 @@ class Controller:
         if body is None or (body.get("metadata") or {}).get("deletionTimestamp"):
             return None
         try:
-            pool = parse_warmpool(body)
+            pool = parse_pool(body, self.config.defaults)
         except SpecError as exc:
             return Result(body, await self._report_invalid(body, exc))
         if pool.spec.fleet_ref is not None:
@@ -255,7 +256,8 @@ class Controller:
         warm = None if decided is None else {(key.tenant, key.module): count for key, count in decided.items()}
         try:
             outcome = await reconcile_fleet(fleet, store=self.api, reader=self.readyz, options=self.render_options,
-                                            now=now, watched=self._plain_namespaces(), warm=warm)
+                                            now=now, watched=self._plain_namespaces(), warm=warm,
+                                            defaults=self.config.defaults)
         except Forbidden as exc:
             problem = Problem("Forbidden", f"the operator may not {exc.verb} {exc.resource}: {exc.message}")
             status = await self._stall_fleet(body, problem, now)

@@ -19,7 +19,12 @@ from warmpool_operator.scalers import scale_notice
 from warmpool_operator.settings import backoff_delay
 from warmpool_operator.spec import GROUP, PLURAL, VERSION, SpecError
 
-CHILD_RESOURCES = (("apps", "v1", "deployments"), ("", "v1", "services"), ("", "v1", "configmaps"))
+CHILD_RESOURCES = (
+    ("apps", "v1", "deployments"),
+    ("", "v1", "services"),
+    ("", "v1", "configmaps"),
+    ("policy", "v1", "poddisruptionbudgets"),
+)
 """Children watched for hand edits (a fleet's token Secret is not: the operator may not watch Secrets
 in every namespace for it, and the resync restores it)."""
 CHILD_LABELS = {LABEL_MANAGED_BY: MANAGED_BY}

@@ -37,12 +37,14 @@ PEERINGS = Kind("kopf.dev/v1", "kopfpeerings")
 CLUSTER_PEERINGS = Kind("kopf.dev/v1", "clusterkopfpeerings")
 NAMESPACES = Kind("v1", "namespaces")
 LEASES = Kind("coordination.k8s.io/v1", "leases")
+DISRUPTION_BUDGETS = Kind("policy/v1", "poddisruptionbudgets")
 RUNTIMEFLEETS = Kind(f"{GROUP}/{VERSION}", "runtimefleets")
 KINDS_BY_NAME = {
     "ConfigMap": CONFIGMAPS,
     "Service": SERVICES,
     "Deployment": DEPLOYMENTS,
     "Pod": PODS,
+    "PodDisruptionBudget": DISRUPTION_BUDGETS,
     "Secret": SECRETS,
 }
 

@@ -18,6 +18,7 @@ from warmpool_operator.health import Problem, current_pods, diagnose, progress_o
 from warmpool_operator.kinds import (
     CONFIGMAPS,
     DEPLOYMENTS,
+    DISRUPTION_BUDGETS,
     KINDS_BY_NAME,
     PODS,
     SECRETS,
@@ -28,6 +29,7 @@ from warmpool_operator.kinds import (
 from warmpool_operator.ownership import ReplicaOwner, carried_replicas, replica_owner
 from warmpool_operator.probing import Prober
 from warmpool_operator.render import (
+    ANNOTATION_BUDGET,
     ANNOTATION_CONFIG_HASH,
     LABEL_INSTANCE,
     LABEL_MANAGED_BY,
@@ -55,10 +57,12 @@ class Store(Protocol):
         self, kind: Kind, namespace: str, name: str, status: Mapping[str, Any]
     ) -> dict[str, Any]: ...
 
+    async def delete(self, kind: Kind, namespace: str, name: str) -> bool: ...
+
 
 @dataclass(frozen=True, slots=True)
 class Write:
-    verb: str  # "create" (the apply made the object) or "patch"
+    verb: str  # "create" (the apply made the object), "patch" or "delete"
     kind: str
     name: str
     fields: tuple[str, ...] = ()
@@ -169,6 +173,25 @@ async def apply(
     return applied, Write(verb, desired["kind"], name, tuple(changed) if actual is not None else ()), None
 
 
+async def remove_dropped_budget(
+    store: Store, namespace: str, owner_uid: str, budget: Mapping[str, Any] | None, deployment: Mapping[str, Any] | None
+) -> Write | None:
+    """Delete the owner's PodDisruptionBudget once spec.runtime.podDisruptionBudget is gone (`budget` None).
+
+    Done before the Deployment loses its annotation, so a failed delete is retried, never forgotten.
+    """
+    if budget is not None or deployment is None:
+        return None
+    name = ((deployment.get("metadata") or {}).get("annotations") or {}).get(ANNOTATION_BUDGET)
+    if not name or not is_controlled_by(deployment, owner_uid):
+        return None
+    found = await store.get(DISRUPTION_BUDGETS, namespace, name)
+    if found is None or not is_controlled_by(found, owner_uid):
+        return None
+    await store.delete(DISRUPTION_BUDGETS, namespace, name)
+    return Write("delete", "PodDisruptionBudget", name)
+
+
 def _with(base: Mapping[str, Any], extra: Mapping[str, Any]) -> dict[str, Any]:
     out = dict(base)
     for key, value in extra.items():
@@ -190,6 +213,9 @@ async def reconcile(
     if problem is None:
         # On a problem found beforehand the children stay as they are: the pods already
         # running keep serving the previous module rather than rolling to pods that cannot start.
+        removed = await remove_dropped_budget(store, meta.namespace, meta.uid, children.disruption_budget, deployment)
+        if removed is not None:
+            writes.append(removed)
         for rendered in children.all():
             kind = KINDS_BY_NAME[rendered["kind"]]
             child_name = rendered["metadata"]["name"]

@@ -1,4 +1,4 @@
-"""Pure rendering of a WarmPool's children (ConfigMap, Service, Deployment) from its parsed spec.
+"""Pure rendering of a WarmPool's children (ConfigMap, Service, Deployment, PDB) from its parsed spec.
 
 Each rendered object is the operator's server-side apply intent: only the fields it owns. A field
 left out of a later intent is removed by the API server unless another field manager also set it.
@@ -32,7 +32,16 @@ from warmpool_operator.runtime_config import (
     render_runtime_yaml,
     termination_grace_seconds,
 )
-from warmpool_operator.spec import API_VERSION, GROUP, KIND, ModuleSource, PoolMeta, WarmPoolSpec
+from warmpool_operator.spec import (
+    API_VERSION,
+    GROUP,
+    KIND,
+    DisruptionBudget,
+    ModuleSource,
+    PoolMeta,
+    RuntimeSpec,
+    WarmPoolSpec,
+)
 
 CONTAINER_NAME = "runtime"
 RUN_AS_USER = 65532
@@ -48,6 +57,9 @@ ANNOTATION_CONFIG_HASH = f"{GROUP}/config-hash"
 # Hash of the whole apply intent on each child: a changed intent (a field dropped from it included)
 # is applied even when every field still rendered already holds its value.
 ANNOTATION_APPLIED = f"{GROUP}/applied-hash"
+# On the Deployment while the pool has a PodDisruptionBudget: when the field goes, the operator
+# knows there is one to delete without looking for it on every reconciliation.
+ANNOTATION_BUDGET = f"{GROUP}/disruption-budget"
 
 # Runtime pod sizing when spec.runtime.resources does not say otherwise (docs/operator.md).
 DEFAULT_CPU_REQUEST = "100m"
@@ -84,10 +96,13 @@ class Children:
     config_map: dict[str, Any]
     service: dict[str, Any]
     deployment: dict[str, Any]
+    disruption_budget: dict[str, Any] | None = None
+    """None when spec.runtime.podDisruptionBudget is unset: an existing one is then deleted."""
 
     def all(self) -> tuple[dict[str, Any], ...]:
         """In apply order: the config before the pods that mount it."""
-        return (self.config_map, self.service, self.deployment)
+        budget = () if self.disruption_budget is None else (self.disruption_budget,)
+        return (self.config_map, self.service, self.deployment, *budget)
 
 
 def deployment_name(pool_name: str) -> str:
@@ -100,6 +115,10 @@ def service_name(pool_name: str) -> str:
 
 def config_map_name(pool_name: str) -> str:
     return f"{pool_name}-runtime"
+
+
+def disruption_budget_name(pool_name: str) -> str:
+    return pool_name
 
 
 def selector_labels(pool_name: str) -> dict[str, str]:
@@ -146,6 +165,7 @@ def render_children(
         deployment=stamped(
             render_deployment(meta, spec, options=options, replicas=replicas, config_digest=config_hash(config_text))
         ),
+        disruption_budget=None if (budget := render_disruption_budget(meta, spec)) is None else stamped(budget),
     )
 
 
@@ -196,6 +216,29 @@ def render_service(meta: PoolMeta, spec: WarmPoolSpec) -> dict[str, Any]:
     }
 
 
+def render_disruption_budget(meta: PoolMeta, spec: WarmPoolSpec) -> dict[str, Any] | None:
+    """The pool's PodDisruptionBudget, if spec.runtime.podDisruptionBudget asks for one."""
+    budget = spec.runtime.pod_disruption_budget
+    if budget is None:
+        return None
+    return {
+        "apiVersion": "policy/v1",
+        "kind": "PodDisruptionBudget",
+        "metadata": _metadata(meta, spec, disruption_budget_name(meta.name)),
+        "spec": disruption_budget_spec(budget, selector_labels(meta.name)),
+    }
+
+
+def disruption_budget_spec(budget: DisruptionBudget, selector: Mapping[str, str]) -> dict[str, Any]:
+    """The spec of a PodDisruptionBudget over the pods `selector` matches."""
+    out: dict[str, Any] = {"selector": {"matchLabels": dict(selector)}}
+    if budget.min_available is not None:
+        out["minAvailable"] = budget.min_available
+    else:
+        out["maxUnavailable"] = budget.max_unavailable
+    return out
+
+
 def render_deployment(
     meta: PoolMeta,
     spec: WarmPoolSpec,
@@ -224,6 +267,8 @@ def render_deployment(
         }
     )
     metadata = _metadata(meta, spec, deployment_name(meta.name))
+    if spec.runtime.pod_disruption_budget is not None:
+        metadata["annotations"] = {ANNOTATION_BUDGET: disruption_budget_name(meta.name)}
     return {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": metadata, "spec": deployment_spec}
 
 
@@ -309,6 +354,8 @@ def _pod_spec(meta: PoolMeta, spec: WarmPoolSpec, options: RenderOptions) -> dic
         },
         "volumeMounts": mounts,
     }
+    if runtime.env:
+        container["env"] = [thaw(var) for var in runtime.env]
     pod: dict[str, Any] = {
         "automountServiceAccountToken": False,
         "enableServiceLinks": False,
@@ -324,13 +371,32 @@ def _pod_spec(meta: PoolMeta, spec: WarmPoolSpec, options: RenderOptions) -> dic
         "containers": [container],
         "volumes": volumes,
     }
-    if runtime.node_selector:
-        pod["nodeSelector"] = dict(runtime.node_selector)
-    if runtime.tolerations:
-        pod["tolerations"] = [thaw(t) for t in runtime.tolerations]
-    if runtime.affinity is not None:
-        pod["affinity"] = thaw(runtime.affinity)
+    pod.update(pod_settings(runtime, selector_labels(meta.name)))
     return pod
+
+
+def pod_settings(runtime: RuntimeSpec, selector: Mapping[str, str]) -> dict[str, Any]:
+    """The pod-level fields `spec.runtime` sets, for any runtime pod template; `selector` matches its pods."""
+    out: dict[str, Any] = {
+        # The runtime never calls the Kubernetes API: no token unless the spec asks for one.
+        "automountServiceAccountToken": runtime.automount_service_account_token,
+    }
+    if runtime.node_selector:
+        out["nodeSelector"] = dict(runtime.node_selector)
+    if runtime.tolerations:
+        out["tolerations"] = [thaw(t) for t in runtime.tolerations]
+    if runtime.affinity is not None:
+        out["affinity"] = thaw(runtime.affinity)
+    if runtime.service_account_name is not None:
+        out["serviceAccountName"] = runtime.service_account_name
+    if runtime.image_pull_secrets:
+        out["imagePullSecrets"] = [{"name": name} for name in runtime.image_pull_secrets]
+    if runtime.topology_spread_constraints:
+        out["topologySpreadConstraints"] = [
+            {"labelSelector": {"matchLabels": dict(selector)}, **thaw(constraint)}
+            for constraint in runtime.topology_spread_constraints
+        ]
+    return out
 
 
 def source_volumes(source: ModuleSource) -> list[tuple[dict[str, Any], str]]:

@@ -15,12 +15,13 @@ import kopf
 
 from warmpool_operator.actuator import Actuator, TickOutcome
 from warmpool_operator.controller import Controller
+from warmpool_operator.defaults import parse_pool
 from warmpool_operator.kinds import describe
 from warmpool_operator.kube import TRANSIENT
 from warmpool_operator.ownership import ReplicaOwner, manifest_replica_owner
 from warmpool_operator.scalers import pause_seconds
 from warmpool_operator.scaling.spec import AutoscalingSpec
-from warmpool_operator.spec import GROUP, PLURAL, VERSION, PoolMeta, SpecError, parse_warmpool
+from warmpool_operator.spec import GROUP, PLURAL, VERSION, PoolMeta, SpecError
 
 STOPPED_BY_FILTER = kopf.DaemonStoppingReason.FILTERS_MISMATCH
 STOPPED_BY_DELETION = kopf.DaemonStoppingReason.RESOURCE_DELETED
@@ -46,7 +47,7 @@ def register(
                 started = actuator.clock()
                 tick = AutoscalingSpec().tick_seconds
                 try:
-                    pool = parse_warmpool(body)
+                    pool = parse_pool(body, ctl.config.defaults)
                 except SpecError:
                     pass  # reconciliation reports InvalidSpec; nothing is scaled by a spec that cannot work
                 else:

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from warmpool_operator.defaults import ClusterDefaults, DefaultsError, load_defaults
 
 ENV_PREFIX = "WARMPOOL_OPERATOR_"
 
@@ -73,6 +76,9 @@ class OperatorConfig:
     peering_lifetime_seconds: int = 30
     """A replica that stops refreshing its peering record (killed, not stopped) is considered gone
     after this long; a restarted replica waits that long before acting (PEERING_LIFETIME_SECONDS)."""
+    defaults: ClusterDefaults = field(default_factory=ClusterDefaults)
+    """Cluster-wide defaults of WarmPool fields (docs/defaults.md): a YAML document `defaults: {...}`
+    in a file (DEFAULTS_FILE, or `--defaults`) or in the variable itself (DEFAULTS); read once at start."""
 
 
 def config_from_env(env: Mapping[str, str]) -> OperatorConfig:
@@ -123,6 +129,7 @@ def config_from_env(env: Mapping[str, str]) -> OperatorConfig:
             f"{ENV_PREFIX}LEASE_RETRY_SECONDS < LEASE_RENEW_DEADLINE_SECONDS < LEASE_DURATION_SECONDS must hold"
         )
     return OperatorConfig(
+        defaults=defaults_from(raw("DEFAULTS"), raw("DEFAULTS_FILE")),
         runtime_image=raw("RUNTIME_IMAGE") or base.runtime_image,
         image_pull_policy=raw("IMAGE_PULL_POLICY") or base.image_pull_policy,
         resync_seconds=number("RESYNC_SECONDS", base.resync_seconds, minimum=0.1),
@@ -151,6 +158,24 @@ def config_from_env(env: Mapping[str, str]) -> OperatorConfig:
         lease_retry_seconds=retry,
         peering_lifetime_seconds=integer("PEERING_LIFETIME_SECONDS", base.peering_lifetime_seconds, minimum=15),
     )
+
+
+def defaults_from(inline: str | None, path: str | None) -> ClusterDefaults:
+    """Cluster defaults from the variable's own text or from a file; never both."""
+    if inline is not None and path is not None:
+        raise SettingsError(f"{ENV_PREFIX}DEFAULTS and {ENV_PREFIX}DEFAULTS_FILE are both set; use one")
+    try:
+        if path is not None:
+            try:
+                text = Path(path).read_text(encoding="utf-8")
+            except OSError as exc:
+                raise SettingsError(f"{ENV_PREFIX}DEFAULTS_FILE: cannot read {path}: {exc.strerror}") from exc
+            return load_defaults(text, path)
+        if inline is not None:
+            return load_defaults(inline, f"{ENV_PREFIX}DEFAULTS")
+    except DefaultsError as exc:
+        raise SettingsError(str(exc)) from exc
+    return ClusterDefaults()
 
 
 def backoff_delay(config: OperatorConfig, retry: int) -> float:

@@ -131,6 +131,14 @@ class Limits:
 
 
 @dataclass(frozen=True, slots=True)
+class DisruptionBudget:
+    """A PodDisruptionBudget for the pool's pods: exactly one field is set (an int or a percentage)."""
+
+    min_available: int | str | None = None
+    max_unavailable: int | str | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class RuntimeSpec:
     """Pod-level settings of the runtime pods; JSON-valued fields are read-only views."""
 
@@ -142,6 +150,14 @@ class RuntimeSpec:
     pod_labels: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
     pod_annotations: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
     startup_seconds: int = DEFAULT_STARTUP_SECONDS
+    image_pull_secrets: tuple[str, ...] = ()
+    service_account_name: str | None = None
+    """None: the namespace's `default` service account."""
+    automount_service_account_token: bool = False
+    env: tuple[JsonObject, ...] = ()
+    topology_spread_constraints: tuple[JsonObject, ...] = ()
+    """As given; a constraint without labelSelector selects the pool's pods when rendered."""
+    pod_disruption_budget: DisruptionBudget | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -362,35 +378,25 @@ def _parse_limits(obj: Mapping[str, Any] | None) -> Limits:
     )
 
 
-def _parse_runtime(obj: Mapping[str, Any] | None) -> RuntimeSpec:
+def _parse_runtime(obj: Mapping[str, Any] | None, where: str = "spec.runtime") -> RuntimeSpec:
     if obj is None:
         return RuntimeSpec()
-    where = "spec.runtime"
-    _no_unknown(
-        obj,
-        where,
-        {
-            "image",
-            "resources",
-            "nodeSelector",
-            "tolerations",
-            "affinity",
-            "podLabels",
-            "podAnnotations",
-            "startupSeconds",
-        },
-    )
+    _no_unknown(obj, where, set(RUNTIME_FIELDS))
     image = obj.get("image")
     if image is not None and (not isinstance(image, str) or not image.strip()):
         raise SpecError(f"{where}.image", "must be a non-empty string")
-    tolerations = obj.get("tolerations") or []
-    if not isinstance(tolerations, list) or not all(isinstance(t, Mapping) for t in tolerations):
-        raise SpecError(f"{where}.tolerations", "must be a list of objects")
+    tolerations = _object_list(obj, "tolerations", where)
     pod_labels = _string_map(obj, "podLabels", where)
     for key in pod_labels:
         if key.startswith(RESERVED_LABEL_PREFIXES):
             raise SpecError(f"{where}.podLabels", f"may not set {key!r} (reserved for the operator)")
     affinity = _optional_object(obj, "affinity", where)
+    automount = obj.get("automountServiceAccountToken", False)
+    if not isinstance(automount, bool):
+        raise SpecError(f"{where}.automountServiceAccountToken", f"must be a boolean, got {automount!r}")
+    account = obj.get("serviceAccountName")
+    if account is not None:
+        account = _dns_subdomain(obj, "serviceAccountName", where)
     return RuntimeSpec(
         image=image,
         resources=MappingProxyType(dict(_optional_object(obj, "resources", where) or {})),
@@ -400,7 +406,159 @@ def _parse_runtime(obj: Mapping[str, Any] | None) -> RuntimeSpec:
         pod_labels=pod_labels,
         pod_annotations=_string_map(obj, "podAnnotations", where),
         startup_seconds=_int(obj, "startupSeconds", where, DEFAULT_STARTUP_SECONDS, minimum=10, maximum=3600),
+        image_pull_secrets=_pull_secrets(obj, where),
+        service_account_name=account,
+        automount_service_account_token=automount,
+        env=_env(obj, where),
+        topology_spread_constraints=_spread_constraints(obj, where),
+        pod_disruption_budget=_disruption_budget(_optional_object(obj, "podDisruptionBudget", where), where),
     )
+
+
+RUNTIME_FIELDS = (
+    "image",
+    "resources",
+    "nodeSelector",
+    "tolerations",
+    "affinity",
+    "podLabels",
+    "podAnnotations",
+    "startupSeconds",
+    "imagePullSecrets",
+    "serviceAccountName",
+    "automountServiceAccountToken",
+    "env",
+    "topologySpreadConstraints",
+    "podDisruptionBudget",
+)
+ENV_NAME = re.compile(r"^[-._a-zA-Z][-._a-zA-Z0-9]*$")
+RESERVED_ENV_PREFIXES = ("WARMPOOL_", "PYTHON", "LD_")
+"""The project's own settings namespace, and variables that change which code the runtime process
+runs (interpreter start-up, the dynamic loader): a pool may not set them on its runtime pods."""
+MAX_ENV = 128
+PERCENT = re.compile(r"^(100|[1-9]?[0-9])%$")
+SPREAD_FIELDS = frozenset(
+    {
+        "maxSkew",
+        "topologyKey",
+        "whenUnsatisfiable",
+        "labelSelector",
+        "minDomains",
+        "nodeAffinityPolicy",
+        "nodeTaintsPolicy",
+        "matchLabelKeys",
+    }
+)
+
+
+def _object_list(obj: Mapping[str, Any], key: str, where: str) -> list[Mapping[str, Any]]:
+    value = obj.get(key) or []
+    if not isinstance(value, list) or not all(isinstance(item, Mapping) for item in value):
+        raise SpecError(f"{where}.{key}", "must be a list of objects")
+    return value
+
+
+def _dns_subdomain(obj: Mapping[str, Any], key: str, where: str) -> str:
+    name = _string(obj, key, where)
+    if len(name) > 253 or not DNS1123_SUBDOMAIN.match(name):
+        raise SpecError(f"{where}.{key}", "must be a DNS-1123 subdomain")
+    return name
+
+
+def _pull_secrets(obj: Mapping[str, Any], where: str) -> tuple[str, ...]:
+    names: list[str] = []
+    for i, item in enumerate(_object_list(obj, "imagePullSecrets", where)):
+        _no_unknown(item, f"{where}.imagePullSecrets[{i}]", {"name"})
+        name = _dns_subdomain(item, "name", f"{where}.imagePullSecrets[{i}]")
+        if name in names:
+            raise SpecError(f"{where}.imagePullSecrets[{i}].name", f"{name!r} is listed twice")
+        names.append(name)
+    return tuple(names)
+
+
+def _env(obj: Mapping[str, Any], where: str) -> tuple[JsonObject, ...]:
+    items = _object_list(obj, "env", where)
+    if len(items) > MAX_ENV:
+        raise SpecError(f"{where}.env", f"at most {MAX_ENV} variables, got {len(items)}")
+    seen: set[str] = set()
+    out: list[JsonObject] = []
+    for i, item in enumerate(items):
+        at = f"{where}.env[{i}]"
+        _no_unknown(item, at, {"name", "value", "valueFrom"})
+        name = _string(item, "name", at)
+        if not ENV_NAME.match(name):
+            raise SpecError(f"{at}.name", f"{name!r} is not a valid variable name ([-._a-zA-Z][-._a-zA-Z0-9]*)")
+        if name.upper().startswith(RESERVED_ENV_PREFIXES):
+            prefixes = ", ".join(f"{p}*" for p in RESERVED_ENV_PREFIXES)
+            raise SpecError(f"{at}.name", f"{name!r} is reserved (the runtime pods refuse {prefixes})")
+        if name in seen:
+            raise SpecError(f"{at}.name", f"{name!r} is set twice")
+        seen.add(name)
+        value, source = item.get("value"), item.get("valueFrom")
+        if (value is None) == (source is None):
+            raise SpecError(at, "exactly one of value, valueFrom must be set")
+        if value is not None:
+            if not isinstance(value, str):
+                raise SpecError(f"{at}.value", f"must be a string, got {type(value).__name__}")
+            out.append(MappingProxyType({"name": name, "value": value}))
+            continue
+        ref_from = _object(source, f"{at}.valueFrom")
+        _no_unknown(ref_from, f"{at}.valueFrom", {"secretKeyRef", "configMapKeyRef"})
+        if len(ref_from) != 1:
+            raise SpecError(f"{at}.valueFrom", "exactly one of secretKeyRef, configMapKeyRef must be set")
+        (kind, raw_ref), = ref_from.items()
+        ref_at = f"{at}.valueFrom.{kind}"
+        ref = _object(raw_ref, ref_at)
+        _no_unknown(ref, ref_at, {"name", "key", "optional"})
+        ref_name = _dns_subdomain(ref, "name", ref_at)
+        key = _string(ref, "key", ref_at)
+        if len(key) > 253 or not CONFIGMAP_KEY.match(key):
+            raise SpecError(f"{ref_at}.key", "must be a valid key ([-._a-zA-Z0-9]+)")
+        plain: dict[str, Any] = {"name": ref_name, "key": key}
+        optional = ref.get("optional")
+        if optional is not None:
+            if not isinstance(optional, bool):
+                raise SpecError(f"{ref_at}.optional", f"must be a boolean, got {optional!r}")
+            plain["optional"] = optional
+        out.append(MappingProxyType({"name": name, "valueFrom": MappingProxyType({kind: MappingProxyType(plain)})}))
+    return tuple(out)
+
+
+def _spread_constraints(obj: Mapping[str, Any], where: str) -> tuple[JsonObject, ...]:
+    out: list[JsonObject] = []
+    for i, item in enumerate(_object_list(obj, "topologySpreadConstraints", where)):
+        at = f"{where}.topologySpreadConstraints[{i}]"
+        _no_unknown(item, at, set(SPREAD_FIELDS))
+        if item.get("maxSkew") is None:
+            raise SpecError(f"{at}.maxSkew", "is required")
+        _int(item, "maxSkew", at, 1, minimum=1)
+        _string(item, "topologyKey", at)
+        mode = _string(item, "whenUnsatisfiable", at)
+        if mode not in ("DoNotSchedule", "ScheduleAnyway"):
+            raise SpecError(f"{at}.whenUnsatisfiable", f"must be DoNotSchedule or ScheduleAnyway, got {mode!r}")
+        _optional_object(item, "labelSelector", at)
+        out.append(MappingProxyType(dict(item)))
+    return tuple(out)
+
+
+def _disruption_budget(obj: Mapping[str, Any] | None, where: str) -> DisruptionBudget | None:
+    if obj is None:
+        return None
+    at = f"{where}.podDisruptionBudget"
+    _no_unknown(obj, at, {"minAvailable", "maxUnavailable"})
+    present = [key for key in ("minAvailable", "maxUnavailable") if obj.get(key) is not None]
+    if len(present) != 1:
+        raise SpecError(at, "exactly one of minAvailable, maxUnavailable must be set")
+    (key,) = present
+    value = obj[key]
+    if isinstance(value, str):
+        if not PERCENT.match(value):
+            raise SpecError(f"{at}.{key}", f"must be a non-negative integer or a percentage like '50%', got {value!r}")
+    else:
+        _int(obj, key, at, 0, minimum=0)
+    if key == "minAvailable":
+        return DisruptionBudget(min_available=value)
+    return DisruptionBudget(max_unavailable=value)
 
 
 def _object(raw: Any, where: str) -> Mapping[str, Any]:

@@ -119,6 +119,9 @@ def compute_status(
         "replicas": progress.replicas,
         "readyReplicas": progress.ready,
         "warmInstances": progress.ready * spec.warm_instances_per_tuple,
+        # Effective values (cluster defaults applied): what `kubectl get` shows, the manifest may not say.
+        "warmInstancesPerTuple": spec.warm_instances_per_tuple,
+        "maxTotalWarm": spec.max_total_warm,
         "selector": selector_string(name),
         "module": spec.module.short_hash,
         "readiness": f"{progress.ready}/{progress.desired}",

@@ -24,11 +24,24 @@ _SPARE_FILES = 256
 """File descriptors beyond the connections': modules, the cache, the event loop's own."""
 
 
+def log_formatter(log_format: str) -> logging.Formatter:
+    """`text`: one readable line; `json`: one object per line (timestamp, severity, name, message, exc_info),
+    through python-json-logger as the operator's JSON logs (kopf's formatter, which the runtime cannot use)."""
+    if log_format == "json":
+        from pythonjsonlogger.json import JsonFormatter
+
+        return JsonFormatter("%(levelname)s %(name)s %(message)s", rename_fields={"levelname": "severity"},
+                             timestamp=True)
+    return logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s")
+
+
 def run_server(config: RuntimeConfig, host: str, port: int, log_level: str = "INFO", *,
-               watch: str | None = None) -> int:
+               watch: str | None = None, log_format: str = "text") -> int:
     """Serve until SIGTERM/SIGINT. With `watch` (the config file's path) its changes apply live, and the pod
     is Ready while serving whatever its tuples' states; without it, Ready only once every tuple is warm."""
-    logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    handler = logging.StreamHandler()
+    handler.setFormatter(log_formatter(log_format))
+    logging.basicConfig(level=log_level.upper(), handlers=[handler])
     # Served connections, plus as many refused ones lingering until their 503 is read.
     _raise_file_limit(2 * config.settings.max_connections + _SPARE_FILES)
     try:

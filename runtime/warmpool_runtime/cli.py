@@ -31,6 +31,8 @@ def add_runtime_commands(sub: Any) -> None:
     serve.add_argument("--host", default="0.0.0.0", help="address to listen on (default 0.0.0.0; last one wins)")
     serve.add_argument("--port", type=int, default=HTTP_PORT, help=f"port to listen on (default {HTTP_PORT})")
     serve.add_argument("--log-level", default="INFO", help="logging level (default INFO)")
+    serve.add_argument("--log-format", choices=("text", "json"), default="text",
+                       help="log lines as text or as one JSON object each (default text)")
     serve.set_defaults(func=_serve)
 
 
@@ -54,4 +56,4 @@ def _serve(args: argparse.Namespace) -> int:
         print(f"warmpool runtime: invalid configuration: {exc}", file=sys.stderr)
         return 2
     return run_server(config, args.host, args.port, args.log_level,
-                      watch=args.config if args.watch_config else None)
+                      watch=args.config if args.watch_config else None, log_format=args.log_format)

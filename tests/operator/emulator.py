@@ -62,6 +62,10 @@ RESOURCES: dict[str, kmock.ResourceInfo] = {
         kind="ConfigMap", singular="configmap", namespaced=True,
         verbs={"get", "list", "watch", "create", "update", "patch", "delete"},
     ),
+    "policy/v1/poddisruptionbudgets": kmock.ResourceInfo(
+        kind="PodDisruptionBudget", singular="poddisruptionbudget", namespaced=True, subresources={"status"},
+        verbs={"get", "list", "watch", "create", "update", "patch", "delete"},
+    ),
     "v1/pods": kmock.ResourceInfo(
         kind="Pod", singular="pod", namespaced=True, subresources={"status"},
         verbs={"get", "list", "watch", "create", "update", "patch", "delete"},

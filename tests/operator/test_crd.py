@@ -71,8 +71,9 @@ def test_identity_scope_and_subresources(crd: dict[str, Any]) -> None:
     assert columns == [
         ("Tenant", ".spec.tenant"),
         ("Module", ".status.module"),
-        ("Warm/Pod", ".spec.warmInstancesPerTuple"),
+        ("Warm/Pod", ".status.warmInstancesPerTuple"),
         ("Ready", ".status.readiness"),
+        ("Reason", '.status.conditions[?(@.type=="Ready")].reason'),
         ("Miss ratio", ".status.missRatio"),
         ("Age", ".metadata.creationTimestamp"),
     ]
@@ -127,25 +128,48 @@ def test_cel_patterns_match_the_parser(schema: dict[str, Any]) -> None:
         assert cel_regex(nodes[".spec.module.source" + name]) == spec_module.DNS1123_SUBDOMAIN.pattern
     assert cel_regex(nodes[".spec.module.source.caBundle.configMapRef.key"]) == spec_module.CONFIGMAP_KEY.pattern
     assert cel_regex(nodes["."]) == spec_module.DNS1035_LABEL.pattern
+    assert cel_regex(nodes[".spec.runtime.serviceAccountName"]) == spec_module.DNS1123_SUBDOMAIN.pattern
+    assert cel_regex(nodes[".spec.runtime.imagePullSecrets[].name"]) == spec_module.DNS1123_SUBDOMAIN.pattern
+    assert cel_regex(nodes[".spec.runtime.env[].name"]) == spec_module.ENV_NAME.pattern
+    budget = nodes[".spec.runtime.podDisruptionBudget.minAvailable"]
+    assert cel_regex(budget) == spec_module.PERCENT.pattern
+    reserved = " ".join(rule["rule"] for rule in nodes[".spec.runtime.env[].name"]["x-kubernetes-validations"])
+    assert re.findall(r"startsWith\('([A-Z_]+)'\)", reserved) == list(spec_module.RESERVED_ENV_PREFIXES)
+
+
+def stated_default(prop: dict[str, Any]) -> Any:
+    """The built-in default a description states ("... Default 10."), as a number."""
+    found = re.search(r"(?:Default|default|else(?: the built-in)?) ([0-9.]+)[.)]?\s*$", prop["description"].strip())
+    if found is None:
+        return None
+    text = found.group(1).rstrip(".")
+    return float(text) if "." in text else int(text)
 
 
 def test_autoscaling_block_matches_the_autoscaler_spec(schema: dict[str, Any]) -> None:
     block = schema["properties"]["spec"]["properties"]["autoscaling"]
-    crd_defaults = {name: prop.get("default") for name, prop in block["properties"].items()}
+    # No server-side defaults but `enabled` (never a cluster default: it decides who owns the replica
+    # count): the API server would otherwise fill in every field and hide the operator's cluster defaults.
+    assert "default" not in block
+    assert {name for name, prop in block["properties"].items() if "default" in prop} == {"enabled"}
+    stated = {name: prop.get("default", stated_default(prop)) for name, prop in block["properties"].items()}
     spec_defaults = {camel(f.name): getattr(AutoscalingSpec(), f.name) for f in dataclasses.fields(AutoscalingSpec)}
-    assert crd_defaults == spec_defaults
-    assert block["default"] == spec_defaults
-    assert parse_autoscaling(crd_defaults) == AutoscalingSpec()
+    stated["minReplicas"] = 1  # stated as "at least 1 (default 1)"
+    assert stated == spec_defaults
+    assert parse_autoscaling(stated) == AutoscalingSpec()
 
 
-def test_spec_defaults_match_the_parser(schema: dict[str, Any]) -> None:
+def test_fields_cluster_defaults_can_set_have_no_server_side_default(schema: dict[str, Any]) -> None:
     props = schema["properties"]["spec"]["properties"]
     parsed = parse_spec({"tenant": "acme", "module": {"sha256": "0" * 64, "source": {"path": "/m.wasm"}}})
-    assert props["warmInstancesPerTuple"]["default"] == parsed.warm_instances_per_tuple
-    assert props["maxTotalWarm"]["default"] == parsed.max_total_warm
+    for name in ("warmInstancesPerTuple", "maxTotalWarm", "limits", "autoscaling", "runtime"):
+        assert "default" not in props[name], name
+    assert "default" not in props["limits"]["properties"]["memoryBytes"]
+    assert stated_default(props["warmInstancesPerTuple"]) == parsed.warm_instances_per_tuple
+    assert stated_default(props["maxTotalWarm"]) == parsed.max_total_warm
     assert props["replicas"]["default"] == parsed.replicas
-    assert props["limits"]["properties"]["memoryBytes"]["default"] == parsed.limits.memory_bytes
-    assert props["limits"]["properties"]["timeoutMs"]["default"] == parsed.limits.timeout_ms
+    assert stated_default(props["limits"]["properties"]["memoryBytes"]) == parsed.limits.memory_bytes
+    assert stated_default(props["limits"]["properties"]["timeoutMs"]) == parsed.limits.timeout_ms
 
 
 def test_the_parser_accepts_every_field_the_crd_declares(schema: dict[str, Any]) -> None:
@@ -154,6 +178,9 @@ def test_the_parser_accepts_every_field_the_crd_declares(schema: dict[str, Any])
         "tenant": "acme",
         "module": {"sha256": "0" * 64, "source": {"path": "/m.wasm"}},
         **{name: prop["default"] for name, prop in props.items() if "default" in prop},
+        "warmInstancesPerTuple": 4,
+        "maxTotalWarm": 8,
+        "autoscaling": {"enabled": True},
         "limits": {name: 70000 for name in props["limits"]["properties"]},
         "runtime": {
             "image": "i",
@@ -164,6 +191,19 @@ def test_the_parser_accepts_every_field_the_crd_declares(schema: dict[str, Any])
             "podLabels": {},
             "podAnnotations": {},
             "startupSeconds": 600,
+            "imagePullSecrets": [{"name": "registry"}],
+            "serviceAccountName": "runner",
+            "automountServiceAccountToken": True,
+            "env": [
+                {"name": "A", "value": "1"},
+                {"name": "B", "valueFrom": {"secretKeyRef": {"name": "s", "key": "k"}}},
+            ],
+            "topologySpreadConstraints": [
+                {"maxSkew": 1, "topologyKey": "zone", "whenUnsatisfiable": "ScheduleAnyway", "minDomains": 2,
+                 "nodeAffinityPolicy": "Honor", "nodeTaintsPolicy": "Ignore", "matchLabelKeys": ["x"],
+                 "labelSelector": {"matchLabels": {"a": "b"}}},
+            ],
+            "podDisruptionBudget": {"maxUnavailable": 1},
         },
         "fleetRef": {"name": "shared", "namespace": "fleets"},
         "auth": {"secretRef": {"name": "callers"}},
@@ -173,6 +213,9 @@ def test_the_parser_accepts_every_field_the_crd_declares(schema: dict[str, Any])
     source_props = props["module"]["properties"]["source"]["properties"]
     assert set(source_props) == {"url", "path", "configMapRef", "oci", "headersFrom", "caBundle"}
     parse_spec(full)
+    spread = props["runtime"]["properties"]["topologySpreadConstraints"]["items"]["properties"]
+    assert set(spread) == spec_module.SPREAD_FIELDS
+    assert set(props["runtime"]["properties"]) == set(spec_module.RUNTIME_FIELDS)
     oci = {"repository": "r.example/a/m", "reference": "v1", "insecure": True, "pullSecretRef": {"name": "s"}}
     assert set(oci) == set(source_props["oci"]["properties"])
     parse_spec({**full, "module": {"sha256": "0" * 64, "source": {"oci": oci}}})

@@ -13,6 +13,7 @@ from warmpool_operator.diff import parse_quantity
 from warmpool_operator.ownership import carried_replicas, deployment_replicas
 from warmpool_operator.render import (
     ANNOTATION_APPLIED,
+    ANNOTATION_BUDGET,
     ANNOTATION_CONFIG_HASH,
     BASE_MEMORY_BYTES,
     COLD_INSTANCES,
@@ -20,6 +21,7 @@ from warmpool_operator.render import (
     RenderOptions,
     applied_hash,
     render_children,
+    selector_labels,
     selector_string,
 )
 from warmpool_operator.runtime_config import DRAIN_SECONDS
@@ -208,13 +210,11 @@ def test_replica_count_is_left_out_when_someone_else_owns_it() -> None:
 def test_who_owns_the_replica_count() -> None:
     manual = spec(replicas=3)
     auto = spec(autoscaling={"enabled": True, "minReplicas": 2, "maxReplicas": 8})
-    scale_to_zero = spec(autoscaling={"enabled": True, "minReplicas": 0, "maxReplicas": 8})
     existing = {"spec": {"replicas": 5}}
     assert deployment_replicas(manual, None) == 3
     assert deployment_replicas(manual, existing) == 3
     assert deployment_replicas(auto, None) == 2
     assert deployment_replicas(auto, existing) is None
-    assert deployment_replicas(scale_to_zero, None) == 1
 
 
 def test_the_autoscaler_s_replica_count_is_carried_not_decided() -> None:
@@ -289,3 +289,100 @@ def test_grace_period_outlasts_the_drain_window_and_the_longest_call() -> None:
         assert grace > settings["shutdownTimeoutSeconds"]
     # No preStop hook: there is no shell in the image, the runtime drains by itself.
     assert "lifecycle" not in pod_spec(render(spec()))["containers"][0]
+
+
+def test_pod_settings_reach_the_pod_template() -> None:
+    env = [
+        {"name": "MODE", "value": "fast"},
+        {"name": "TOKEN", "valueFrom": {"secretKeyRef": {"name": "creds", "key": "token"}}},
+    ]
+    pod = pod_spec(render(spec(runtime={
+        "imagePullSecrets": [{"name": "registry"}],
+        "serviceAccountName": "runner",
+        "env": env,
+    })))
+    assert pod["imagePullSecrets"] == [{"name": "registry"}]
+    assert pod["serviceAccountName"] == "runner"
+    assert pod["automountServiceAccountToken"] is False
+    assert pod["containers"][0]["env"] == env
+
+
+def test_without_pod_settings_the_namespace_default_account_runs_without_token() -> None:
+    pod = pod_spec(render(spec()))
+    assert "serviceAccountName" not in pod
+    assert "imagePullSecrets" not in pod
+    assert "env" not in pod["containers"][0]
+    assert "topologySpreadConstraints" not in pod
+    assert pod["automountServiceAccountToken"] is False
+    assert pod_spec(render(spec(runtime={"automountServiceAccountToken": True})))["automountServiceAccountToken"]
+
+
+def test_spread_constraints_select_the_pool_s_pods_unless_told_otherwise() -> None:
+    zone = {"maxSkew": 1, "topologyKey": "topology.kubernetes.io/zone", "whenUnsatisfiable": "ScheduleAnyway"}
+    own = {**zone, "topologyKey": "kubernetes.io/hostname", "labelSelector": {"matchLabels": {"team": "a"}}}
+    pod = pod_spec(render(spec(runtime={"topologySpreadConstraints": [zone, own]})))
+    defaulted, kept = pod["topologySpreadConstraints"]
+    assert defaulted == {**zone, "labelSelector": {"matchLabels": selector_labels("echo")}}
+    assert kept == own
+
+
+@pytest.mark.parametrize(("given", "field", "value"), [
+    ({"minAvailable": 1}, "minAvailable", 1),
+    ({"maxUnavailable": "50%"}, "maxUnavailable", "50%"),
+])
+def test_disruption_budget_selects_the_pool_s_pods(given: dict[str, Any], field: str, value: Any) -> None:
+    children = render(spec(runtime={"podDisruptionBudget": given}))
+    budget = children.disruption_budget
+    assert budget is not None
+    assert (budget["apiVersion"], budget["kind"], budget["metadata"]["name"]) == (
+        "policy/v1", "PodDisruptionBudget", "echo")
+    assert budget["spec"] == {"selector": {"matchLabels": selector_labels("echo")}, field: value}
+    assert budget["metadata"]["ownerReferences"][0]["uid"] == META.uid
+    assert budget["metadata"]["annotations"][ANNOTATION_APPLIED] == applied_hash(budget)
+    assert children.all()[-1] is budget
+    # The Deployment says a budget exists, so that removing the field can delete it.
+    assert children.deployment["metadata"]["annotations"][ANNOTATION_BUDGET] == "echo"
+
+
+def test_no_disruption_budget_unless_asked() -> None:
+    children = render(spec())
+    assert children.disruption_budget is None
+    assert [obj["kind"] for obj in children.all()] == ["ConfigMap", "Service", "Deployment"]
+    assert ANNOTATION_BUDGET not in children.deployment["metadata"].get("annotations", {})
+
+
+def test_a_fleet_s_pods_get_the_same_runtime_settings_and_budget() -> None:
+    from warmpool_operator.runtimefleet import render as fleet_render
+    from warmpool_operator.runtimefleet.spec import parse_fleet
+
+    spread = {"maxSkew": 1, "topologyKey": "topology.kubernetes.io/zone", "whenUnsatisfiable": "ScheduleAnyway"}
+    runtime = {
+        "serviceAccountName": "runner",
+        "imagePullSecrets": [{"name": "registry"}],
+        "env": [{"name": "MODE", "value": "fast"}],
+        "topologySpreadConstraints": [spread],
+        "podDisruptionBudget": {"maxUnavailable": 1},
+    }
+    fleet = parse_fleet({"metadata": {"name": "prod", "namespace": "shared", "uid": "fleet-uid", "generation": 1},
+                         "spec": {"runtime": runtime}})
+    children = fleet_render.render_children(fleet, (), options=OPTIONS, replicas=2)
+    pod = children.deployment["spec"]["template"]["spec"]
+    selector = fleet_render.selector_labels("prod")
+    assert (pod["serviceAccountName"], pod["imagePullSecrets"]) == ("runner", [{"name": "registry"}])
+    assert pod["automountServiceAccountToken"] is False
+    assert pod["containers"][0]["env"] == [{"name": "MODE", "value": "fast"}]
+    assert pod["topologySpreadConstraints"] == [{**spread, "labelSelector": {"matchLabels": selector}}]
+    budget = children.disruption_budget
+    assert budget is not None
+    assert budget["spec"] == {"selector": {"matchLabels": selector}, "maxUnavailable": 1}
+    assert budget["metadata"]["ownerReferences"][0]["uid"] == "fleet-uid"
+    assert children.all()[-1] is budget
+    assert children.deployment["metadata"]["annotations"][ANNOTATION_BUDGET] == budget["metadata"]["name"]
+    plain = fleet_render.render_children(parse_fleet({**fleet_body_of(fleet), "spec": {}}), (), options=OPTIONS,
+                                         replicas=2)
+    assert plain.disruption_budget is None
+
+
+def fleet_body_of(fleet: Any) -> dict[str, Any]:
+    meta = fleet.meta
+    return {"metadata": {"name": meta.name, "namespace": meta.namespace, "uid": meta.uid, "generation": 1}}

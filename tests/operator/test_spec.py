@@ -96,6 +96,37 @@ def test_full_spec_is_parsed_into_frozen_values() -> None:
         ({"runtime": {"podLabels": {"tensorwasm.dev/tenant": "x"}}}, "spec.runtime.podLabels"),
         ({"runtime": {"nodeSelector": {"a": 1}}}, "spec.runtime.nodeSelector"),
         ({"runtime": {"tolerations": {"key": "a"}}}, "spec.runtime.tolerations"),
+        ({"autoscaling": {"minReplicas": 0}}, "spec.autoscaling.minReplicas"),
+        ({"runtime": {"imagePullSecrets": [{"name": "Reg"}]}}, "spec.runtime.imagePullSecrets[0].name"),
+        ({"runtime": {"imagePullSecrets": [{"name": "r"}, {"name": "r"}]}}, "spec.runtime.imagePullSecrets[1].name"),
+        ({"runtime": {"imagePullSecrets": ["r"]}}, "spec.runtime.imagePullSecrets"),
+        ({"runtime": {"serviceAccountName": "Runner"}}, "spec.runtime.serviceAccountName"),
+        ({"runtime": {"automountServiceAccountToken": "yes"}}, "spec.runtime.automountServiceAccountToken"),
+        ({"runtime": {"env": [{"name": "1=A", "value": "x"}]}}, "spec.runtime.env[0].name"),
+        ({"runtime": {"env": [{"name": "WARMPOOL_PORT", "value": "1"}]}}, "spec.runtime.env[0].name"),
+        ({"runtime": {"env": [{"name": "PYTHONPATH", "value": "/x"}]}}, "spec.runtime.env[0].name"),
+        ({"runtime": {"env": [{"name": "LD_PRELOAD", "value": "/x"}]}}, "spec.runtime.env[0].name"),
+        ({"runtime": {"env": [{"name": "A", "value": "1"}, {"name": "A", "value": "2"}]}}, "spec.runtime.env[1].name"),
+        ({"runtime": {"env": [{"name": "A"}]}}, "spec.runtime.env[0]"),
+        ({"runtime": {"env": [{"name": "A", "value": 1}]}}, "spec.runtime.env[0].value"),
+        ({"runtime": {"env": [{"name": "A", "valueFrom": {"fieldRef": {"fieldPath": "x"}}}]}},
+         "spec.runtime.env[0].valueFrom"),
+        ({"runtime": {"env": [{"name": "A", "valueFrom": {"secretKeyRef": {"name": "s"}}}]}},
+         "spec.runtime.env[0].valueFrom.secretKeyRef.key"),
+        ({"runtime": {"env": [{"name": "A", "valueFrom": {"configMapKeyRef": {"name": "c", "key": "k",
+                                                                             "optional": "no"}}}]}},
+         "spec.runtime.env[0].valueFrom.configMapKeyRef.optional"),
+        ({"runtime": {"topologySpreadConstraints": [{"topologyKey": "z", "whenUnsatisfiable": "DoNotSchedule"}]}},
+         "spec.runtime.topologySpreadConstraints[0].maxSkew"),
+        ({"runtime": {"topologySpreadConstraints": [{"maxSkew": 1, "topologyKey": "z", "whenUnsatisfiable": "No"}]}},
+         "spec.runtime.topologySpreadConstraints[0].whenUnsatisfiable"),
+        ({"runtime": {"podDisruptionBudget": {}}}, "spec.runtime.podDisruptionBudget"),
+        ({"runtime": {"podDisruptionBudget": {"minAvailable": 1, "maxUnavailable": 1}}},
+         "spec.runtime.podDisruptionBudget"),
+        ({"runtime": {"podDisruptionBudget": {"minAvailable": "150%"}}},
+         "spec.runtime.podDisruptionBudget.minAvailable"),
+        ({"runtime": {"podDisruptionBudget": {"maxUnavailable": -1}}},
+         "spec.runtime.podDisruptionBudget.maxUnavailable"),
         ({"surprise": 1}, "spec"),
     ],
 )
@@ -125,3 +156,48 @@ def test_whole_object_parse_keeps_identity_and_status() -> None:
     pool = parse_warmpool(body)
     assert (pool.meta.name, pool.meta.namespace, pool.meta.uid, pool.meta.generation) == ("echo", "pools", "u-1", 3)
     assert pool.status["observedGeneration"] == 2
+
+
+def test_runtime_pod_settings_are_parsed() -> None:
+    runtime = parse_spec(
+        spec_with(
+            runtime={
+                "imagePullSecrets": [{"name": "registry"}, {"name": "mirror"}],
+                "serviceAccountName": "runner",
+                "env": [
+                    {"name": "MODE", "value": "fast"},
+                    {"name": "TOKEN", "valueFrom": {"secretKeyRef": {"name": "creds", "key": "token"}}},
+                    {"name": "REGION", "valueFrom": {"configMapKeyRef": {"name": "site", "key": "region",
+                                                                         "optional": True}}},
+                ],
+                "topologySpreadConstraints": [
+                    {"maxSkew": 1, "topologyKey": "topology.kubernetes.io/zone", "whenUnsatisfiable": "ScheduleAnyway"}
+                ],
+                "podDisruptionBudget": {"maxUnavailable": "25%"},
+            }
+        )
+    ).runtime
+    assert runtime.image_pull_secrets == ("registry", "mirror")
+    assert runtime.service_account_name == "runner"
+    assert runtime.automount_service_account_token is False
+    assert [var["name"] for var in runtime.env] == ["MODE", "TOKEN", "REGION"]
+    assert runtime.env[1]["valueFrom"]["secretKeyRef"] == {"name": "creds", "key": "token"}
+    assert runtime.env[2]["valueFrom"]["configMapKeyRef"]["optional"] is True
+    assert runtime.topology_spread_constraints[0]["maxSkew"] == 1
+    assert (runtime.pod_disruption_budget.min_available, runtime.pod_disruption_budget.max_unavailable) == (
+        None, "25%")  # type: ignore[union-attr]
+    with pytest.raises(TypeError):
+        runtime.env[0]["value"] = "slow"  # type: ignore[index]
+
+
+def test_runtime_pod_settings_default_to_none_and_no_token() -> None:
+    runtime = parse_spec(spec_with()).runtime
+    assert (runtime.image_pull_secrets, runtime.service_account_name, runtime.env) == ((), None, ())
+    assert runtime.automount_service_account_token is False
+    assert runtime.pod_disruption_budget is None
+    assert parse_spec(spec_with(runtime={"automountServiceAccountToken": True})).runtime.automount_service_account_token
+
+
+def test_scale_to_zero_is_refused_with_the_reason() -> None:
+    with pytest.raises(SpecError, match=r"scale to zero is not supported.*no activator buffers the first invocation"):
+        parse_spec(spec_with(autoscaling={"enabled": True, "minReplicas": 0, "maxReplicas": 3}))

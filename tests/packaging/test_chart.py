@@ -165,10 +165,13 @@ def test_rbac_has_no_wildcards_no_secrets_no_escalation(rendered: dict[str, list
             assert "*" not in (rule.get(key) or []), where
         assert "nonResourceURLs" not in rule, where
         if "secrets" in (rule.get("resources") or []):
-            # A module source's Secret checked by name; fleet tokens: a member's auth Secret read by
-            # name, the digest Secret applied. Never listed or watched.
+            # A Secret a module source names: checked to exist (get). Fleet tokens: a member's auth
+            # Secret read by name, the digest Secret applied. Never listed.
             assert set(rule["verbs"]) <= {"get", "create", "patch"}, where
-        assert not {"escalate", "bind", "impersonate", "delete", "deletecollection"} & set(rule["verbs"]), where
+        # The one delete: a PodDisruptionBudget a pool no longer asks for.
+        deletes = rule.get("resources") != ["poddisruptionbudgets"]
+        assert not {"escalate", "bind", "impersonate", "deletecollection"} & set(rule["verbs"]), where
+        assert not deletes or "delete" not in rule["verbs"], where
         assert not {"roles", "clusterroles", "rolebindings", "clusterrolebindings", "pods/exec", "nodes"} & set(
             rule.get("resources") or []
         ), where
@@ -193,6 +196,7 @@ NEEDED = {
     ("apps", "deployments"): {"get", "list", "watch", "create", "patch"},
     ("", "services"): {"get", "list", "watch", "create", "patch"},
     ("", "configmaps"): {"get", "list", "watch", "create", "patch"},
+    ("policy", "poddisruptionbudgets"): {"get", "list", "watch", "create", "patch", "delete"},
     ("", "pods"): {"get", "list"},
     ("", "events"): {"create"},
     ("tensorwasm.dev", "runtimefleets"): {"get", "list", "watch", "patch"},
@@ -313,6 +317,7 @@ def test_every_operator_setting_is_reachable_from_the_chart(rendered: dict[str, 
     fields = set(OperatorConfig.__dataclass_fields__)
     from_flags = {key for key, value in args.items() if value is not None and key in fields}
     from_flags.add("standalone")  # --standalone, rendered when peering.enabled is false
+    from_flags.add("defaults")  # the `defaults` value, as a mounted file (tests/packaging/test_chart_defaults.py)
     # Bound to all interfaces by the operator's default, which is what a pod needs.
     not_exposed = {"metrics_host", "health_host"}
     assert fields - from_env - from_flags == not_exposed
@@ -422,6 +427,8 @@ OPEN_OBJECTS = {
     # Kubernetes objects handed to the API server as they are (it validates them).
     ".podSecurityContext", ".securityContext", ".affinity", ".topologySpreadConstraints[]", ".extraEnv[]",
     ".extraVolumes[]", ".extraVolumeMounts[]",
+    # WarmPool spec fields, checked by the operator with the CRD's own rules when it starts.
+    ".defaults",
 }
 
 

@@ -108,6 +108,8 @@ def test_the_api_server_stored_every_object_of_the_chart(cluster: Kube, installe
     ("patch", "configmaps"), ("list", "pods"), ("create", "events"), ("patch", "clusterkopfpeerings.kopf.dev"),
     ("watch", "customresourcedefinitions.apiextensions.k8s.io"),
     ("get", "secrets"),  # only to check that a Secret a module source names exists, and its type
+    ("watch", "poddisruptionbudgets.policy"),
+    ("delete", "poddisruptionbudgets.policy"),  # the one a pool no longer asks for
 ])
 def test_the_installed_rbac_grants_what_the_operator_does(
     cluster: Kube, installed: dict[str, Any], verb: str, resource: str

@@ -109,7 +109,9 @@ app.kubernetes.io/managed-by: warmpool-operator
 
 {{/*
 warmpool-operator.poolRules: what the operator does in a watched namespace, verb by verb.
-No wildcards, no Secrets, no delete (children go with their WarmPool through owner references).
+No wildcards, no Secrets (the roles add what module sources and fleets need), no delete but of a
+PodDisruptionBudget a pool no longer asks for (children go
+with their WarmPool through owner references).
 */}}
 {{- define "warmpool-operator.poolRules" -}}
 # WarmPools: watched; patched for kopf's bookkeeping annotations; status written.
@@ -126,6 +128,10 @@ No wildcards, no Secrets, no delete (children go with their WarmPool through own
 - apiGroups: [""]
   resources: ["services", "configmaps"]
   verbs: ["get", "list", "watch", "create", "patch"]
+# A pool's PodDisruptionBudget, deleted when its spec.runtime.podDisruptionBudget is removed.
+- apiGroups: ["policy"]
+  resources: ["poddisruptionbudgets"]
+  verbs: ["get", "list", "watch", "create", "patch", "delete"]
 # Runtime pods: read to diagnose a rollout and to find the pods to probe and scrape.
 - apiGroups: [""]
   resources: ["pods"]

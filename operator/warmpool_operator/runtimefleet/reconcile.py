@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
 
+from warmpool_operator.defaults import ClusterDefaults, parse_pool
 from warmpool_operator.diff import drift
 from warmpool_operator.health import Problem, Progress, pod_is_ready, progress_of
 from warmpool_operator.kinds import (
@@ -30,14 +31,14 @@ from warmpool_operator.kinds import (
     Kind,
 )
 from warmpool_operator.probing import probe_target
-from warmpool_operator.reconcile import Write, apply
+from warmpool_operator.reconcile import Write, apply, remove_dropped_budget
 from warmpool_operator.render import RenderOptions
 from warmpool_operator.runtimefleet.members import FLEET_INVALID, Admission, admit, fleet_missing
 from warmpool_operator.runtimefleet.render import deployment_name, render_children, selector_string
 from warmpool_operator.runtimefleet.spec import From, RuntimeFleet
 from warmpool_operator.runtimefleet.status import fleet_status, member_status, stalled_member_status
 from warmpool_operator.runtimefleet.tuples import TupleReport, standing
-from warmpool_operator.spec import SpecError, WarmPool, parse_warmpool
+from warmpool_operator.spec import SpecError, WarmPool
 from warmpool_operator.status import Notice, invalid_spec_status, notices
 
 MAX_TOKENS_PER_SECRET = 64
@@ -57,6 +58,8 @@ class FleetStore(Protocol):
     async def patch_status(
         self, kind: Kind, namespace: str, name: str, status: Mapping[str, Any]
     ) -> dict[str, Any]: ...
+
+    async def delete(self, kind: Kind, namespace: str, name: str) -> bool: ...
 
 
 class TupleReader(Protocol):
@@ -127,11 +130,12 @@ async def reconcile_fleet(
     now: datetime,
     watched: Sequence[str] = (),
     warm: Mapping[tuple[str, str], int] | None = None,
+    defaults: ClusterDefaults | None = None,
 ) -> FleetOutcome:
     """`warm` holds the autoscaler's warm counts per (tenant, sha256), over the members' own."""
     meta = fleet.meta
     raw_pools = await naming_pools(store, meta.namespace, meta.name, watched)
-    pools = _parse_members(raw_pools)
+    pools = _parse_members(raw_pools, defaults)
     labels = await _namespace_labels(store, fleet, pools)
     digests = await _digests(store, pools)
     admission = admit(fleet, pools, namespace_labels=labels, digests=digests)
@@ -146,6 +150,9 @@ async def reconcile_fleet(
     children = render_children(fleet, admission.members, options=options, replicas=replicas, warm=warm)
     writes: list[Write] = []
     problem: Problem | None = None
+    removed = await remove_dropped_budget(store, meta.namespace, meta.uid, children.disruption_budget, deployment)
+    if removed is not None:
+        writes.append(removed)
     for rendered in children.all():
         kind = KINDS_BY_NAME[rendered["kind"]]
         child = rendered["metadata"]["name"]
@@ -202,13 +209,15 @@ def missing_fleet_problem(namespace: str, name: str) -> Problem:
     return fleet_missing(f"{namespace}/{name}")
 
 
-def _parse_members(raw_pools: Sequence[Mapping[str, Any]]) -> list[WarmPool]:
+def _parse_members(
+    raw_pools: Sequence[Mapping[str, Any]], defaults: ClusterDefaults | None = None
+) -> list[WarmPool]:
     out = []
     for body in raw_pools:
         if (body.get("metadata") or {}).get("deletionTimestamp"):
             continue
         try:
-            out.append(parse_warmpool(body))
+            out.append(parse_pool(body, defaults or ClusterDefaults()))
         except SpecError:
             continue  # its own reconciliation reports InvalidSpec
     return out

@@ -18,6 +18,7 @@ import yaml
 from warmpool_contract import HEALTHZ_PATH, HTTP_PORT, READYZ_PATH, TOKENS_DIR, WATCH_CONFIG_FLAG
 from warmpool_operator.diff import Exact
 from warmpool_operator.render import (
+    ANNOTATION_BUDGET,
     BASE_MEMORY_BYTES,
     CONTAINER_NAME,
     DEFAULT_CPU_REQUEST,
@@ -34,6 +35,8 @@ from warmpool_operator.render import (
     RUN_AS_USER,
     STARTUP_PERIOD_SECONDS,
     RenderOptions,
+    disruption_budget_spec,
+    pod_settings,
     stamped,
     thaw,
 )
@@ -112,10 +115,13 @@ class FleetChildren:
     tokens: dict[str, Any]
     service: dict[str, Any]
     deployment: dict[str, Any]
+    disruption_budget: dict[str, Any] | None = None
+    """None when spec.runtime.podDisruptionBudget is unset: an existing one is then deleted."""
 
     def all(self) -> tuple[dict[str, Any], ...]:
         """In apply order: what the pods mount before the pods."""
-        return (self.config_map, self.tokens, self.service, self.deployment)
+        budget = () if self.disruption_budget is None else (self.disruption_budget,)
+        return (self.config_map, self.tokens, self.service, self.deployment, *budget)
 
 
 def token_file(tenant: str) -> str:
@@ -203,7 +209,21 @@ def render_children(
         tokens=stamped(tokens),
         service=stamped(service),
         deployment=stamped(render_deployment(fleet, options=options, replicas=replicas)),
+        disruption_budget=None if (budget := render_disruption_budget(fleet)) is None else stamped(budget),
     )
+
+
+def render_disruption_budget(fleet: RuntimeFleet) -> dict[str, Any] | None:
+    """The fleet's PodDisruptionBudget, if spec.runtime.podDisruptionBudget asks for one."""
+    budget = fleet.spec.runtime.pod_disruption_budget
+    if budget is None:
+        return None
+    return {
+        "apiVersion": "policy/v1",
+        "kind": "PodDisruptionBudget",
+        "metadata": _metadata(fleet, deployment_name(fleet.meta.name)),
+        "spec": disruption_budget_spec(budget, selector_labels(fleet.meta.name)),
+    }
 
 
 def render_deployment(fleet: RuntimeFleet, *, options: RenderOptions, replicas: int | None) -> dict[str, Any]:
@@ -223,8 +243,10 @@ def render_deployment(fleet: RuntimeFleet, *, options: RenderOptions, replicas: 
             },
         }
     )
-    return {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": _metadata(fleet, deployment_name(name)),
-            "spec": spec}
+    metadata = _metadata(fleet, deployment_name(name))
+    if fleet.spec.runtime.pod_disruption_budget is not None:
+        metadata["annotations"] = {ANNOTATION_BUDGET: deployment_name(name)}
+    return {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": metadata, "spec": spec}
 
 
 def _template_metadata(fleet: RuntimeFleet) -> dict[str, Any]:
@@ -290,8 +312,9 @@ def _pod_spec(fleet: RuntimeFleet, options: RenderOptions) -> dict[str, Any]:
             {"name": "tmp", "mountPath": "/tmp"},
         ],
     }
+    if runtime.env:
+        container["env"] = [thaw(var) for var in runtime.env]
     pod: dict[str, Any] = {
-        "automountServiceAccountToken": False,
         "enableServiceLinks": False,
         "securityContext": {
             "runAsNonRoot": True,
@@ -307,10 +330,5 @@ def _pod_spec(fleet: RuntimeFleet, options: RenderOptions) -> dict[str, Any]:
             {"name": "tmp", "emptyDir": {"sizeLimit": "64Mi"}},
         ],
     }
-    if runtime.node_selector:
-        pod["nodeSelector"] = dict(runtime.node_selector)
-    if runtime.tolerations:
-        pod["tolerations"] = [thaw(t) for t in runtime.tolerations]
-    if runtime.affinity is not None:
-        pod["affinity"] = thaw(runtime.affinity)
+    pod.update(pod_settings(runtime, selector_labels(name)))
     return pod

@@ -19,7 +19,7 @@ class AutoscalingSpec:
     enabled: bool = False
     """Off: `spec.replicas` (or the /scale subresource) decides the pod count."""
     min_replicas: int = 1
-    """Never fewer Ready-wanted pods than this (0 allows scale to zero)."""
+    """Never fewer Ready-wanted pods than this; at least 1 (no activator holds calls while a pod starts)."""
     max_replicas: int = 10
     """Never more pods than this."""
     target_miss_ratio: float = 0.01
@@ -83,8 +83,11 @@ def parse_autoscaling(raw: Mapping[str, Any] | None) -> AutoscalingSpec:
 
 def validate_autoscaling(spec: AutoscalingSpec) -> None:
     """The same rules the CRD's CEL validation states, for specs that did not come through the API."""
-    if spec.min_replicas < 0:
-        raise AutoscalingSpecError("spec.autoscaling.minReplicas must be >= 0")
+    if spec.min_replicas < 1:
+        raise AutoscalingSpecError(
+            "spec.autoscaling.minReplicas must be >= 1: scale to zero is not supported, as no activator"
+            " buffers the first invocation while a pod starts (it would fail)"
+        )
     if spec.max_replicas < 1:
         raise AutoscalingSpecError("spec.autoscaling.maxReplicas must be >= 1")
     if spec.min_replicas > spec.max_replicas:
