@@ -37,6 +37,8 @@ from warmpool_operator.ownership import ReplicaOwner, manifest_replica_owner
 from warmpool_operator.probing import Prober, probe_target
 from warmpool_operator.reconcile import Outcome, Write, reconcile
 from warmpool_operator.render import RenderOptions, deployment_name, selector_string
+from warmpool_operator.runtimefleet.moves import HOST_FIELD, dedicated_took_over, fleet_key, host_of
+from warmpool_operator.runtimefleet.moves import may_retire_dedicated as fleet_holds_it
 from warmpool_operator.runtimefleet.reader import ReadyzReader
 from warmpool_operator.runtimefleet.reconcile import (
     FleetOutcome,
@@ -179,7 +181,20 @@ class Controller:
             # RBAC refused part of the work: say which verb on which resource, on the pool itself.
             message = f"the operator may not {exc.verb} {exc.resource} in namespace {namespace}: {exc.message}"
             return Result(body, await self._report_stalled(body, Problem("Forbidden", message)))
+        await self._release_old_fleet(body, outcome)
         return Result(body, outcome)
+
+    async def _release_old_fleet(self, body: Mapping[str, Any], outcome: Outcome) -> None:
+        """Back on its own Deployment: once that is Ready, the fleet the pool left drops its tuple."""
+        previous = host_of(body.get("status"))
+        conditions = outcome.status.get("conditions") or ()
+        ready = any(c.get("type") == "Ready" and c.get("status") == "True" for c in conditions)
+        if previous is None or not dedicated_took_over(previous, ready):
+            return
+        meta = body["metadata"]
+        await self.api.patch_status(WARMPOOLS, str(meta["namespace"]), str(meta["name"]), {HOST_FIELD: None})
+        namespace, name = previous.split("/")
+        await self.reconcile_fleet(namespace, name, trigger="move")
 
     async def _reconcile_member(self, pool: WarmPool, body: Mapping[str, Any], trigger: str) -> Outcome:
         """A pool hosted by a RuntimeFleet: the fleet's reconciliation writes its status.
@@ -203,7 +218,14 @@ class Controller:
         if found is None:
             members = await stall_members(self.api, [body], missing_fleet_problem(namespace, name), self.clock())
             found = members[key]
-        writes = await self._retire_dedicated(pool)
+        previous, here = host_of(body.get("status")), fleet_key(namespace, name)
+        writes: tuple[Write, ...] = ()
+        if fleet_holds_it(previous, here, host_of(found.status) == here):
+            # Warm here now: the old host lets go (a Deployment scaled to zero, a fleet's config rewritten).
+            writes = await self._retire_dedicated(pool)
+            if previous is not None and previous != here:
+                old_namespace, old_name = previous.split("/")
+                await self.reconcile_fleet(old_namespace, old_name, trigger="move")
         return Outcome(status=found.status, problem=found.problem, notices=found.notices, writes=writes,
                        status_written=False)
 
