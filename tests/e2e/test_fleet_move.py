@@ -1,6 +1,6 @@
-"""A WarmPool moved between hosts on the real control plane (its own Deployment -> fleet A -> fleet B) under a
-steady call loop: no call fails, and at every moment some host holds its tuple warm; the old host lets go only
-after the new one is warm. Runtime pods are real processes on loopback; the module is served on 127.0.0.1."""
+"""A WarmPool moved between hosts on the real control plane (its own Deployment -> fleet A -> fleet B -> its own
+Deployment) under a steady call loop: no call fails, and at every moment some host holds its tuple warm; the old
+host lets go only after the new one is warm. Runtime pods are real processes on loopback; the module is served on 127.0.0.1."""
 
 from __future__ import annotations
 
@@ -99,7 +99,7 @@ def misses_on(ips: list[str]) -> float:
     return total
 
 
-def test_a_pool_moves_from_its_deployment_to_a_fleet_and_on_to_another_without_a_gap(
+def test_a_pool_moves_from_its_deployment_to_two_fleets_and_back_without_a_gap(
     operator: LocalCluster, namespace: str, module_url: str  # noqa: F811
 ) -> None:
     _, sha = example_module()
@@ -142,6 +142,17 @@ def test_a_pool_moves_from_its_deployment_to_a_fleet_and_on_to_another_without_a
             TENANT not in tuple_states(ip) for ip in a_ips), timeout_s=PATIENCE_S)
         operator.wait_for("calls served by fleet b", lambda: sum(h == "b" for h, _ in watch.calls) >= 5,
                           timeout_s=PATIENCE_S)
+
+        moved_back = time.monotonic()
+        operator.kubectl("patch", "warmpool", POOL, f"--namespace={namespace}", "--type=merge",
+                         "--patch", json.dumps({"spec": {"fleetRef": None}}))
+        operator.wait_for("the pool back on its own pod", lambda: host(operator, namespace) is None and ready_ips(
+            operator, namespace, pool_selector(POOL)), timeout_s=PATIENCE_S)
+        b_ips = ready_ips(operator, namespace, fleet_selector("b"))
+        operator.wait_for("fleet b lets the tuple go", lambda: all(
+            TENANT not in tuple_states(ip) for ip in b_ips), timeout_s=PATIENCE_S)
+        operator.wait_for("calls served by its own pod again", lambda: sum(
+            h == "own" for h, _ in watch.calls[-5:]) == 5, timeout_s=PATIENCE_S)
     finally:
         watch.stop.set()
         for thread in threads:
@@ -155,9 +166,13 @@ def test_a_pool_moves_from_its_deployment_to_a_fleet_and_on_to_another_without_a
     assert gaps == []
     # The tuple was warm on b before a dropped it: from the second move on, a sample without it warm on a has it
     # warm on b.
-    after = [s for s in watch.samples if s[0] >= moved_to_b]
+    after = [s for s in watch.samples if moved_to_b <= s[0] < moved_back]
     assert any(not s[2] for s in after)
     assert all(s[3] for s in after if not s[2])
+    # And back: b let go only once the pool's own pod was Ready.
+    back = [s for s in watch.samples if s[0] >= moved_back]
+    assert any(not s[3] for s in back)
+    assert all(s[1] for s in back if not s[3])
     # The new hosts were prewarmed: no call found them cold beyond the first on each pod.
     for name in ("a", "b"):
         ips = ready_ips(operator, namespace, fleet_selector(name))
