@@ -1,6 +1,7 @@
 """A WarmPool moved between hosts on the real control plane (its own Deployment -> fleet A -> fleet B -> its own
 Deployment) under a steady call loop: no call fails, and at every moment some host holds its tuple warm; the old
-host lets go only after the new one is warm. Runtime pods are real processes on loopback; the module is served on 127.0.0.1."""
+host lets go only after the new one is warm. Runtime pods are real processes on loopback; the module is served
+on 127.0.0.1."""
 
 from __future__ import annotations
 

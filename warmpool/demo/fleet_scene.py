@@ -24,7 +24,7 @@ from warmpool_operator.runtimefleet.render import selector_string as fleet_selec
 from warmpool_operator.scaling.exposition import ExpositionError, pool_metrics
 
 FLEET = "shared"
-SCENE_SECONDS = 150.0
+SCENE_SECONDS = 160.0
 TICK = 2.0
 TARGET_MISS = 0.02
 HOLD_MS = 100
@@ -57,16 +57,25 @@ def _burst(rate: float, on: float, off: float) -> tuple[Phase, ...]:
     return (Phase(off, 1, 1), Phase(on, rate, rate))
 
 
+BUSY_SECONDS = 110.0
+QUIET_TAIL = Phase(SCENE_SECONDS - BUSY_SECONDS, 1, 1)
+"""Every tenant drops to one call a second at the end: the warm counts shrink and the fleet sheds pods."""
+
+
+def _shaped(phases: tuple[Phase, ...]) -> tuple[Phase, ...]:
+    return (*phases, QUIET_TAIL)
+
+
 # A floor of one call a second keeps every tuple's arrivals from sleeping over a burst's start.
 TENANTS = (
-    Tenant("steady-a", "steady 20/s", (Phase(SCENE_SECONDS, 20, 20),)),
-    Tenant("steady-b", "steady 6/s", (Phase(SCENE_SECONDS, 6, 6),)),
-    Tenant("bursty-a", "bursts of 40/s", _repeat(_burst(40, 12, 23), SCENE_SECONDS)),
-    Tenant("bursty-b", "bursts of 30/s", _repeat(_burst(30, 8, 17), SCENE_SECONDS, offset=12)),
-    Tenant("timer-a", "timer: 5 s of 50/s every 30 s", _repeat(_burst(50, 5, 25), SCENE_SECONDS, offset=10)),
-    Tenant("timer-b", "timer: 3 s of 30/s every 20 s", _repeat(_burst(30, 3, 17), SCENE_SECONDS)),
-    Tenant("ramp", "ramp 1 -> 35/s -> 1", (Phase(50, 1, 1), Phase(40, 1, 35), Phase(20, 35, 35),
-                                           Phase(40, 35, 1))),
+    Tenant("steady-a", "steady 20/s", _shaped((Phase(BUSY_SECONDS, 20, 20),))),
+    Tenant("steady-b", "steady 6/s", _shaped((Phase(BUSY_SECONDS, 6, 6),))),
+    Tenant("bursty-a", "bursts of 40/s", _shaped(_repeat(_burst(40, 12, 23), BUSY_SECONDS))),
+    Tenant("bursty-b", "bursts of 30/s", _shaped(_repeat(_burst(30, 8, 17), BUSY_SECONDS, offset=12))),
+    Tenant("timer-a", "timer: 5 s of 50/s every 30 s", _shaped(_repeat(_burst(50, 5, 25), BUSY_SECONDS, offset=10))),
+    Tenant("timer-b", "timer: 3 s of 30/s every 20 s", _shaped(_repeat(_burst(30, 3, 17), BUSY_SECONDS))),
+    Tenant("ramp", "ramp 1 -> 35/s -> 1", _shaped((Phase(30, 1, 1), Phase(30, 1, 35), Phase(20, 35, 35),
+                                                    Phase(30, 35, 1)))),
     Tenant("idle", "idle 1/s", (Phase(SCENE_SECONDS, 1, 1),)),
 )
 
