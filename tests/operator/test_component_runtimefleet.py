@@ -235,8 +235,13 @@ async def test_a_fleet_keeps_a_leaving_members_tuple_until_it_is_warm_on_the_new
         assert moving is not None
         assert moving["status"]["fleet"] == "pools/shared"
 
-        await api.patch_status(WARMPOOLS, "pools", "a", {"fleet": "pools/next"})
+        # Warm on `next` (NOW, as `run` reconciles at NOW): kept while clients following the pool move over.
+        await api.patch_status(WARMPOOLS, "pools", "a", {"fleet": "pools/next", "leftFleet": "pools/shared",
+                                                         "movedAt": "2026-01-01T00:00:00Z"})
         await run(cluster, reader)
-        assert not await hosted()  # warm on `next`: let go
+        assert await hosted()
+        await api.patch_status(WARMPOOLS, "pools", "a", {"movedAt": "2025-12-31T23:59:00Z"})
+        await run(cluster, reader)
+        assert not await hosted()  # lingered long enough: let go
     finally:
         await reader.close()

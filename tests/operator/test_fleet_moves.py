@@ -2,20 +2,25 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 
 from warmpool_operator.runtimefleet.moves import (
+    LINGER_SECONDS,
     dedicated_took_over,
     host_after,
     host_of,
     is_leaving,
     may_retire_dedicated,
+    moved_status,
     named_fleet,
 )
 
 pytestmark = pytest.mark.unit
+
+NOW = datetime(2026, 1, 1, 12, tzinfo=UTC)
 
 
 def pool(fleet_ref: dict[str, str] | None, host: str | None, **meta: Any) -> dict[str, Any]:
@@ -39,12 +44,12 @@ def test_a_malformed_host_reads_as_none() -> None:
 
 
 def test_a_pool_warm_on_a_fleet_that_names_another_host_is_leaving_it() -> None:
-    assert is_leaving(pool({"name": "b"}, "team/a"), "team/a")  # fleet A -> fleet B
-    assert is_leaving(pool(None, "team/a"), "team/a")  # fleet A -> its own Deployment
-    assert not is_leaving(pool({"name": "a"}, "team/a"), "team/a")  # still a member
-    assert not is_leaving(pool({"name": "b"}, "team/b"), "team/a")  # already warm on B: A lets go
-    assert not is_leaving(pool({"name": "b"}, None), "team/a")  # never warm on A
-    assert not is_leaving(pool({"name": "b"}, "team/a", deletionTimestamp="2026-01-01T00:00:00Z"), "team/a")
+    assert is_leaving(pool({"name": "b"}, "team/a"), "team/a", NOW)  # fleet A -> fleet B
+    assert is_leaving(pool(None, "team/a"), "team/a", NOW)  # fleet A -> its own Deployment
+    assert not is_leaving(pool({"name": "a"}, "team/a"), "team/a", NOW)  # still a member
+    assert not is_leaving(pool({"name": "b"}, "team/b"), "team/a", NOW)  # already warm on B: A lets go
+    assert not is_leaving(pool({"name": "b"}, None), "team/a", NOW)  # never warm on A
+    assert not is_leaving(pool({"name": "b"}, "team/a", deletionTimestamp="2026-01-01T00:00:00Z"), "team/a", NOW)
 
 
 def test_the_host_moves_only_once_the_tuple_is_warm_on_every_pod_of_the_new_fleet() -> None:
@@ -66,3 +71,18 @@ def test_a_fleet_lets_a_pool_go_back_to_its_deployment_once_that_is_ready() -> N
     assert not dedicated_took_over("team/a", dedicated_ready=False)
     assert dedicated_took_over("team/a", dedicated_ready=True)
     assert not dedicated_took_over(None, dedicated_ready=True)
+
+
+def test_the_fleet_left_keeps_the_tuple_a_little_longer_for_clients_following_the_pool() -> None:
+    moved = pool({"name": "b"}, "team/b")
+    moved["status"].update(moved_status("team/a", NOW))
+    assert moved["status"] == {"fleet": "team/b", "leftFleet": "team/a", "movedAt": "2026-01-01T12:00:00Z"}
+    assert is_leaving(moved, "team/a", NOW + timedelta(seconds=LINGER_SECONDS - 1))
+    assert not is_leaving(moved, "team/a", NOW + timedelta(seconds=LINGER_SECONDS))
+    assert not is_leaving(moved, "team/b", NOW)  # its host now: a member, not leaving
+    back = pool({"name": "a"}, "team/a")
+    back["status"].update({"leftFleet": "team/a", "movedAt": "2026-01-01T12:00:00Z"})
+    assert not is_leaving(back, "team/a", NOW)  # moved back: a member again
+    garbled = pool({"name": "b"}, "team/b")
+    garbled["status"].update({"leftFleet": "team/a", "movedAt": "yesterday"})
+    assert not is_leaving(garbled, "team/a", NOW)

@@ -3,15 +3,21 @@
 `status.fleet` ("namespace/name") names the RuntimeFleet whose pods hold the pool's tuple warm; it is
 absent while the pool's own Deployment serves it. A move changes `spec.fleetRef` at once but
 `status.fleet` only once the tuple is warm on every Ready pod of the new host: until then the old
-fleet keeps the tuple (the pool is *leaving* it) and a dedicated Deployment keeps its pods.
+fleet keeps the tuple (the pool is *leaving* it) and a dedicated Deployment keeps its pods. The old fleet
+keeps it `LINGER_SECONDS` longer still (`status.leftFleet`, `status.movedAt`), so that clients following
+the pool's host have moved before it refuses calls.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from datetime import datetime, timedelta
 from typing import Any
 
 HOST_FIELD = "fleet"
+LEFT_FIELD = "leftFleet"
+MOVED_AT_FIELD = "movedAt"
+LINGER_SECONDS = 10.0
 
 
 def fleet_key(namespace: str, name: str) -> str:
@@ -33,11 +39,26 @@ def named_fleet(pool: Mapping[str, Any]) -> str | None:
     return fleet_key(str(namespace), ref["name"])
 
 
-def is_leaving(pool: Mapping[str, Any], fleet: str) -> bool:
-    """A pool that was warm on `fleet` and now names another host: `fleet` keeps its tuple until it is warm there."""
-    if (pool.get("metadata") or {}).get("deletionTimestamp"):
+def is_leaving(pool: Mapping[str, Any], fleet: str, now: datetime) -> bool:
+    """A pool whose tuple `fleet` keeps although `spec.fleetRef` names another host: until it is warm there,
+    then `LINGER_SECONDS` more."""
+    if (pool.get("metadata") or {}).get("deletionTimestamp") or named_fleet(pool) == fleet:
         return False
-    return host_of(pool.get("status")) == fleet and named_fleet(pool) != fleet
+    status = pool.get("status") or {}
+    if host_of(status) == fleet:
+        return True
+    if status.get(LEFT_FIELD) != fleet:
+        return False
+    try:
+        moved = datetime.fromisoformat(str(status.get(MOVED_AT_FIELD)).replace("Z", "+00:00"))
+    except ValueError:
+        return False
+    return moved.tzinfo is not None and now - moved < timedelta(seconds=LINGER_SECONDS)
+
+
+def moved_status(previous: str | None, now: datetime) -> dict[str, Any]:
+    """What a pool's status records when its tuple is warm on a new host: the host it left, and when."""
+    return {LEFT_FIELD: previous, MOVED_AT_FIELD: now.strftime("%Y-%m-%dT%H:%M:%SZ")}
 
 
 def host_after(previous: str | None, fleet: str, warm_everywhere: bool) -> str | None:

@@ -33,7 +33,7 @@ from warmpool_operator.probing import probe_target
 from warmpool_operator.reconcile import Write, apply
 from warmpool_operator.render import RenderOptions
 from warmpool_operator.runtimefleet.members import FLEET_INVALID, Admission, admit, fleet_missing
-from warmpool_operator.runtimefleet.moves import HOST_FIELD, fleet_key, host_after, host_of, is_leaving
+from warmpool_operator.runtimefleet.moves import HOST_FIELD, fleet_key, host_after, host_of, is_leaving, moved_status
 from warmpool_operator.runtimefleet.render import deployment_name, render_children, selector_string
 from warmpool_operator.runtimefleet.spec import From, RuntimeFleet
 from warmpool_operator.runtimefleet.status import fleet_status, member_status, stalled_member_status
@@ -107,14 +107,14 @@ async def naming_pools(
 
 
 async def leaving_pools(
-    store: FleetStore, namespace: str, name: str, watched: Sequence[str]
+    store: FleetStore, namespace: str, name: str, watched: Sequence[str], now: datetime
 ) -> list[dict[str, Any]]:
     """WarmPools warm on this fleet that name another host now: it keeps their tuples until they are warm there."""
     scopes: Sequence[str | None] = list(watched) or [None]
     here = fleet_key(namespace, name)
     found: list[dict[str, Any]] = []
     for scope in scopes:
-        found += [p for p in await store.list(WARMPOOLS, scope) if is_leaving(p, here)]
+        found += [p for p in await store.list(WARMPOOLS, scope) if is_leaving(p, here, now)]
     return found
 
 
@@ -144,7 +144,7 @@ async def reconcile_fleet(
     """`warm` holds the autoscaler's warm counts per (tenant, sha256), over the members' own."""
     meta = fleet.meta
     raw_pools = await naming_pools(store, meta.namespace, meta.name, watched)
-    leaving = _parse_members(await leaving_pools(store, meta.namespace, meta.name, watched))
+    leaving = _parse_members(await leaving_pools(store, meta.namespace, meta.name, watched, now))
     pools = _parse_members(raw_pools)
     labels = await _namespace_labels(store, fleet, [*pools, *leaving])
     digests = await _digests(store, [*pools, *leaving])
@@ -285,9 +285,12 @@ async def _write_members(
         where = standing(pool.spec.tenant, pool.spec.module.sha256, reports)
         status = member_status(pool, fleet, progress, where, now)
         warm_everywhere = where.failure is None and 0 < where.pods == where.warm_pods
-        host = host_after(host_of(pool.status), fleet_key(fleet.meta.namespace, fleet.meta.name), warm_everywhere)
+        previous = host_of(pool.status)
+        host = host_after(previous, fleet_key(fleet.meta.namespace, fleet.meta.name), warm_everywhere)
         if host is not None:
             status[HOST_FIELD] = host
+        if host != previous:
+            status.update(moved_status(previous, now))
         out[member.key] = await _write_member(store, pool, status, None)
     for pool in admission.refused_pools:
         key = (pool.meta.namespace, pool.meta.name)
