@@ -28,7 +28,7 @@ SCENE_SECONDS = 160.0
 TICK = 2.0
 TARGET_MISS = 0.02
 HOLD_MS = 100
-MAX_TOTAL_WARM = 16
+MAX_TOTAL_WARM = 24
 
 
 @dataclass(frozen=True, slots=True)
