@@ -59,7 +59,9 @@ def _burst(rate: float, on: float, off: float) -> tuple[Phase, ...]:
 
 BUSY_SECONDS = 110.0
 QUIET_TAIL = Phase(SCENE_SECONDS - BUSY_SECONDS, 1, 1)
-"""Every tenant drops to one call a second at the end: the warm counts shrink and the fleet sheds pods."""
+"""Every tenant drops to one call a second at the end. The fleet keeps its burst capacity through it: the
+decision lets a tuple's peak decay over minutes and holds a timer's surge for its next firing, so pods are
+removed only well after the scene (`--keep` to watch it)."""
 
 
 def _shaped(phases: tuple[Phase, ...]) -> tuple[Phase, ...]:
