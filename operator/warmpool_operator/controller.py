@@ -38,6 +38,15 @@ from warmpool_operator.ownership import ReplicaOwner, manifest_replica_owner
 from warmpool_operator.probing import Prober, probe_target
 from warmpool_operator.reconcile import Outcome, Write, reconcile
 from warmpool_operator.render import RenderOptions, deployment_name, selector_string
+from warmpool_operator.runtimefleet.moves import (
+    HOST_FIELD,
+    LINGER_SECONDS,
+    dedicated_took_over,
+    fleet_key,
+    host_of,
+    moved_status,
+)
+from warmpool_operator.runtimefleet.moves import may_retire_dedicated as fleet_holds_it
 from warmpool_operator.runtimefleet.reader import ReadyzReader
 from warmpool_operator.runtimefleet.reconcile import (
     FleetOutcome,
@@ -130,6 +139,8 @@ class Controller:
     """The tuples each fleet's config holds, as its last reconciliation found them."""
     fleet_results: dict[tuple[str, str], tuple[float, FleetResult]] = field(default_factory=dict)
     """Each fleet's last reconciliation and when (time.monotonic()) it ran."""
+    pending: set[asyncio.Task[None]] = field(default_factory=set)
+    """Fleets to reconcile once a pool that left them has lingered (held so they are not collected)."""
 
     @property
     def render_options(self) -> RenderOptions:
@@ -182,7 +193,35 @@ class Controller:
             # RBAC refused part of the work: say which verb on which resource, on the pool itself.
             message = f"the operator may not {exc.verb} {exc.resource} in namespace {namespace}: {exc.message}"
             return Result(body, await self._report_stalled(body, Problem("Forbidden", message)))
+        await self._release_old_fleet(body, outcome)
         return Result(body, outcome)
+
+    async def _release_old_fleet(self, body: Mapping[str, Any], outcome: Outcome) -> None:
+        """Back on its own Deployment: once that is Ready, the fleet the pool left drops its tuple."""
+        previous = host_of(body.get("status"))
+        conditions = outcome.status.get("conditions") or ()
+        ready = any(c.get("type") == "Ready" and c.get("status") == "True" for c in conditions)
+        if previous is None or not dedicated_took_over(previous, ready):
+            return
+        meta = body["metadata"]
+        await self.api.patch_status(WARMPOOLS, str(meta["namespace"]), str(meta["name"]),
+                                    {HOST_FIELD: None, **moved_status(previous, self.clock())})
+        self._release_later(previous)
+
+    def _release_later(self, fleet: str) -> None:
+        """Reconcile a fleet a pool left once its linger is over, so it drops the tuple then (not at its resync)."""
+        namespace, name = fleet.split("/")
+
+        async def release() -> None:
+            await asyncio.sleep(LINGER_SECONDS + 1)
+            try:
+                await self.reconcile_fleet(namespace, name, trigger="move")
+            except Exception:  # its resync does it then
+                log.exception("RuntimeFleet %s/%s not reconciled after a move", namespace, name)
+
+        task = asyncio.get_running_loop().create_task(release())
+        self.pending.add(task)
+        task.add_done_callback(self.pending.discard)
 
     async def _reconcile_member(self, pool: WarmPool, body: Mapping[str, Any], trigger: str) -> Outcome:
         """A pool hosted by a RuntimeFleet: the fleet's reconciliation writes its status.
@@ -206,7 +245,13 @@ class Controller:
         if found is None:
             members = await stall_members(self.api, [body], missing_fleet_problem(namespace, name), self.clock())
             found = members[key]
-        writes = await self._retire_dedicated(pool)
+        previous, here = host_of(body.get("status")), fleet_key(namespace, name)
+        writes: tuple[Write, ...] = ()
+        if fleet_holds_it(previous, here, host_of(found.status) == here):
+            # Warm here now: the old host lets go (a Deployment scaled to zero, a fleet's config rewritten).
+            writes = await self._retire_dedicated(pool)
+            if previous is not None and previous != here:
+                self._release_later(previous)
         return Outcome(status=found.status, problem=found.problem, notices=found.notices, writes=writes,
                        status_written=False)
 

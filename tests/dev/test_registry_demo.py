@@ -1,4 +1,4 @@
-"""`make demo DEMO_ARGS=--module-source=oci`: the example module published to the dev registry and pulled back."""
+"""`make demo` (oci by default): the example module published to the dev registry and pulled back."""
 
 from __future__ import annotations
 
@@ -8,11 +8,19 @@ from pathlib import Path
 import oras.provider
 import pytest
 
+from warmpool.demo.__main__ import parser
 from warmpool.demo.cluster_demo import demo_manifests, module_bytes, publish_to_dev_registry
 from warmpool.dev.build import ensure_registry
 from warmpool.dev.commands import PULL_SECRET, registry_files
 from warmpool.dev.layout import Identity, Layout, kubeconfig
 from warmpool.dev.registry import start_registry, stop_registry
+
+
+@pytest.mark.unit
+def test_the_demo_publishes_to_the_dev_registry_unless_told_to_use_a_configmap() -> None:
+    assert parser().parse_args([]).module_source == "oci"
+    assert parser().parse_args(["--module-source=configmap"]).module_source == "configmap"
+    assert parser().parse_args([]).no_fleet is False
 
 
 @pytest.mark.unit

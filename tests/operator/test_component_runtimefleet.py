@@ -159,7 +159,7 @@ async def test_members_of_a_deleted_fleet_are_stalled_naming_it(cluster: Emulate
     assert stalled["message"] == "RuntimeFleet pools/shared (spec.fleetRef) does not exist"
 
 
-async def test_a_pool_joining_a_fleet_stops_its_own_pods_and_leaving_a_deleted_fleet_stalls_it(
+async def test_a_pool_joining_a_fleet_stops_its_own_pods_once_warm_there_and_leaving_a_deleted_fleet_stalls_it(
     cluster: EmulatedCluster,
 ) -> None:
     api = make_client(cluster.connection())
@@ -182,13 +182,23 @@ async def test_a_pool_joining_a_fleet_stops_its_own_pods_and_leaving_a_deleted_f
         await api.merge_patch(WARMPOOLS, "pools", "moving", {"spec": {**spec, "fleetRef": {"name": "shared"}}})
         result = await ctl.reconcile("pools", "moving", trigger="test")
         assert result is not None
+        # No fleet pod runs here, so the tuple is not warm on the fleet: the pool's own pods keep serving.
+        assert result.outcome.writes == ()
+        kept = await api.get(DEPLOYMENTS, "pools", "moving")
+        assert kept is not None
+        assert kept["spec"]["replicas"] == 2
+        config = await api.get(CONFIGMAPS, "pools", "shared-runtime-config")
+        assert config is not None
+        assert f"sha256: {SHA}" in config["data"]["config.yaml"]
+
+        # Once the fleet holds it warm (its status says so), the Deployment is scaled to zero.
+        await api.patch_status(WARMPOOLS, "pools", "moving", {"fleet": "pools/shared"})
+        result = await ctl.reconcile("pools", "moving", trigger="test")
+        assert result is not None
         assert [(w.kind, w.name) for w in result.outcome.writes] == [("Deployment", "moving")]
         retired = await api.get(DEPLOYMENTS, "pools", "moving")
         assert retired is not None
         assert retired["spec"]["replicas"] == 0
-        config = await api.get(CONFIGMAPS, "pools", "shared-runtime-config")
-        assert config is not None
-        assert f"sha256: {SHA}" in config["data"]["config.yaml"]
 
         await api.delete(RUNTIMEFLEETS, "pools", "shared")
         result = await ctl.reconcile("pools", "moving", trigger="test")
@@ -199,3 +209,39 @@ async def test_a_pool_joining_a_fleet_stops_its_own_pods_and_leaving_a_deleted_f
     finally:
         await ctl.readyz.close()
         await api.close()
+
+
+async def test_a_fleet_keeps_a_leaving_members_tuple_until_it_is_warm_on_the_new_host(cluster: EmulatedCluster) -> None:
+    api, reader = cluster.api, ReadyzReader()
+    try:
+        for name in ("shared", "next"):
+            await api.create(RUNTIMEFLEETS, "pools", {"apiVersion": "tensorwasm.dev/v1alpha1", "kind": "RuntimeFleet",
+                                                      "metadata": {"name": name}, "spec": {}})
+        await api.create(WARMPOOLS, "pools", member("a", "pools", "acme"))
+        await run(cluster, reader)
+        # Warm on `shared` (as its reconciliation records it once every Ready pod holds the tuple warm).
+        await api.patch_status(WARMPOOLS, "pools", "a", {"fleet": "pools/shared"})
+
+        async def hosted() -> bool:
+            config = await api.get(CONFIGMAPS, "pools", "shared-runtime-config")
+            assert config is not None
+            return "tenant: acme" in config["data"]["config.yaml"]
+
+        await api.merge_patch(WARMPOOLS, "pools", "a", {"spec": {"fleetRef": {"name": "next"}}})
+        outcome = await run(cluster, reader)
+        assert await hosted()  # leaving, not yet warm on `next`: kept
+        assert ("pools", "a") not in outcome.members  # its status is the new host's to write
+        moving = await api.get(WARMPOOLS, "pools", "a")
+        assert moving is not None
+        assert moving["status"]["fleet"] == "pools/shared"
+
+        # Warm on `next` (NOW, as `run` reconciles at NOW): kept while clients following the pool move over.
+        await api.patch_status(WARMPOOLS, "pools", "a", {"fleet": "pools/next", "leftFleet": "pools/shared",
+                                                         "movedAt": "2026-01-01T00:00:00Z"})
+        await run(cluster, reader)
+        assert await hosted()
+        await api.patch_status(WARMPOOLS, "pools", "a", {"movedAt": "2025-12-31T23:59:00Z"})
+        await run(cluster, reader)
+        assert not await hosted()  # lingered long enough: let go
+    finally:
+        await reader.close()

@@ -1,4 +1,5 @@
-"""The main job: a local control plane, the operator, an autoscaled WarmPool, real load, a live view and a plot."""
+"""The main job: a local control plane, the operator, an autoscaled WarmPool then an autoscaled RuntimeFleet of
+eight tenants, real load, a live view and plots."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from typing import Any
 import aiohttp
 import yaml
 
+from warmpool.demo.fleet_scene import fleet_scene
 from warmpool.demo.load import LoadCounts, Phase, rate_at, ready_pod_targets, run_load, total_seconds
 from warmpool.demo.plot import Sample, plot
 from warmpool.dev import commands
@@ -215,7 +217,7 @@ async def drive(kube: Kube, sha: str) -> list[Sample]:
     return samples
 
 
-def run(state_dir: Path, out: Path, keep: bool, module_source: str = "configmap") -> int:
+def run(state_dir: Path, out: Path, keep: bool, module_source: str = "oci", fleet: bool = True) -> int:
     kubeconfig = state_dir / "kubeconfig"
     oci = module_source == "oci"
     say("starting the local control plane, node agent and operator" + (" and an OCI registry" if oci else "")
@@ -226,6 +228,8 @@ def run(state_dir: Path, out: Path, keep: bool, module_source: str = "configmap"
     try:
         kube = Kube(ensure_kcluster(log=say), kubeconfig)
         manifests = demo_manifests()
+        wasm, _ = module_bytes(manifests)
+        limits = dict(next(d for d in manifests if d["kind"] == "WarmPool")["spec"]["limits"])
         if oci:
             manifests = publish_to_dev_registry(manifests, kubeconfig, state_dir / "cluster")
         sha = next(d for d in manifests if d["kind"] == "WarmPool")["spec"]["module"]["sha256"]
@@ -242,6 +246,9 @@ def run(state_dir: Path, out: Path, keep: bool, module_source: str = "configmap"
         misses = [s.miss_ratio for s in samples if s.miss_ratio is not None]
         say(f"peak pods {max(s.desired for s in samples)}, ticks over target "
             f"{sum(m > TARGET_MISS for m in misses)} of {len(misses)}")
+        if fleet:
+            say("scene 2: the same module shared; a RuntimeFleet keeps eight tenants' variants warm on one set of pods")
+            say(f"plot written to {fleet_scene(kube, wasm, limits, out / 'demo-fleet.png', say)}")
         return 0
     except (RuntimeError, ValueError) as exc:
         say(f"failed: {exc}")

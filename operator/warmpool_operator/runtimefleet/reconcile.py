@@ -34,6 +34,7 @@ from warmpool_operator.probing import probe_target
 from warmpool_operator.reconcile import Write, apply, remove_dropped_budget
 from warmpool_operator.render import RenderOptions
 from warmpool_operator.runtimefleet.members import FLEET_INVALID, Admission, admit, fleet_missing
+from warmpool_operator.runtimefleet.moves import HOST_FIELD, fleet_key, host_after, host_of, is_leaving, moved_status
 from warmpool_operator.runtimefleet.render import deployment_name, render_children, selector_string
 from warmpool_operator.runtimefleet.spec import From, RuntimeFleet
 from warmpool_operator.runtimefleet.status import fleet_status, member_status, stalled_member_status
@@ -108,6 +109,18 @@ async def naming_pools(
     return found
 
 
+async def leaving_pools(
+    store: FleetStore, namespace: str, name: str, watched: Sequence[str], now: datetime
+) -> list[dict[str, Any]]:
+    """WarmPools warm on this fleet that name another host now: it keeps their tuples until they are warm there."""
+    scopes: Sequence[str | None] = list(watched) or [None]
+    here = fleet_key(namespace, name)
+    found: list[dict[str, Any]] = []
+    for scope in scopes:
+        found += [p for p in await store.list(WARMPOOLS, scope) if is_leaving(p, here, now)]
+    return found
+
+
 def token_digests(secret: Mapping[str, Any]) -> tuple[str, ...]:
     """sha256 hex of every value of a Secret; the tokens themselves go no further than this function."""
     out = set()
@@ -135,10 +148,13 @@ async def reconcile_fleet(
     """`warm` holds the autoscaler's warm counts per (tenant, sha256), over the members' own."""
     meta = fleet.meta
     raw_pools = await naming_pools(store, meta.namespace, meta.name, watched)
+    leaving = _parse_members(await leaving_pools(store, meta.namespace, meta.name, watched, now), defaults)
     pools = _parse_members(raw_pools, defaults)
-    labels = await _namespace_labels(store, fleet, pools)
-    digests = await _digests(store, pools)
-    admission = admit(fleet, pools, namespace_labels=labels, digests=digests)
+    labels = await _namespace_labels(store, fleet, [*pools, *leaving])
+    digests = await _digests(store, [*pools, *leaving])
+    # Leaving pools come last: they never take a tenant or tuple from a member, and their status is the new host's.
+    admission = admit(fleet, [*pools, *leaving], namespace_labels=labels, digests=digests)
+    departing = {(p.meta.namespace, p.meta.name) for p in leaving}
 
     deployment = await store.get(DEPLOYMENTS, meta.namespace, deployment_name(meta.name))
     replicas: int | None = fleet.spec.min_replicas
@@ -172,7 +188,8 @@ async def reconcile_fleet(
                           refused=len(admission.refused), warm_instances=warm_total, now=now)
     if drift(status, fleet.status):
         await store.patch_status(RUNTIMEFLEETS, meta.namespace, meta.name, status)
-    members = await _write_members(store, fleet, admission, progress=progress, reports=reports, now=now)
+    members = await _write_members(store, fleet, admission, progress=progress, reports=reports, now=now,
+                                   departing=departing)
     hosted = tuple((m.pool.spec.tenant, m.pool.spec.module.sha256) for m in admission.members)
     return FleetOutcome(status=status, problem=problem, notices=tuple(notices(fleet.status, status)),
                         writes=tuple(writes), members=members, hosted=hosted)
@@ -267,15 +284,27 @@ async def _write_members(
     progress: Progress,
     reports: Mapping[str, tuple[TupleReport, ...]],
     now: datetime,
+    departing: frozenset[tuple[str, str]] | set[tuple[str, str]] = frozenset(),
 ) -> dict[tuple[str, str], MemberOutcome]:
     out: dict[tuple[str, str], MemberOutcome] = {}
     for member in admission.members:
         pool = member.pool
+        if member.key in departing:
+            continue
         where = standing(pool.spec.tenant, pool.spec.module.sha256, reports)
         status = member_status(pool, fleet, progress, where, now)
+        warm_everywhere = where.failure is None and 0 < where.pods == where.warm_pods
+        previous = host_of(pool.status)
+        host = host_after(previous, fleet_key(fleet.meta.namespace, fleet.meta.name), warm_everywhere)
+        if host is not None:
+            status[HOST_FIELD] = host
+        if host != previous:
+            status.update(moved_status(previous, now))
         out[member.key] = await _write_member(store, pool, status, None)
     for pool in admission.refused_pools:
         key = (pool.meta.namespace, pool.meta.name)
+        if key in departing:
+            continue
         problem = admission.refused[key]
         out[key] = await _write_member(store, pool, stalled_member_status(pool, problem, now), problem)
     return out
