@@ -226,11 +226,15 @@ def operator_counters(pid: int) -> dict[str, float]:
     text = http_get(f"http://127.0.0.1:{port}/metrics").decode()
     for family in text_string_to_metric_families(text):
         for sample in family.samples:
-            if sample.name.endswith("_total") and sample.name.startswith("warmpool_operator"):
+            if sample.name.endswith(("_total", "_count", "_sum")) and sample.name.startswith("warmpool_operator"):
                 key = sample.name + "".join(f",{k}={v}" for k, v in sorted(sample.labels.items())
                                             if k in ("trigger", "result", "kind", "reason"))
                 out[key] = out.get(key, 0.0) + sample.value
     return out
+
+
+def deltas(before: Mapping[str, float], after: Mapping[str, float]) -> dict[str, float]:
+    return {k: round(v - before.get(k, 0.0), 3) for k, v in after.items() if v - before.get(k, 0.0) > 0}
 
 
 def body_costs(ip: str) -> dict[str, float]:
@@ -292,7 +296,7 @@ def churn(kube: Kube, gone: Sequence[BenchModule], added: Sequence[BenchModule],
     statuses: dict[int, int] = {}
 
     def caller() -> None:
-        while not stop.is_set():
+        while kept and not stop.is_set():
             for module in kept:
                 for ip in ips:
                     code = call(ip, module.index, module.sha256)
@@ -332,6 +336,8 @@ def measure(options: Options, kube: Kube, url: str, modules: Sequence[BenchModul
     fresh = list(modules[options.pools: options.pools + options.new_pools])
     incoming = list(modules[options.pools + options.new_pools:])
     kube.run("create", "namespace", NAMESPACE)
+    operator = operator_pid(options.state_dir / "cluster", kubeconfig)
+    ramp_counters, ramp_ticks = operator_counters(operator), tree_ticks(operator)
     start = time.monotonic()
     kube.apply([fleet_manifest(NAMESPACE, pods=options.pods, tuples=options.pools + options.new_pools + options.churn)])
     for offset in range(0, len(members), APPLY_BATCH):
@@ -348,6 +354,8 @@ def measure(options: Options, kube: Kube, url: str, modules: Sequence[BenchModul
 
     wait("every WarmPool Ready", all_ready, options.ready_timeout_s, interval_s=5.0)
     result["seconds_to_all_ready"] = round(time.monotonic() - start, 1)
+    result["ramp_operator_cpu_seconds"] = round((tree_ticks(operator) - ramp_ticks) / CLK_TCK, 1)
+    result["ramp_operator_counter_deltas"] = deltas(ramp_counters, operator_counters(operator))
     pods = [p for p in fleet_pods(kube) if pod_ready(p)]
     ips = [p["status"]["podIP"] for p in pods]
     pids = [pid for p in pods if (pid := container_pid(p)) is not None]
@@ -358,7 +366,6 @@ def measure(options: Options, kube: Kube, url: str, modules: Sequence[BenchModul
     say(f"all {options.pools} Ready in {result['seconds_to_all_ready']} s on {len(pods)} pods, "
         f"runtime RSS {result['runtime_rss_mib']} MiB; steady window of {options.steady_seconds:.0f} s")
 
-    operator = operator_pid(options.state_dir / "cluster", kubeconfig)
     time.sleep(15.0)  # let the last status writes and requeues after Ready pass
     api_before, counters_before = api_requests(kube.run("get", "--raw", "/metrics")), operator_counters(operator)
     ticks_before, window_start = tree_ticks(operator), time.monotonic()
@@ -378,20 +385,21 @@ def measure(options: Options, kube: Kube, url: str, modules: Sequence[BenchModul
         "apiserver_reads_per_minute_all_clients": reads,
         "apiserver_writes_per_minute_all_clients": writes,
         "apiserver_requests_per_minute_by_verb_resource": rates,
-        "operator_counter_deltas": {k: v - counters_before.get(k, 0.0) for k, v in counters_after.items()
-                                    if v - counters_before.get(k, 0.0) > 0},
+        "operator_counter_deltas": deltas(counters_before, counters_after),
     }
     say(f"steady: operator {result['steady']['operator_cpu_cores']} cores, "
         f"{result['steady']['operator_rss_mib_max']} MiB; API reads/min {reads}, writes/min {writes}")
 
+    say(f"so far: {json.dumps(result)}")
     hits = []
     for module in fresh:
         hits.append(first_warm_hit(kube, module, url, ips))
         say(f"  {pool_name(module.index)}: first warm hit {hits[-1]:.2f} s after apply")
     result["apply_to_first_warm_hit_s"] = {**distribution(hits), "all": [round(h, 2) for h in hits]}
+    say(f"so far: {json.dumps(result)}")
     if incoming:
         gone = members[: len(incoming)]
-        kept = members[len(incoming):][:50]
+        kept = (members[len(incoming):] + fresh)[:50]
         result["churn"] = churn(kube, gone, incoming, kept, url=url, ips=ips, timeout_s=options.ready_timeout_s)
         say(f"churn: {result['churn']}")
     after = [p for p in fleet_pods(kube) if p["metadata"]["uid"] in identities]
