@@ -237,6 +237,26 @@ def deltas(before: Mapping[str, float], after: Mapping[str, float]) -> dict[str,
     return {k: round(v - before.get(k, 0.0), 3) for k, v in after.items() if v - before.get(k, 0.0) > 0}
 
 
+def creation_work(counters: Mapping[str, float]) -> float:
+    """Reconciliations of WarmPools by their create handler (retried while the tuple warms)."""
+    return sum(v for k, v in counters.items()
+               if k.startswith("warmpool_operator_reconcile_duration_seconds_count") and k.endswith("trigger=create"))
+
+
+def wait_quiet(pid: int, timeout_s: float, quiet_s: float = 15.0) -> float:
+    """Seconds until no creation work for `quiet_s` seconds (the quiet span not counted)."""
+    start = time.monotonic()
+    last, since = creation_work(operator_counters(pid)), time.monotonic()
+    while time.monotonic() - start < timeout_s:
+        time.sleep(2.5)
+        now = creation_work(operator_counters(pid))
+        if now != last:
+            last, since = now, time.monotonic()
+        elif time.monotonic() - since >= quiet_s:
+            return since - start
+    raise RuntimeError("the operator never went quiet")
+
+
 def body_costs(ip: str) -> dict[str, float]:
     """Size and parse time of a pod's /readyz and /metrics as the operator parses them."""
     out: dict[str, float] = {}
@@ -366,7 +386,9 @@ def measure(options: Options, kube: Kube, url: str, modules: Sequence[BenchModul
     say(f"all {options.pools} Ready in {result['seconds_to_all_ready']} s on {len(pods)} pods, "
         f"runtime RSS {result['runtime_rss_mib']} MiB; steady window of {options.steady_seconds:.0f} s")
 
-    time.sleep(15.0)  # let the last status writes and requeues after Ready pass
+    # Steady means the operator has finished its creation handlers too, not only that members are Ready.
+    result["seconds_from_ready_to_operator_quiet"] = round(wait_quiet(operator, options.ready_timeout_s), 1)
+    say(f"operator quiet {result['seconds_from_ready_to_operator_quiet']} s after all Ready")
     api_before, counters_before = api_requests(kube.run("get", "--raw", "/metrics")), operator_counters(operator)
     ticks_before, window_start = tree_ticks(operator), time.monotonic()
     rss_samples = []

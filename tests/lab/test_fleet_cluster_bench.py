@@ -7,6 +7,7 @@ import hashlib
 import pytest
 import wasmtime
 
+from warmpool.cli import main
 from warmpool_lab.fleet_cluster_bench import (
     EXPORT,
     FLEET,
@@ -100,3 +101,11 @@ def test_distribution_and_proc_readings() -> None:
     assert proc_ticks(stat) == 135
     assert proc_rss_bytes("Name:\tx\nVmRSS:\t  2048 kB\n") == 2 * 1024 * 1024
     assert proc_rss_bytes("Name:\tx\n") == 0
+
+
+@pytest.mark.parametrize("argv", [["--pools", "0"], ["--churn", "5", "--pools", "4"], ["--steady-seconds", "0"]])
+def test_the_command_refuses_values_that_cannot_work_before_starting_anything(
+    argv: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["bench", "fleet-cluster", *argv]) == 2
+    assert "warmpool bench fleet-cluster:" in capsys.readouterr().err
