@@ -50,7 +50,7 @@ def add_simulate_command(top: Any) -> None:
 
 
 def add_bench_commands(bench_sub: Any) -> None:
-    """Register `warmpool bench scaling`, `bench dedicated` and `bench fleet`."""
+    """Register `warmpool bench scaling`, `bench dedicated`, `bench fleet` and `bench fleet-cluster`."""
     parser = bench_sub.add_parser(
         "scaling",
         help="every scaling policy on every trace, against the clairvoyant and static fleets",
@@ -89,6 +89,26 @@ def add_bench_commands(bench_sub: Any) -> None:
         "fleets (options: `warmpool bench fleet --help`)",
     )
     fleet.set_defaults(func=lambda args: run_fleet_command(["bench", "fleet"]))
+
+    cluster = bench_sub.add_parser(
+        "fleet-cluster",
+        help="one RuntimeFleet of N WarmPools on the local control plane: time to Ready, pods, runtime RSS, "
+        "the operator's CPU, memory and API calls at steady state, apply-to-first-warm-hit, churn",
+        description="Start the local control plane and operator, apply a RuntimeFleet and N member WarmPools "
+        "(distinct modules served on loopback), and measure.",
+    )
+    cluster.add_argument("--pools", type=int, default=100, help="member WarmPools (default 100)")
+    cluster.add_argument("--pods", type=int, default=2, help="fleet runtime pods (default 2)")
+    cluster.add_argument("--steady-seconds", type=float, default=120.0, help="steady window (default 120)")
+    cluster.add_argument("--new-pools", type=int, default=20,
+                         help="members applied one at a time into the running fleet, timed (default 20)")
+    cluster.add_argument("--churn", type=int, default=100, help="members removed and as many added (default 100)")
+    cluster.add_argument("--ready-timeout", type=float, default=1800.0, help="seconds to wait for Ready (default 1800)")
+    cluster.add_argument("--state-dir", type=Path, default=Path(".state") / "fleet-cluster",
+                         help="where the control plane keeps its state (default .state/fleet-cluster)")
+    cluster.add_argument("--keep", action="store_true", help="leave the control plane running")
+    cluster.add_argument("--json", action="store_true", help="print the figures as JSON")
+    cluster.set_defaults(func=_fleet_cluster)
 
 
 def run_fleet_command(argv: Sequence[str]) -> int | None:
@@ -130,6 +150,24 @@ def _dedicated(args: argparse.Namespace) -> int:
     except ModuleNotFoundError as exc:
         return _missing_extra("bench dedicated", exc)
     return dedicated_command(args)
+
+
+def _fleet_cluster(args: argparse.Namespace) -> int:
+    if min(args.pools, args.pods) < 1 or min(args.new_pools, args.churn) < 0 or args.churn > args.pools:
+        print("warmpool bench fleet-cluster: --pools and --pods must be >= 1, --new-pools and --churn >= 0, "
+              "--churn <= --pools", file=sys.stderr)
+        return 2
+    if args.steady_seconds <= 0 or args.ready_timeout <= 0:
+        print("warmpool bench fleet-cluster: --steady-seconds and --ready-timeout must be > 0", file=sys.stderr)
+        return 2
+    try:
+        from warmpool_lab.fleet_cluster_run import Options, run
+    except ModuleNotFoundError as exc:
+        return _missing_extra("bench fleet-cluster", exc)
+    options = Options(pools=args.pools, pods=args.pods, steady_seconds=args.steady_seconds,
+                      new_pools=args.new_pools, churn=args.churn, ready_timeout_s=args.ready_timeout,
+                      state_dir=args.state_dir.absolute(), keep=args.keep)
+    return run(options, args.json)
 
 
 def _missing_extra(command: str, exc: ModuleNotFoundError) -> int:

@@ -141,6 +141,8 @@ class Controller:
     """Each fleet's last reconciliation and when (time.monotonic()) it ran."""
     pending: set[asyncio.Task[None]] = field(default_factory=set)
     """Fleets to reconcile once a pool that left them has lingered (held so they are not collected)."""
+    fleet_queued: dict[tuple[str, str], asyncio.Future[FleetResult | None]] = field(default_factory=dict)
+    """Per fleet, the reconciliation waiting for its lock, whose result later callers share."""
 
     @property
     def render_options(self) -> RenderOptions:
@@ -271,8 +273,42 @@ class Controller:
         return (Write("patch", "Deployment", deployment_name(meta.name), (".spec.replicas",)),)
 
     async def reconcile_fleet(self, namespace: str, name: str, *, trigger: str) -> FleetResult | None:
-        """None when the RuntimeFleet is gone or being deleted (its children go with it)."""
+        """None when the RuntimeFleet is gone or being deleted (its children go with it).
+
+        Callers that arrive while a reconciliation of the fleet is queued (waiting for its lock, so it
+        has read nothing yet) share that one's result: it reads everything they could have changed.
+        Without this, N members created or warming together reconcile the whole fleet N times over.
+        """
+        key = (namespace, name)
+        while (queued := self.fleet_queued.get(key)) is not None:
+            try:
+                return await asyncio.shield(queued)
+            except asyncio.CancelledError:
+                if not queued.cancelled():
+                    raise  # this caller was cancelled, not the queued reconciliation
+        future: asyncio.Future[FleetResult | None] = asyncio.get_running_loop().create_future()
+        future.add_done_callback(_retrieve)
+        self.fleet_queued[key] = future
+        try:
+            result = await self._reconcile_fleet_locked(namespace, name, trigger, future)
+        except BaseException as exc:
+            if self.fleet_queued.get(key) is future:
+                del self.fleet_queued[key]
+            if not future.done():
+                if isinstance(exc, asyncio.CancelledError):
+                    future.cancel()
+                else:
+                    future.set_exception(exc)
+            raise
+        future.set_result(result)
+        return result
+
+    async def _reconcile_fleet_locked(
+        self, namespace: str, name: str, trigger: str, queued: asyncio.Future[FleetResult | None]
+    ) -> FleetResult | None:
         async with self.fleet_locks.hold(namespace, name):
+            if self.fleet_queued.get((namespace, name)) is queued:
+                del self.fleet_queued[(namespace, name)]  # running now: later callers queue a new one
             started = time.perf_counter()
             try:
                 result = await self._reconcile_fleet(namespace, name)
@@ -514,3 +550,9 @@ class Controller:
 
 def _owner(pool: Mapping[str, Any]) -> ReplicaOwner:
     return manifest_replica_owner(pool.get("spec"))
+
+
+def _retrieve(future: asyncio.Future[Any]) -> None:
+    """Mark a shared reconciliation's failure as seen: its own caller raises it, waiters may be none."""
+    if not future.cancelled():
+        future.exception()

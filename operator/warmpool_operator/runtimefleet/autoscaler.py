@@ -18,6 +18,7 @@ import aiohttp
 from warmpool_contract import METRICS_PATH
 from warmpool_operator.fleet.decide import FleetDecision, FleetState, decide
 from warmpool_operator.fleet.observations import FleetObservations, PodScrape, TupleKey
+from warmpool_operator.runtimefleet.reader import read_bounded
 from warmpool_operator.runtimefleet.scaling import pod_scrape
 from warmpool_operator.runtimefleet.spec import RuntimeFleet
 from warmpool_operator.scaling.exposition import ExpositionError
@@ -93,8 +94,8 @@ class FleetAutoscaler:
                                          timeout=aiohttp.ClientTimeout(total=timeout)) as resp:
                 if resp.status != 200:
                     return None
-                raw = await resp.content.read(MAX_EXPOSITION_BYTES + 1)
-            if len(raw) > MAX_EXPOSITION_BYTES:
+                raw = await read_bounded(resp.content, MAX_EXPOSITION_BYTES)
+            if raw is None:
                 return None
             return pod_scrape(pod, raw.decode("utf-8", "replace"), tuples)
         except (aiohttp.ClientError, TimeoutError, ExpositionError):

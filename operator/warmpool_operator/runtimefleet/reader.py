@@ -16,6 +16,20 @@ MAX_BODY_BYTES = 4 << 20
 """A fleet of thousands of tuples lists them all; anything larger is not a readyz body."""
 
 
+async def read_bounded(content: aiohttp.StreamReader, limit: int) -> bytes | None:
+    """The whole body, or None once it exceeds `limit` bytes.
+
+    `StreamReader.read(n)` returns what has arrived so far, up to n: one read of a body larger than
+    a few chunks (a /readyz of ~1,000 tuples, ~200 KB) is cut short and fails to parse.
+    """
+    body = bytearray()
+    while chunk := await content.read(min(1 << 16, limit + 1 - len(body))):
+        body += chunk
+        if len(body) > limit:
+            return None
+    return bytes(body)
+
+
 class ReadyzReader:
     """One session for every fleet; short timeouts, bounded bodies, every failure is None."""
 
@@ -36,8 +50,8 @@ class ReadyzReader:
             async with self._session.get(f"http://{host}:{port}{READYZ_PATH}") as resp:
                 if resp.status not in (200, 503):
                     return None
-                body = await resp.content.read(MAX_BODY_BYTES + 1)
-            if len(body) > MAX_BODY_BYTES:
+                body = await read_bounded(resp.content, MAX_BODY_BYTES)
+            if body is None:
                 return None
             return parse_tuple_states(json.loads(body))
         except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
