@@ -491,3 +491,12 @@ def test_a_member_whose_source_names_a_secret_or_configmap_is_refused(source: di
     assert problem.reason == SOURCE_NOT_SHAREABLE
     assert f"spec.module.source.{field}" in problem.message
     assert "dedicated pool" in problem.message
+
+
+@pytest.mark.parametrize(("spec", "slots"),
+                         [({}, 1024 + 64), ({"maxTotalWarm": 100}, 1000), ({"maxTotalWarm": 4000}, 4064)])
+def test_fleet_pods_reserve_a_slot_for_every_warm_instance_the_cap_allows(spec: dict[str, Any], slots: int) -> None:
+    fleet = parse_fleet(fleet_body(spec))
+    config = runtime_config(fleet, [])
+    assert config["settings"]["poolSlots"] == slots
+    assert config["settings"]["poolSlots"] > config["maxTotalWarm"]

@@ -145,11 +145,26 @@ def runtime_config(
         if member.token_digests is not None:
             entry["tokenDigestsFile"] = token_file(spec.tenant)
         tuples.append(entry)
+    capacity = fleet.spec.sizing().pod_capacity
     return {
-        "maxTotalWarm": fleet.spec.sizing().pod_capacity,
-        "settings": {"drainSeconds": DRAIN_SECONDS, "shutdownTimeoutSeconds": SHUTDOWN_TIMEOUT_SECONDS},
+        "maxTotalWarm": capacity,
+        "settings": {"drainSeconds": DRAIN_SECONDS, "shutdownTimeoutSeconds": SHUTDOWN_TIMEOUT_SECONDS,
+                     "poolSlots": pool_slots(capacity)},
         "tuples": tuples,
     }
+
+
+POOL_SLOTS_HEADROOM = 64
+"""Instance slots beyond the warm cap: cold instances of misses, and a replaced tuple prewarming beside
+the old one until it takes over."""
+RUNTIME_POOL_SLOTS = 1000
+"""The runtime's own default."""
+
+
+def pool_slots(capacity: int) -> int:
+    """Slots the pooling allocator reserves on a fleet pod: every warm instance the cap allows plus headroom
+    (never below the runtime's default); fixed per fleet, since the runtime reserves them at start."""
+    return max(RUNTIME_POOL_SLOTS, capacity + POOL_SLOTS_HEADROOM)
 
 
 def render_config_text(
