@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import yaml
 
 from tests.local_cluster import running_control_plane
 from tests.packaging.helm import CHART, Helm
@@ -16,7 +17,9 @@ from tests.packaging.test_helm_install import Kube
 pytestmark = pytest.mark.e2e
 
 ROOT = Path(__file__).resolve().parents[2]
-CRDS = ("warmpools.tensorwasm.dev", "kopfpeerings.kopf.dev", "clusterkopfpeerings.kopf.dev")
+CRDS = tuple(sorted(doc["metadata"]["name"] for path in (ROOT / "crds").glob("*.yaml")
+                    for doc in yaml.safe_load_all(path.read_text()) if doc))
+"""Every CRD the chart ships (the fixture applies them all outside the chart)."""
 RELEASE, NAMESPACE = "warmpool-operator", "warmpool-system"
 
 
