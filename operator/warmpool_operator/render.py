@@ -142,11 +142,11 @@ def common_labels(pool_name: str, spec: WarmPoolSpec) -> dict[str, str]:
     }
 
 
-def owner_reference(meta: PoolMeta) -> dict[str, Any]:
-    """Children are deleted with their WarmPool by the garbage collector."""
+def owner_reference(meta: PoolMeta, api_version: str = API_VERSION, kind: str = KIND) -> dict[str, Any]:
+    """Children are deleted with their WarmPool (or the owner of `kind`) by the garbage collector."""
     return {
-        "apiVersion": API_VERSION,
-        "kind": KIND,
+        "apiVersion": api_version,
+        "kind": kind,
         "name": meta.name,
         "uid": meta.uid,
         "controller": True,

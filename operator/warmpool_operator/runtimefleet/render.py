@@ -40,6 +40,9 @@ from warmpool_operator.render import (
     stamped,
     thaw,
 )
+from warmpool_operator.render import (
+    owner_reference as pool_owner_reference,
+)
 from warmpool_operator.runtime_config import CONFIG_DIR, DRAIN_SECONDS, GRACE_MARGIN_SECONDS, _limits, module_source
 from warmpool_operator.runtimefleet.members import Member
 from warmpool_operator.runtimefleet.spec import API_VERSION, KIND, RuntimeFleet
@@ -90,14 +93,7 @@ def common_labels(fleet: str) -> dict[str, str]:
 
 
 def owner_reference(fleet: RuntimeFleet) -> dict[str, Any]:
-    return {
-        "apiVersion": API_VERSION,
-        "kind": KIND,
-        "name": fleet.meta.name,
-        "uid": fleet.meta.uid,
-        "controller": True,
-        "blockOwnerDeletion": True,
-    }
+    return pool_owner_reference(fleet.meta, API_VERSION, KIND)
 
 
 def _metadata(fleet: RuntimeFleet, name: str) -> dict[str, Any]:
