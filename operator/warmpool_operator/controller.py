@@ -18,6 +18,7 @@ from typing import Any
 
 from warmpool_operator.defaults import parse_pool
 from warmpool_operator.diff import drift, is_controlled_by
+from warmpool_operator.fields import SpecError
 from warmpool_operator.fleet.observations import TupleKey
 from warmpool_operator.health import Problem, pod_is_ready
 from warmpool_operator.kinds import (
@@ -61,7 +62,7 @@ from warmpool_operator.runtimefleet.render import deployment_name as fleet_deplo
 from warmpool_operator.runtimefleet.render import selector_string as fleet_selector
 from warmpool_operator.runtimefleet.spec import parse_fleet
 from warmpool_operator.settings import OperatorConfig
-from warmpool_operator.spec import SpecError, WarmPool
+from warmpool_operator.spec import WarmPool
 from warmpool_operator.status import invalid_spec_status, notices, scaling_off_status, scaling_status
 
 log = logging.getLogger(__name__)

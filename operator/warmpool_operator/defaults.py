@@ -16,7 +16,8 @@ from typing import Any
 
 import yaml
 
-from warmpool_operator.spec import RUNTIME_FIELDS, SpecError, WarmPool, parse_spec, parse_warmpool
+from warmpool_operator.fields import SpecError
+from warmpool_operator.spec import RUNTIME_FIELDS, WarmPool, parse_spec, parse_warmpool
 
 TOP_LEVEL = ("warmInstancesPerTuple", "maxTotalWarm", "limits", "runtime", "autoscaling")
 MERGED_BY_KEY = ("limits", "runtime", "autoscaling")

@@ -8,6 +8,7 @@ from typing import Any, cast
 import kopf
 
 from warmpool_operator.controller import Controller, FleetResult, Result
+from warmpool_operator.fields import SpecError
 from warmpool_operator.kinds import describe
 from warmpool_operator.kube import TRANSIENT
 from warmpool_operator.render import LABEL_INSTANCE, LABEL_MANAGED_BY, MANAGED_BY
@@ -17,7 +18,7 @@ from warmpool_operator.runtimefleet.spec import PLURAL as FLEETS
 from warmpool_operator.runtimefleet.spec import parse_fleet
 from warmpool_operator.scalers import scale_notice
 from warmpool_operator.settings import backoff_delay
-from warmpool_operator.spec import GROUP, PLURAL, VERSION, SpecError
+from warmpool_operator.spec import GROUP, PLURAL, VERSION
 
 CHILD_RESOURCES = (
     ("apps", "v1", "deployments"),

@@ -142,11 +142,11 @@ def common_labels(pool_name: str, spec: WarmPoolSpec) -> dict[str, str]:
     }
 
 
-def owner_reference(meta: PoolMeta) -> dict[str, Any]:
-    """Children are deleted with their WarmPool by the garbage collector."""
+def owner_reference(meta: PoolMeta, api_version: str = API_VERSION, kind: str = KIND) -> dict[str, Any]:
+    """Children are deleted with their WarmPool (or the owner of `kind`) by the garbage collector."""
     return {
-        "apiVersion": API_VERSION,
-        "kind": KIND,
+        "apiVersion": api_version,
+        "kind": kind,
         "name": meta.name,
         "uid": meta.uid,
         "controller": True,
@@ -247,29 +247,38 @@ def render_deployment(
     replicas: int | None,
     config_digest: str,
 ) -> dict[str, Any]:
+    template: dict[str, Any] = {
+        "metadata": {
+            "labels": {**spec.runtime.pod_labels, **common_labels(meta.name, spec)},
+            "annotations": {**spec.runtime.pod_annotations, ANNOTATION_CONFIG_HASH: config_digest},
+        },
+        "spec": _pod_spec(meta, spec, options),
+    }
+    deployment_spec = rolling_deployment_spec(selector_labels(meta.name), template, replicas)
+    metadata = _metadata(meta, spec, deployment_name(meta.name))
+    if spec.runtime.pod_disruption_budget is not None:
+        metadata["annotations"] = {ANNOTATION_BUDGET: disruption_budget_name(meta.name)}
+    return {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": metadata, "spec": deployment_spec}
+
+
+def rolling_deployment_spec(
+    selector: Mapping[str, str], template: dict[str, Any], replicas: int | None
+) -> dict[str, Any]:
+    """A runtime Deployment's spec; `replicas=None` leaves the count to whoever scales it."""
     deployment_spec: dict[str, Any] = {}
     if replicas is not None:
         deployment_spec["replicas"] = replicas
     deployment_spec.update(
         {
-            "selector": {"matchLabels": selector_labels(meta.name)},
+            "selector": {"matchLabels": dict(selector)},
             # Old pods keep serving until new ones are Ready, and Ready means warm: no cold serving.
             "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1}},
             "revisionHistoryLimit": 3,
             "progressDeadlineSeconds": 600,
-            "template": {
-                "metadata": {
-                    "labels": {**spec.runtime.pod_labels, **common_labels(meta.name, spec)},
-                    "annotations": {**spec.runtime.pod_annotations, ANNOTATION_CONFIG_HASH: config_digest},
-                },
-                "spec": _pod_spec(meta, spec, options),
-            },
+            "template": template,
         }
     )
-    metadata = _metadata(meta, spec, deployment_name(meta.name))
-    if spec.runtime.pod_disruption_budget is not None:
-        metadata["annotations"] = {ANNOTATION_BUDGET: disruption_budget_name(meta.name)}
-    return {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": metadata, "spec": deployment_spec}
+    return deployment_spec
 
 
 def memory_limit_bytes(spec: WarmPoolSpec) -> int:
@@ -286,12 +295,7 @@ def runtime_resources(spec: WarmPoolSpec) -> dict[str, Any]:
     A resource the user limits but does not request gets no default request (the API server then
     requests the limit); a memory request above the derived limit raises the limit to it.
     """
-    given = thaw(spec.runtime.resources)
-    requests: dict[str, Any] = dict(given.get("requests") or {})
-    limits: dict[str, Any] = dict(given.get("limits") or {})
-    for resource, default in (("cpu", DEFAULT_CPU_REQUEST), ("memory", DEFAULT_MEMORY_REQUEST)):
-        if resource not in requests and resource not in limits:
-            requests[resource] = default
+    given, requests, limits = default_requests(spec.runtime.resources)
     if "memory" not in limits:
         limit = memory_limit_bytes(spec)
         wanted = parse_quantity(str(requests.get("memory", "0")))
@@ -299,6 +303,18 @@ def runtime_resources(spec: WarmPoolSpec) -> dict[str, Any]:
             limit = int(wanted)
         limits["memory"] = f"{math.ceil(limit / 2**20)}Mi"
     return {**given, "requests": requests, "limits": limits}
+
+
+def default_requests(resources: Any) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
+    """`spec.runtime.resources` thawed, with its requests and limits: the default cpu and memory
+    requests added for each resource it neither requests nor limits."""
+    given = thaw(resources)
+    requests: dict[str, Any] = dict(given.get("requests") or {})
+    limits: dict[str, Any] = dict(given.get("limits") or {})
+    for resource, default in (("cpu", DEFAULT_CPU_REQUEST), ("memory", DEFAULT_MEMORY_REQUEST)):
+        if resource not in requests and resource not in limits:
+            requests[resource] = default
+    return given, requests, limits
 
 
 def _pod_spec(meta: PoolMeta, spec: WarmPoolSpec, options: RenderOptions) -> dict[str, Any]:

@@ -16,12 +16,13 @@ import kopf
 from warmpool_operator.actuator import Actuator, TickOutcome
 from warmpool_operator.controller import Controller
 from warmpool_operator.defaults import parse_pool
+from warmpool_operator.fields import SpecError
 from warmpool_operator.kinds import describe
 from warmpool_operator.kube import TRANSIENT
 from warmpool_operator.ownership import ReplicaOwner, manifest_replica_owner
 from warmpool_operator.scalers import pause_seconds
 from warmpool_operator.scaling.spec import AutoscalingSpec
-from warmpool_operator.spec import GROUP, PLURAL, VERSION, PoolMeta, SpecError
+from warmpool_operator.spec import GROUP, PLURAL, VERSION, PoolMeta
 
 STOPPED_BY_FILTER = kopf.DaemonStoppingReason.FILTERS_MISMATCH
 STOPPED_BY_DELETION = kopf.DaemonStoppingReason.RESOURCE_DELETED

@@ -19,7 +19,17 @@ from warmpool_contract import (
     SHORT_HASH,
     TENANT_PATTERN,
 )
-from warmpool_operator.runtimefleet.refs import FleetRef, PoolAuth, RefError, parse_auth, parse_fleet_ref
+from warmpool_operator.fields import (
+    SpecError,
+    integer,
+    no_unknown,
+    optional_integer,
+    optional_object,
+    require_object,
+    require_string,
+    string_map,
+)
+from warmpool_operator.runtimefleet.refs import FleetRef, PoolAuth, parse_auth, parse_fleet_ref
 from warmpool_operator.scaling.spec import AutoscalingSpec, AutoscalingSpecError, parse_autoscaling
 
 GROUP = "tensorwasm.dev"
@@ -52,14 +62,6 @@ fetch deadline is 120 s) and a large module's compile, on a loaded node."""
 
 JsonObject = Mapping[str, Any]
 
-
-class SpecError(ValueError):
-    """A WarmPool that cannot work as written; `field` names the offending path."""
-
-    def __init__(self, field_path: str, problem: str) -> None:
-        super().__init__(f"{field_path}: {problem}")
-        self.field = field_path
-        self.problem = problem
 
 
 @dataclass(frozen=True, slots=True)
@@ -208,12 +210,12 @@ def parse_warmpool(body: Mapping[str, Any]) -> WarmPool:
 
 def parse_meta(raw: Any) -> PoolMeta:
     """The metadata fields the operator relies on; the name must also be a valid Service name."""
-    obj = _object(raw, "metadata")
-    name = _string(obj, "name", "metadata")
+    obj = require_object(raw, "metadata")
+    name = require_string(obj, "name", "metadata")
     if len(name) > 63 or not DNS1035_LABEL.match(name):
         raise SpecError("metadata.name", "must be a DNS-1035 label of at most 63 characters")
-    namespace = _string(obj, "namespace", "metadata")
-    uid = _string(obj, "uid", "metadata")
+    namespace = require_string(obj, "namespace", "metadata")
+    uid = require_string(obj, "uid", "metadata")
     generation = obj.get("generation", 1)
     if isinstance(generation, bool) or not isinstance(generation, int):
         raise SpecError("metadata.generation", "must be an integer")
@@ -222,8 +224,8 @@ def parse_meta(raw: Any) -> PoolMeta:
 
 def parse_spec(raw: Any) -> WarmPoolSpec:
     """Parse and validate `spec` with the same rules as the CRD's schema and CEL validations."""
-    obj = _object(raw, "spec")
-    _no_unknown(
+    obj = require_object(raw, "spec")
+    no_unknown(
         obj,
         "spec",
         {
@@ -239,15 +241,15 @@ def parse_spec(raw: Any) -> WarmPoolSpec:
             "auth",
         },
     )
-    tenant = _string(obj, "tenant", "spec")
+    tenant = require_string(obj, "tenant", "spec")
     if not TENANT_PATTERN.match(tenant):
         raise SpecError("spec.tenant", "must be a DNS-1123 label (lowercase alphanumerics and '-', at most 63)")
-    warm = _int(obj, "warmInstancesPerTuple", "spec", DEFAULT_WARM_INSTANCES, minimum=0, maximum=4096)
-    max_total = _int(obj, "maxTotalWarm", "spec", DEFAULT_MAX_TOTAL_WARM, minimum=0, maximum=65536)
+    warm = integer(obj, "warmInstancesPerTuple", "spec", DEFAULT_WARM_INSTANCES, minimum=0, maximum=4096)
+    max_total = integer(obj, "maxTotalWarm", "spec", DEFAULT_MAX_TOTAL_WARM, minimum=0, maximum=65536)
     if max_total < warm:
         raise SpecError("spec.maxTotalWarm", f"must be >= spec.warmInstancesPerTuple ({warm}), got {max_total}")
     try:
-        autoscaling = parse_autoscaling(_optional_object(obj, "autoscaling", "spec"))
+        autoscaling = parse_autoscaling(optional_object(obj, "autoscaling", "spec"))
     except AutoscalingSpecError as exc:
         field_path, _, problem = str(exc).partition(" ")
         raise SpecError(field_path.rstrip(":"), problem or str(exc)) from exc
@@ -256,33 +258,30 @@ def parse_spec(raw: Any) -> WarmPoolSpec:
         module=_parse_module(obj.get("module")),
         warm_instances_per_tuple=warm,
         max_total_warm=max_total,
-        replicas=_int(obj, "replicas", "spec", DEFAULT_REPLICAS, minimum=0),
+        replicas=integer(obj, "replicas", "spec", DEFAULT_REPLICAS, minimum=0),
         autoscaling=autoscaling,
-        limits=_parse_limits(_optional_object(obj, "limits", "spec")),
-        runtime=_parse_runtime(_optional_object(obj, "runtime", "spec")),
+        limits=_parse_limits(optional_object(obj, "limits", "spec")),
+        runtime=_parse_runtime(optional_object(obj, "runtime", "spec")),
         **_parse_fleet_fields(obj),
     )
 
 
 def _parse_fleet_fields(obj: Mapping[str, Any]) -> dict[str, Any]:
-    try:
-        return {"fleet_ref": parse_fleet_ref(obj.get("fleetRef")), "auth": parse_auth(obj.get("auth"))}
-    except RefError as exc:
-        raise SpecError(exc.field, exc.problem) from exc
+    return {"fleet_ref": parse_fleet_ref(obj.get("fleetRef")), "auth": parse_auth(obj.get("auth"))}
 
 
 def _parse_module(raw: Any) -> ModuleSpec:
-    obj = _object(raw, "spec.module")
-    _no_unknown(obj, "spec.module", {"sha256", "source"})
-    sha = _string(obj, "sha256", "spec.module")
+    obj = require_object(raw, "spec.module")
+    no_unknown(obj, "spec.module", {"sha256", "source"})
+    sha = require_string(obj, "sha256", "spec.module")
     if not SHA256_HEX.match(sha):
         raise SpecError("spec.module.sha256", "must be 64 lowercase hexadecimal characters")
-    return ModuleSpec(sha256=sha, source=_parse_source(_object(obj.get("source"), "spec.module.source")))
+    return ModuleSpec(sha256=sha, source=_parse_source(require_object(obj.get("source"), "spec.module.source")))
 
 
 def _parse_source(src: Mapping[str, Any]) -> ModuleSource:
     where = "spec.module.source"
-    _no_unknown(src, where, {"url", "path", "configMapRef", "oci", "headersFrom", "caBundle"})
+    no_unknown(src, where, {"url", "path", "configMapRef", "oci", "headersFrom", "caBundle"})
     present = [key for key in ("url", "configMapRef", "path", "oci") if src.get(key) is not None]
     if len(present) != 1:
         raise SpecError(
@@ -294,28 +293,28 @@ def _parse_source(src: Mapping[str, Any]) -> ModuleSource:
     if present[0] == "url":
         return _parse_url_source(src, where)
     if present[0] == "path":
-        path = _string(src, "path", where)
+        path = require_string(src, "path", where)
         if not path.startswith("/"):
             raise SpecError(f"{where}.path", "must be an absolute path")
         return ModuleSource(path=path)
     if present[0] == "oci":
-        return ModuleSource(oci=_parse_oci(_object(src["oci"], f"{where}.oci"), f"{where}.oci"))
+        return ModuleSource(oci=_parse_oci(require_object(src["oci"], f"{where}.oci"), f"{where}.oci"))
     return ModuleSource(config_map=_config_map_ref(src["configMapRef"], f"{where}.configMapRef"))
 
 
 def _parse_url_source(src: Mapping[str, Any], where: str) -> ModuleSource:
-    url = _string(src, "url", where)
+    url = require_string(src, "url", where)
     if not URL.match(url):
         raise SpecError(f"{where}.url", "must be an http:// or https:// URL")
     headers = None
     if src.get("headersFrom") is not None:
-        headers_from = _object(src["headersFrom"], f"{where}.headersFrom")
-        _no_unknown(headers_from, f"{where}.headersFrom", {"secretRef"})
+        headers_from = require_object(src["headersFrom"], f"{where}.headersFrom")
+        no_unknown(headers_from, f"{where}.headersFrom", {"secretRef"})
         headers = _secret_name(headers_from.get("secretRef"), f"{where}.headersFrom.secretRef")
     ca_bundle = None
     if src.get("caBundle") is not None:
-        bundle = _object(src["caBundle"], f"{where}.caBundle")
-        _no_unknown(bundle, f"{where}.caBundle", {"configMapRef"})
+        bundle = require_object(src["caBundle"], f"{where}.caBundle")
+        no_unknown(bundle, f"{where}.caBundle", {"configMapRef"})
         ca_bundle = _config_map_ref(bundle.get("configMapRef"), f"{where}.caBundle.configMapRef")
         if not url.startswith("https://"):
             raise SpecError(f"{where}.caBundle", "needs an https:// url (a CA bundle only applies to TLS)")
@@ -323,8 +322,8 @@ def _parse_url_source(src: Mapping[str, Any], where: str) -> ModuleSource:
 
 
 def _parse_oci(oci: Mapping[str, Any], where: str) -> OciSource:
-    _no_unknown(oci, where, {"repository", "reference", "insecure", "pullSecretRef"})
-    repository = _string(oci, "repository", where)
+    no_unknown(oci, where, {"repository", "reference", "insecure", "pullSecretRef"})
+    repository = require_string(oci, "repository", where)
     if len(repository) > 255 or not OCI_REPOSITORY.match(repository):
         raise SpecError(
             f"{where}.repository",
@@ -344,21 +343,21 @@ def _parse_oci(oci: Mapping[str, Any], where: str) -> OciSource:
 
 
 def _config_map_ref(raw: Any, where: str) -> ConfigMapRef:
-    ref = _object(raw, where)
-    _no_unknown(ref, where, {"name", "key"})
-    name = _string(ref, "name", where)
+    ref = require_object(raw, where)
+    no_unknown(ref, where, {"name", "key"})
+    name = require_string(ref, "name", where)
     if len(name) > 253 or not DNS1123_SUBDOMAIN.match(name):
         raise SpecError(f"{where}.name", "must be a DNS-1123 subdomain")
-    key = _string(ref, "key", where)
+    key = require_string(ref, "key", where)
     if len(key) > 253 or not CONFIGMAP_KEY.match(key) or key in (".", ".."):
         raise SpecError(f"{where}.key", "must be a valid ConfigMap key ([-._a-zA-Z0-9]+)")
     return ConfigMapRef(name=name, key=key)
 
 
 def _secret_name(raw: Any, where: str) -> str:
-    ref = _object(raw, where)
-    _no_unknown(ref, where, {"name"})
-    name = _string(ref, "name", where)
+    ref = require_object(raw, where)
+    no_unknown(ref, where, {"name"})
+    name = require_string(ref, "name", where)
     if len(name) > 253 or not DNS1123_SUBDOMAIN.match(name):
         raise SpecError(f"{where}.name", "must be a DNS-1123 subdomain")
     return name
@@ -368,29 +367,29 @@ def _parse_limits(obj: Mapping[str, Any] | None) -> Limits:
     if obj is None:
         return Limits()
     where = "spec.limits"
-    _no_unknown(obj, where, set(LIMIT_FIELDS))
+    no_unknown(obj, where, set(LIMIT_FIELDS))
     return Limits(
-        memory_bytes=_int(obj, "memoryBytes", where, DEFAULT_MEMORY_BYTES, minimum=MIN_MEMORY_BYTES),
-        timeout_ms=_int(obj, "timeoutMs", where, DEFAULT_TIMEOUT_MS, minimum=1),
-        fuel=_optional_int(obj, "fuel", where, minimum=1),
-        table_elements=_optional_int(obj, "tableElements", where, minimum=0),
-        max_module_bytes=_optional_int(obj, "maxModuleBytes", where, minimum=1),
+        memory_bytes=integer(obj, "memoryBytes", where, DEFAULT_MEMORY_BYTES, minimum=MIN_MEMORY_BYTES),
+        timeout_ms=integer(obj, "timeoutMs", where, DEFAULT_TIMEOUT_MS, minimum=1),
+        fuel=optional_integer(obj, "fuel", where, minimum=1),
+        table_elements=optional_integer(obj, "tableElements", where, minimum=0),
+        max_module_bytes=optional_integer(obj, "maxModuleBytes", where, minimum=1),
     )
 
 
 def _parse_runtime(obj: Mapping[str, Any] | None, where: str = "spec.runtime") -> RuntimeSpec:
     if obj is None:
         return RuntimeSpec()
-    _no_unknown(obj, where, set(RUNTIME_FIELDS))
+    no_unknown(obj, where, set(RUNTIME_FIELDS))
     image = obj.get("image")
     if image is not None and (not isinstance(image, str) or not image.strip()):
         raise SpecError(f"{where}.image", "must be a non-empty string")
     tolerations = _object_list(obj, "tolerations", where)
-    pod_labels = _string_map(obj, "podLabels", where)
+    pod_labels = string_map(obj, "podLabels", where)
     for key in pod_labels:
         if key.startswith(RESERVED_LABEL_PREFIXES):
             raise SpecError(f"{where}.podLabels", f"may not set {key!r} (reserved for the operator)")
-    affinity = _optional_object(obj, "affinity", where)
+    affinity = optional_object(obj, "affinity", where)
     automount = obj.get("automountServiceAccountToken", False)
     if not isinstance(automount, bool):
         raise SpecError(f"{where}.automountServiceAccountToken", f"must be a boolean, got {automount!r}")
@@ -399,19 +398,19 @@ def _parse_runtime(obj: Mapping[str, Any] | None, where: str = "spec.runtime") -
         account = _dns_subdomain(obj, "serviceAccountName", where)
     return RuntimeSpec(
         image=image,
-        resources=MappingProxyType(dict(_optional_object(obj, "resources", where) or {})),
-        node_selector=_string_map(obj, "nodeSelector", where),
+        resources=MappingProxyType(dict(optional_object(obj, "resources", where) or {})),
+        node_selector=string_map(obj, "nodeSelector", where),
         tolerations=tuple(MappingProxyType(dict(t)) for t in tolerations),
         affinity=None if affinity is None else MappingProxyType(dict(affinity)),
         pod_labels=pod_labels,
-        pod_annotations=_string_map(obj, "podAnnotations", where),
-        startup_seconds=_int(obj, "startupSeconds", where, DEFAULT_STARTUP_SECONDS, minimum=10, maximum=3600),
+        pod_annotations=string_map(obj, "podAnnotations", where),
+        startup_seconds=integer(obj, "startupSeconds", where, DEFAULT_STARTUP_SECONDS, minimum=10, maximum=3600),
         image_pull_secrets=_pull_secrets(obj, where),
         service_account_name=account,
         automount_service_account_token=automount,
         env=_env(obj, where),
         topology_spread_constraints=_spread_constraints(obj, where),
-        pod_disruption_budget=_disruption_budget(_optional_object(obj, "podDisruptionBudget", where), where),
+        pod_disruption_budget=_disruption_budget(optional_object(obj, "podDisruptionBudget", where), where),
     )
 
 
@@ -459,7 +458,7 @@ def _object_list(obj: Mapping[str, Any], key: str, where: str) -> list[Mapping[s
 
 
 def _dns_subdomain(obj: Mapping[str, Any], key: str, where: str) -> str:
-    name = _string(obj, key, where)
+    name = require_string(obj, key, where)
     if len(name) > 253 or not DNS1123_SUBDOMAIN.match(name):
         raise SpecError(f"{where}.{key}", "must be a DNS-1123 subdomain")
     return name
@@ -468,7 +467,7 @@ def _dns_subdomain(obj: Mapping[str, Any], key: str, where: str) -> str:
 def _pull_secrets(obj: Mapping[str, Any], where: str) -> tuple[str, ...]:
     names: list[str] = []
     for i, item in enumerate(_object_list(obj, "imagePullSecrets", where)):
-        _no_unknown(item, f"{where}.imagePullSecrets[{i}]", {"name"})
+        no_unknown(item, f"{where}.imagePullSecrets[{i}]", {"name"})
         name = _dns_subdomain(item, "name", f"{where}.imagePullSecrets[{i}]")
         if name in names:
             raise SpecError(f"{where}.imagePullSecrets[{i}].name", f"{name!r} is listed twice")
@@ -484,8 +483,8 @@ def _env(obj: Mapping[str, Any], where: str) -> tuple[JsonObject, ...]:
     out: list[JsonObject] = []
     for i, item in enumerate(items):
         at = f"{where}.env[{i}]"
-        _no_unknown(item, at, {"name", "value", "valueFrom"})
-        name = _string(item, "name", at)
+        no_unknown(item, at, {"name", "value", "valueFrom"})
+        name = require_string(item, "name", at)
         if not ENV_NAME.match(name):
             raise SpecError(f"{at}.name", f"{name!r} is not a valid variable name ([-._a-zA-Z][-._a-zA-Z0-9]*)")
         if name.upper().startswith(RESERVED_ENV_PREFIXES):
@@ -502,16 +501,16 @@ def _env(obj: Mapping[str, Any], where: str) -> tuple[JsonObject, ...]:
                 raise SpecError(f"{at}.value", f"must be a string, got {type(value).__name__}")
             out.append(MappingProxyType({"name": name, "value": value}))
             continue
-        ref_from = _object(source, f"{at}.valueFrom")
-        _no_unknown(ref_from, f"{at}.valueFrom", {"secretKeyRef", "configMapKeyRef"})
+        ref_from = require_object(source, f"{at}.valueFrom")
+        no_unknown(ref_from, f"{at}.valueFrom", {"secretKeyRef", "configMapKeyRef"})
         if len(ref_from) != 1:
             raise SpecError(f"{at}.valueFrom", "exactly one of secretKeyRef, configMapKeyRef must be set")
         (kind, raw_ref), = ref_from.items()
         ref_at = f"{at}.valueFrom.{kind}"
-        ref = _object(raw_ref, ref_at)
-        _no_unknown(ref, ref_at, {"name", "key", "optional"})
+        ref = require_object(raw_ref, ref_at)
+        no_unknown(ref, ref_at, {"name", "key", "optional"})
         ref_name = _dns_subdomain(ref, "name", ref_at)
-        key = _string(ref, "key", ref_at)
+        key = require_string(ref, "key", ref_at)
         if len(key) > 253 or not CONFIGMAP_KEY.match(key):
             raise SpecError(f"{ref_at}.key", "must be a valid key ([-._a-zA-Z0-9]+)")
         plain: dict[str, Any] = {"name": ref_name, "key": key}
@@ -528,15 +527,15 @@ def _spread_constraints(obj: Mapping[str, Any], where: str) -> tuple[JsonObject,
     out: list[JsonObject] = []
     for i, item in enumerate(_object_list(obj, "topologySpreadConstraints", where)):
         at = f"{where}.topologySpreadConstraints[{i}]"
-        _no_unknown(item, at, set(SPREAD_FIELDS))
+        no_unknown(item, at, set(SPREAD_FIELDS))
         if item.get("maxSkew") is None:
             raise SpecError(f"{at}.maxSkew", "is required")
-        _int(item, "maxSkew", at, 1, minimum=1)
-        _string(item, "topologyKey", at)
-        mode = _string(item, "whenUnsatisfiable", at)
+        integer(item, "maxSkew", at, 1, minimum=1)
+        require_string(item, "topologyKey", at)
+        mode = require_string(item, "whenUnsatisfiable", at)
         if mode not in ("DoNotSchedule", "ScheduleAnyway"):
             raise SpecError(f"{at}.whenUnsatisfiable", f"must be DoNotSchedule or ScheduleAnyway, got {mode!r}")
-        _optional_object(item, "labelSelector", at)
+        optional_object(item, "labelSelector", at)
         out.append(MappingProxyType(dict(item)))
     return tuple(out)
 
@@ -545,7 +544,7 @@ def _disruption_budget(obj: Mapping[str, Any] | None, where: str) -> DisruptionB
     if obj is None:
         return None
     at = f"{where}.podDisruptionBudget"
-    _no_unknown(obj, at, {"minAvailable", "maxUnavailable"})
+    no_unknown(obj, at, {"minAvailable", "maxUnavailable"})
     present = [key for key in ("minAvailable", "maxUnavailable") if obj.get(key) is not None]
     if len(present) != 1:
         raise SpecError(at, "exactly one of minAvailable, maxUnavailable must be set")
@@ -555,70 +554,7 @@ def _disruption_budget(obj: Mapping[str, Any] | None, where: str) -> DisruptionB
         if not PERCENT.match(value):
             raise SpecError(f"{at}.{key}", f"must be a non-negative integer or a percentage like '50%', got {value!r}")
     else:
-        _int(obj, key, at, 0, minimum=0)
+        integer(obj, key, at, 0, minimum=0)
     if key == "minAvailable":
         return DisruptionBudget(min_available=value)
     return DisruptionBudget(max_unavailable=value)
-
-
-def _object(raw: Any, where: str) -> Mapping[str, Any]:
-    if raw is None:
-        raise SpecError(where, "is required")
-    if not isinstance(raw, Mapping):
-        raise SpecError(where, "must be an object")
-    return raw
-
-
-def _optional_object(obj: Mapping[str, Any], key: str, where: str) -> Mapping[str, Any] | None:
-    value = obj.get(key)
-    if value is None:
-        return None
-    if not isinstance(value, Mapping):
-        raise SpecError(f"{where}.{key}", "must be an object")
-    return value
-
-
-def _no_unknown(obj: Mapping[str, Any], where: str, known: set[str]) -> None:
-    unknown = sorted(set(obj) - known)
-    if unknown:
-        raise SpecError(where, f"unknown field(s) {', '.join(unknown)}")
-
-
-def _string(obj: Mapping[str, Any], key: str, where: str) -> str:
-    value = obj.get(key)
-    if value is None or value == "":
-        raise SpecError(f"{where}.{key}", "is required")
-    if not isinstance(value, str):
-        raise SpecError(f"{where}.{key}", f"must be a string, got {value!r}")
-    return value
-
-
-def _int(
-    obj: Mapping[str, Any], key: str, where: str, default: int, *, minimum: int, maximum: int | None = None
-) -> int:
-    value = _optional_int(obj, key, where, minimum=minimum)
-    if value is not None and maximum is not None and value > maximum:
-        raise SpecError(f"{where}.{key}", f"must be <= {maximum}, got {value}")
-    return default if value is None else value
-
-
-def _optional_int(obj: Mapping[str, Any], key: str, where: str, *, minimum: int) -> int | None:
-    value = obj.get(key)
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise SpecError(f"{where}.{key}", f"must be an integer, got {value!r}")
-    if value < minimum:
-        raise SpecError(f"{where}.{key}", f"must be >= {minimum}, got {value}")
-    return value
-
-
-def _string_map(obj: Mapping[str, Any], key: str, where: str) -> Mapping[str, str]:
-    value = obj.get(key)
-    if value is None:
-        return MappingProxyType({})
-    if not isinstance(value, Mapping) or not all(
-        isinstance(k, str) and isinstance(v, str) for k, v in value.items()
-    ):
-        raise SpecError(f"{where}.{key}", "must be a map of strings to strings")
-    return MappingProxyType(dict(value))

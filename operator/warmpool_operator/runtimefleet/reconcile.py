@@ -19,6 +19,7 @@ from typing import Any, Protocol
 
 from warmpool_operator.defaults import ClusterDefaults, parse_pool
 from warmpool_operator.diff import drift
+from warmpool_operator.fields import SpecError
 from warmpool_operator.health import Problem, Progress, pod_is_ready, progress_of
 from warmpool_operator.kinds import (
     DEPLOYMENTS,
@@ -39,7 +40,7 @@ from warmpool_operator.runtimefleet.render import deployment_name, render_childr
 from warmpool_operator.runtimefleet.spec import From, RuntimeFleet
 from warmpool_operator.runtimefleet.status import fleet_status, member_status, stalled_member_status
 from warmpool_operator.runtimefleet.tuples import TupleReport, standing
-from warmpool_operator.spec import SpecError, WarmPool
+from warmpool_operator.spec import WarmPool
 from warmpool_operator.status import Notice, invalid_spec_status, notices
 
 MAX_TOKENS_PER_SECRET = 64

@@ -21,8 +21,6 @@ from warmpool_operator.render import (
     ANNOTATION_BUDGET,
     BASE_MEMORY_BYTES,
     CONTAINER_NAME,
-    DEFAULT_CPU_REQUEST,
-    DEFAULT_MEMORY_REQUEST,
     LABEL_COMPONENT,
     LABEL_INSTANCE,
     LABEL_MANAGED_BY,
@@ -35,10 +33,15 @@ from warmpool_operator.render import (
     RUN_AS_USER,
     STARTUP_PERIOD_SECONDS,
     RenderOptions,
+    default_requests,
     disruption_budget_spec,
     pod_settings,
+    rolling_deployment_spec,
     stamped,
     thaw,
+)
+from warmpool_operator.render import (
+    owner_reference as pool_owner_reference,
 )
 from warmpool_operator.runtime_config import CONFIG_DIR, DRAIN_SECONDS, GRACE_MARGIN_SECONDS, _limits, module_source
 from warmpool_operator.runtimefleet.members import Member
@@ -90,14 +93,7 @@ def common_labels(fleet: str) -> dict[str, str]:
 
 
 def owner_reference(fleet: RuntimeFleet) -> dict[str, Any]:
-    return {
-        "apiVersion": API_VERSION,
-        "kind": KIND,
-        "name": fleet.meta.name,
-        "uid": fleet.meta.uid,
-        "controller": True,
-        "blockOwnerDeletion": True,
-    }
+    return pool_owner_reference(fleet.meta, API_VERSION, KIND)
 
 
 def _metadata(fleet: RuntimeFleet, name: str) -> dict[str, Any]:
@@ -243,21 +239,8 @@ def render_disruption_budget(fleet: RuntimeFleet) -> dict[str, Any] | None:
 
 def render_deployment(fleet: RuntimeFleet, *, options: RenderOptions, replicas: int | None) -> dict[str, Any]:
     name = fleet.meta.name
-    spec: dict[str, Any] = {}
-    if replicas is not None:
-        spec["replicas"] = replicas
-    spec.update(
-        {
-            "selector": {"matchLabels": selector_labels(name)},
-            "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1}},
-            "revisionHistoryLimit": 3,
-            "progressDeadlineSeconds": 600,
-            "template": {
-                "metadata": _template_metadata(fleet),
-                "spec": _pod_spec(fleet, options),
-            },
-        }
-    )
+    template: dict[str, Any] = {"metadata": _template_metadata(fleet), "spec": _pod_spec(fleet, options)}
+    spec = rolling_deployment_spec(selector_labels(name), template, replicas)
     metadata = _metadata(fleet, deployment_name(name))
     if fleet.spec.runtime.pod_disruption_budget is not None:
         metadata["annotations"] = {ANNOTATION_BUDGET: deployment_name(name)}
@@ -275,12 +258,7 @@ def _template_metadata(fleet: RuntimeFleet) -> dict[str, Any]:
 def resources(fleet: RuntimeFleet) -> dict[str, Any]:
     """Default requests, and a memory limit of the memory budget plus the runtime's own, under what
     `spec.runtime.resources` sets (which wins)."""
-    given = thaw(fleet.spec.runtime.resources)
-    requests: dict[str, Any] = dict(given.get("requests") or {})
-    limits: dict[str, Any] = dict(given.get("limits") or {})
-    for resource, default in (("cpu", DEFAULT_CPU_REQUEST), ("memory", DEFAULT_MEMORY_REQUEST)):
-        if resource not in requests and resource not in limits:
-            requests[resource] = default
+    given, requests, limits = default_requests(fleet.spec.runtime.resources)
     budget = fleet.spec.memory_budget_bytes
     if "memory" not in limits and budget is not None:
         limits["memory"] = f"{math.ceil((budget + BASE_MEMORY_BYTES) / 2**20)}Mi"

@@ -13,6 +13,7 @@ from types import MappingProxyType
 from typing import Any
 
 from warmpool_operator.diff import parse_quantity
+from warmpool_operator.fields import SpecError, integer, no_unknown, optional_object, require_object
 from warmpool_operator.fleet.spec import FleetSpec
 from warmpool_operator.runtimefleet.refs import DNS1035_LABEL, MAX_FLEET_NAME
 from warmpool_operator.spec import (
@@ -20,11 +21,6 @@ from warmpool_operator.spec import (
     VERSION,
     PoolMeta,
     RuntimeSpec,
-    SpecError,
-    _int,
-    _no_unknown,
-    _object,
-    _optional_object,
     _parse_runtime,
 )
 
@@ -125,7 +121,7 @@ def parse_fleet(body: Mapping[str, Any]) -> RuntimeFleet:
 
 
 def _parse_meta(raw: Any) -> PoolMeta:
-    obj = _object(raw, "metadata")
+    obj = require_object(raw, "metadata")
     name, namespace, uid = (obj.get(key) for key in ("name", "namespace", "uid"))
     if not isinstance(name, str) or len(name) > MAX_FLEET_NAME or not DNS1035_LABEL.match(name):
         raise SpecError("metadata.name", f"must be a DNS-1035 label of at most {MAX_FLEET_NAME} characters")
@@ -141,29 +137,29 @@ def _parse_meta(raw: Any) -> PoolMeta:
 
 def parse_fleet_spec(raw: Any) -> RuntimeFleetSpec:
     """Parse and validate `spec` with the same rules as the CRD's schema and CEL validations."""
-    obj = _object(raw, "spec")
-    _no_unknown(
+    obj = require_object(raw, "spec")
+    no_unknown(
         obj,
         "spec",
         {"runtime", "maxTotalWarm", "memoryBudget", "replicas", "autoscaling", "allowedPools", "requireTokens"},
     )
-    replicas = _optional_object(obj, "replicas", "spec") or {}
-    _no_unknown(replicas, "spec.replicas", {"min", "max"})
-    low = _int(replicas, "min", "spec.replicas", DEFAULT_MIN_REPLICAS, minimum=0)
-    high = _int(replicas, "max", "spec.replicas", DEFAULT_MAX_REPLICAS, minimum=1, maximum=MAX_REPLICAS)
+    replicas = optional_object(obj, "replicas", "spec") or {}
+    no_unknown(replicas, "spec.replicas", {"min", "max"})
+    low = integer(replicas, "min", "spec.replicas", DEFAULT_MIN_REPLICAS, minimum=0)
+    high = integer(replicas, "max", "spec.replicas", DEFAULT_MAX_REPLICAS, minimum=1, maximum=MAX_REPLICAS)
     if low > high:
         raise SpecError("spec.replicas", f"min ({low}) must be <= max ({high})")
     require = obj.get("requireTokens", False)
     if not isinstance(require, bool):
         raise SpecError("spec.requireTokens", "must be a boolean")
     return RuntimeFleetSpec(
-        runtime=_parse_runtime(_optional_object(obj, "runtime", "spec")),
-        max_total_warm=_int(obj, "maxTotalWarm", "spec", DEFAULT_MAX_TOTAL_WARM, minimum=1, maximum=65536),
+        runtime=_parse_runtime(optional_object(obj, "runtime", "spec")),
+        max_total_warm=integer(obj, "maxTotalWarm", "spec", DEFAULT_MAX_TOTAL_WARM, minimum=1, maximum=65536),
         memory_budget_bytes=_memory_budget(obj.get("memoryBudget")),
         min_replicas=low,
         max_replicas=high,
-        autoscaling=_autoscaling(_optional_object(obj, "autoscaling", "spec")),
-        allowed=_allowed(_optional_object(obj, "allowedPools", "spec")),
+        autoscaling=_autoscaling(optional_object(obj, "autoscaling", "spec")),
+        allowed=_allowed(optional_object(obj, "allowedPools", "spec")),
         require_tokens=require,
     )
 
@@ -188,7 +184,7 @@ def _autoscaling(obj: Mapping[str, Any] | None) -> FleetAutoscaling:
     if obj is None:
         return FleetAutoscaling()
     where = "spec.autoscaling"
-    _no_unknown(obj, where, {"enabled", "targetMissRatio", "tickSeconds", "scaleDownDelaySeconds"})
+    no_unknown(obj, where, {"enabled", "targetMissRatio", "tickSeconds", "scaleDownDelaySeconds"})
     enabled = obj.get("enabled", False)
     if not isinstance(enabled, bool):
         raise SpecError(f"{where}.enabled", "must be a boolean")
@@ -208,12 +204,12 @@ def _autoscaling(obj: Mapping[str, Any] | None) -> FleetAutoscaling:
 def _allowed(obj: Mapping[str, Any] | None) -> AllowedNamespaces:
     if obj is None:
         return AllowedNamespaces()
-    _no_unknown(obj, "spec.allowedPools", {"namespaces"})
-    namespaces = _optional_object(obj, "namespaces", "spec.allowedPools")
+    no_unknown(obj, "spec.allowedPools", {"namespaces"})
+    namespaces = optional_object(obj, "namespaces", "spec.allowedPools")
     if namespaces is None:
         return AllowedNamespaces()
     where = "spec.allowedPools.namespaces"
-    _no_unknown(namespaces, where, {"from", "selector"})
+    no_unknown(namespaces, where, {"from", "selector"})
     raw_from = namespaces.get("from", From.SAME.value)
     try:
         source = From(raw_from)
@@ -229,8 +225,8 @@ def _allowed(obj: Mapping[str, Any] | None) -> AllowedNamespaces:
 
 
 def _selector(raw: Any, where: str) -> LabelSelector:
-    obj = _object(raw, where)
-    _no_unknown(obj, where, {"matchLabels", "matchExpressions"})
+    obj = require_object(raw, where)
+    no_unknown(obj, where, {"matchLabels", "matchExpressions"})
     labels = obj.get("matchLabels") or {}
     if not isinstance(labels, Mapping) or not all(isinstance(k, str) and isinstance(v, str) for k, v in labels.items()):
         raise SpecError(f"{where}.matchLabels", "must be a map of strings to strings")
@@ -242,8 +238,8 @@ def _selector(raw: Any, where: str) -> LabelSelector:
     requirements = []
     for index, item in enumerate(expressions):
         at = f"{where}.matchExpressions[{index}]"
-        entry = _object(item, at)
-        _no_unknown(entry, at, {"key", "operator", "values"})
+        entry = require_object(item, at)
+        no_unknown(entry, at, {"key", "operator", "values"})
         key, operator, values = entry.get("key"), entry.get("operator"), entry.get("values") or []
         if not isinstance(key, str) or not key:
             raise SpecError(f"{at}.key", "is required")
