@@ -241,6 +241,9 @@ def test_an_autoscaled_fleet_sets_warm_counts_from_its_pods_metrics(
         assert call(pod["status"]["podIP"], "gamma")[0] == 200
 
     def measured() -> dict[str, Any] | None:
+        # Traffic continues while waiting: calls made before the autoscaler's first (baseline) scrape
+        # are not a rate it can measure.
+        assert call(pod["status"]["podIP"], "gamma")[0] == 200
         status: dict[str, Any] = (get(operator, "runtimefleet", namespace, FLEET) or {}).get("status") or {}
         return status if status.get("missRatio") is not None else None
 
