@@ -83,9 +83,10 @@ def test_the_example_pool_serves_invocations_from_warm_pods_at_their_pod_ips(
     assert status["selector"] == selector_string(POOL)
 
     (row,) = printed_columns(operator.kubectl("get", "wp", f"--namespace={namespace}").stdout)
-    assert list(row) == ["NAME", "TENANT", "MODULE", "WARM/POD", "READY", "MISS RATIO", "AGE"]
+    assert list(row) == ["NAME", "TENANT", "MODULE", "WARM/POD", "READY", "REASON", "MISS RATIO", "AGE"]
     assert {k: v for k, v in row.items() if k != "AGE"} == {
         "NAME": "classify", "TENANT": "acme", "MODULE": sha[:12], "WARM/POD": "4", "READY": "2/2",
+        "REASON": "PoolWarm",
         "MISS RATIO": "",  # the autoscaler measures it; this pool's autoscaling is off
     }
     assert re.fullmatch(r"\d+[sm]", row["AGE"])
