@@ -107,7 +107,8 @@ def test_start_writes_private_credentials_and_stop_ends_the_process(tmp_path: Pa
         assert stop_registry(files)
     assert not procs.recorded_alive(record)
     assert not running(files)
-    with pytest.raises(urllib.error.URLError):
+    # Refused, or reset when another process has taken the freed port meanwhile: either way, no registry answers.
+    with pytest.raises(OSError):  # URLError and ConnectionResetError both are
         _v2(access.url)
 
 
