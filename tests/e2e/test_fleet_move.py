@@ -158,6 +158,9 @@ def test_a_pool_moves_from_its_deployment_to_two_fleets_and_back_without_a_gap(
             let_go(ip) for ip in a_ips), timeout_s=PATIENCE_S)
         operator.wait_for("calls served by fleet b", lambda: sum(h == "b" for h, _ in watch.calls) >= 5,
                           timeout_s=PATIENCE_S)
+        # The watcher samples every few seconds: wait for one that saw fleet a without the tuple.
+        operator.wait_for("a sample after fleet a let go", lambda: any(
+            not s[2] for s in watch.samples if s[0] >= moved_to_b), timeout_s=PATIENCE_S)
 
         moved_back = time.monotonic()
         operator.kubectl("patch", "warmpool", POOL, f"--namespace={namespace}", "--type=merge",
@@ -169,6 +172,8 @@ def test_a_pool_moves_from_its_deployment_to_two_fleets_and_back_without_a_gap(
             let_go(ip) for ip in b_ips), timeout_s=PATIENCE_S)
         operator.wait_for("calls served by its own pod again", lambda: sum(
             h == "own" for h, _ in watch.calls[-5:]) == 5, timeout_s=PATIENCE_S)
+        operator.wait_for("a sample after fleet b let go", lambda: any(
+            not s[3] for s in watch.samples if s[0] >= moved_back), timeout_s=PATIENCE_S)
     finally:
         watch.stop.set()
         for thread in threads:
