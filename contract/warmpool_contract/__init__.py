@@ -118,3 +118,7 @@ CONFIG_RELOADS: Final = "tensor_wasm_config_reloads"
 """Changed config files the watcher read, by result (applied, refused)."""
 UNAUTHORIZED: Final = "tensor_wasm_unauthorized"
 """Calls refused with 401 for a missing or wrong bearer token."""
+
+# --- the runtime's metric of refused token digests files ---------------------------------------------
+TOKEN_FILES_REFUSED: Final = "tensor_wasm_token_files_refused"
+"""Token digests files the runtime refused for their size (or kind), by file; the digests read before are kept."""

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
-from pathlib import Path
 from typing import Any
 
 import yaml
@@ -19,10 +18,15 @@ from warmpool_contract import (
     TENANT_PATTERN,
     redact_url,
 )
+from warmpool_runtime.capped_read import FileRefused, read_capped
 from warmpool_runtime.instance import Limits
 from warmpool_runtime.modules import ModuleSource
 from warmpool_runtime.oci import OciReferenceError, OciSource, parse_reference, parse_repository
 from warmpool_runtime.settings import SETTINGS_KEYS, RuntimeSettings, SettingsError, parse_settings
+
+MAX_CONFIG_BYTES = 4 << 20
+"""A larger config file is refused: a ConfigMap holds at most 1 MiB, and a file mounted otherwise gets room to
+spare; the cap keeps a runaway file from being read and parsed whole."""
 
 
 class ConfigError(ValueError):
@@ -243,16 +247,31 @@ def parse_config(raw: Any) -> RuntimeConfig:
     )
 
 
-def load_config(path: str) -> RuntimeConfig:
+def read_config(path: str) -> bytes:
+    """The config file's bytes, at most `MAX_CONFIG_BYTES` of them (a larger file is refused, never cut)."""
     try:
-        text = Path(path).read_text()
+        return read_capped(path, MAX_CONFIG_BYTES)
+    except FileRefused as exc:
+        raise ConfigError(f"config {path} {exc}") from None
     except OSError as exc:
         raise ConfigError(f"cannot read config {path}: {exc.strerror or exc}") from exc
+
+
+def parse_config_bytes(data: bytes, path: str) -> RuntimeConfig:
+    """A config file's content (JSON when `path` ends with `.json`, else YAML) as a RuntimeConfig."""
+    kind = "JSON" if path.endswith(".json") else "YAML"
     try:
-        raw = json.loads(text) if path.endswith(".json") else yaml.safe_load(text)
+        text = data.decode("utf-8")
+        raw = json.loads(text) if kind == "JSON" else yaml.safe_load(text)
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"config {path} is not UTF-8 text: {exc}") from exc
     except (json.JSONDecodeError, yaml.YAMLError) as exc:
-        raise ConfigError(f"config {path} is not valid {'JSON' if path.endswith('.json') else 'YAML'}: {exc}") from exc
+        raise ConfigError(f"config {path} is not valid {kind}: {exc}") from exc
     return parse_config(raw)
+
+
+def load_config(path: str) -> RuntimeConfig:
+    return parse_config_bytes(read_config(path), path)
 
 
 def single_tuple_config(tenant: str, module: str, sha256: str, warm: int) -> RuntimeConfig:

@@ -22,6 +22,7 @@ from warmpool_contract import (
     POOL_WARM,
     SATURATED,
     SHORT_HASH,
+    TOKEN_FILES_REFUSED,
     TRAPS,
     TUPLE_READY,
     TUPLES,
@@ -94,7 +95,7 @@ class PoolCollector(Collector):
         yield from (draws, warm, capacity, in_flight, reset_failed, terminated, invocations, traps, invoke,
                     instantiate, evictions)
         yield from self._lane_families()
-        yield from _tuple_families(*(self._tuples() if self._tuples is not None else ([], ReloadStatus(), {})))
+        yield from _tuple_families(*(self._tuples() if self._tuples is not None else ([], ReloadStatus(), {}, {})))
 
     def _lane_families(self) -> Iterator[CounterMetricFamily | GaugeMetricFamily]:
         shed = CounterMetricFamily(CALLS_SHED, "Calls refused before they ran, by reason (tenant_limit: 429, "
@@ -113,12 +114,13 @@ class PoolCollector(Collector):
         yield from (shed, queued, busy, saturated)
 
 
-TupleSource = Callable[[], tuple[list[TupleStatus], ReloadStatus, Mapping[str, int]]]
-"""The tuples' states, the config watcher's record and 401s by tenant, read at scrape time."""
+TupleSource = Callable[[], tuple[list[TupleStatus], ReloadStatus, Mapping[str, int], Mapping[str, int]]]
+"""The tuples' states, the config watcher's record, 401s by tenant and refused token files by path, read at
+scrape time."""
 
 
-def _tuple_families(statuses: list[TupleStatus], reloads: ReloadStatus, unauthorized: Mapping[str, int]
-                    ) -> Iterator[CounterMetricFamily | GaugeMetricFamily]:
+def _tuple_families(statuses: list[TupleStatus], reloads: ReloadStatus, unauthorized: Mapping[str, int],
+                    token_files_refused: Mapping[str, int]) -> Iterator[CounterMetricFamily | GaugeMetricFamily]:
     ready = GaugeMetricFamily(TUPLE_READY, "1 while the tuple is warm, else 0 (loading or failed).",
                               labels=["tenant", "module"])
     by_state = GaugeMetricFamily(TUPLES, "Tuples configured on this runtime, by state.", labels=["state"])
@@ -136,7 +138,11 @@ def _tuple_families(statuses: list[TupleStatus], reloads: ReloadStatus, unauthor
                                   labels=["tenant"])
     for tenant, n in sorted(unauthorized.items()):
         refused.add_metric([tenant], n)
-    yield from (ready, by_state, reload_family, refused)
+    token_files = CounterMetricFamily(TOKEN_FILES_REFUSED, "Token digests files refused for their size (or not "
+                                      "a regular file); the digests accepted before are kept.", labels=["file"])
+    for path, n in sorted(token_files_refused.items()):
+        token_files.add_metric([path], n)
+    yield from (ready, by_state, reload_family, refused, token_files)
 
 
 def _add_histogram(family: HistogramMetricFamily, labels: list[str], histogram: Histogram) -> None:

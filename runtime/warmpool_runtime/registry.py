@@ -8,6 +8,7 @@ import logging
 import threading
 import time
 import weakref
+from collections import Counter
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, replace
@@ -98,6 +99,16 @@ class _Entry:
         """When a call last drew from its pool (sampled by `tick`, never on the call path)."""
 
 
+def _outcome(entry: _Entry) -> tuple[RuntimeFault | None, bool]:
+    """The tuple's error (its load's, or its pool's refill's) and whether its pool holds its floor."""
+    pool = entry.pool
+    return entry.error or (pool.last_error if pool else None), bool(pool and pool.ready)
+
+
+def _state(error: RuntimeFault | None, ready: bool) -> State:
+    return "failed" if error is not None else "warm" if ready else "loading"
+
+
 class TupleRegistry:
     """The configured tuples, their pools (once loaded) and load errors. Lookups run on the serving thread;
     loading runs on the loader threads, `apply` and `tick` on the config watcher's."""
@@ -123,7 +134,11 @@ class TupleRegistry:
         self._route_caches: weakref.WeakValueDictionary[int, RouteCache] = weakref.WeakValueDictionary()
         now = time.monotonic()
         self._token_files: dict[str, TokenFile] = {}
+        self.token_files_refused: Counter[str] = Counter()
+        """Token digests files refused for their size or kind, by path (counted on the watcher's thread)."""
         self._entries: dict[TupleKey, _Entry] = {t.key: _Entry(t, self._auth(t), now) for t in config.tuples}
+        self._initial = list(self._entries.values())
+        """The tuples of the config the process started with that may still be loading (see `initial_loading`)."""
         self._tenants = frozenset(t.tenant for t in config.tuples)
         self._floors = config.floors()
         # Pools are added on the loading threads while the serving thread may attach its loop, and the
@@ -147,8 +162,11 @@ class TupleRegistry:
             return None
         found = self._token_files.get(path)
         if found is None:
-            found = self._token_files[path] = TokenFile(path)
+            found = self._token_files[path] = TokenFile(path, self._token_file_refused)
         return found
+
+    def _token_file_refused(self, path: str) -> None:
+        self.token_files_refused[path] += 1
 
     # Loading ---------------------------------------------------------------------------------------
     def load_all(self) -> None:
@@ -369,14 +387,21 @@ class TupleRegistry:
         for entry in entries:
             t = entry.config
             pool = entry.pool
-            error = entry.error or (pool.last_error if pool else None)
-            ready = bool(pool and pool.ready)
-            state: State = "failed" if error is not None else "warm" if ready else "loading"
+            error, ready = _outcome(entry)
             out.append(TupleStatus(
                 tenant=t.tenant, sha256=t.sha256, warm=pool.warm if pool else 0,
-                target=floors.get(t.key, 0), ready=ready, error=error, state=state,
+                target=floors.get(t.key, 0), ready=ready, error=error, state=_state(error, ready),
             ))
         return out
+
+    def initial_loading(self) -> list[TupleKey]:
+        """The tuples of the config the process started with that are still loading. Warm and failed are final
+        here, and a tuple a later config removed or replaced no longer counts, so the list only shrinks."""
+        with self._lock:
+            if self._initial:
+                self._initial = [e for e in self._initial
+                                 if self._entries.get(e.config.key) is e and _state(*_outcome(e)) == "loading"]
+            return [e.config.key for e in self._initial]
 
     @property
     def ready(self) -> bool:

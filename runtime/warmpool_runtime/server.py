@@ -145,12 +145,13 @@ class Handler:
             "lastError": reloads.last_error, "restartNeeded": list(reloads.restart_needed),
         }
         if self.draining:
-            body = {"ready": False, "draining": True, "tuples": tuples, "config": config}
+            body = {"ready": False, "draining": True, "reason": "draining", "tuples": tuples, "config": config}
             return 503, json.dumps(body).encode(), JSON, retry_after(1)
-        ready, saturated = runtime.ready, runtime.saturated
-        body = {"ready": ready, "saturated": saturated, "tuplesGateReadiness": runtime.tuples_gate_readiness,
+        r = runtime.readiness()
+        body = {"ready": r.ready, "reason": r.reason, "loading": r.loading, "saturated": r.saturated,
+                "tuplesGateReadiness": runtime.tuples_gate_readiness, "startup": r.startup,
                 "tuples": tuples, "config": config}
-        return (200 if ready else 503), json.dumps(body).encode(), JSON, b""
+        return (200 if r.ready else 503), json.dumps(body).encode(), JSON, b""
 
 
 def _json_args(body: bytes) -> list[Any]:

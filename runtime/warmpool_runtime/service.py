@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
+import time
 from collections import Counter
 from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Literal
 
 from warmpool_contract import SHORT_HASH
 from warmpool_runtime.config import RuntimeConfig
@@ -19,12 +23,32 @@ from warmpool_runtime.registry import TupleRegistry, TupleStatus
 log = logging.getLogger(__name__)
 
 
+Startup = Literal["loading", "settled", "graceExpired"]
+
+
+@dataclass(frozen=True, slots=True)
+class Readiness:
+    """Whether the pod is Ready, and when it is not, why (what `/readyz` says)."""
+
+    ready: bool
+    saturated: bool
+    reason: str | None
+    """None when ready; else `saturated`, `tuples not warm` or `initial tuples loading`."""
+    loading: int
+    """Tuples holding readiness back: not yet warm (every tuple gates), or of the initial config and still
+    loading (a fleet pod, during its startup)."""
+    startup: Startup | None
+    """A fleet pod's startup gate: its initial tuples `loading`, all `settled` (warm or failed), or the
+    `graceExpired` while some still loaded; None when every tuple gates readiness."""
+
+
 class Runtime:
     """Wires the parts together and runs their lifecycle; calls go `registry.target` -> `lanes.call`.
 
     `tuples_gate_readiness`: the pod is Ready only once every tuple is warm (a pod dedicated to its tuples,
     whose rollout waits for them). Without it (a shared fleet whose tuple set changes live) the pod is
-    Ready while it serves and is not saturated, whatever state each tuple is in.
+    Ready once every tuple of the config it started with is warm or failed (or `startup_grace_seconds`
+    passed), and from then on while it serves and is not saturated, whatever later configs bring.
     """
 
     def __init__(self, config: RuntimeConfig, factory: InstanceFactory = WarmInstance, *,
@@ -38,6 +62,10 @@ class Runtime:
                                       fuel=config.needs_fuel or settings.consume_fuel)
         self.lanes = CallLanes(settings, self._ticker.clock, sorted({t.tenant for t in config.tuples}))
         self.tuples_gate_readiness = tuples_gate_readiness
+        self._grace_ends = time.monotonic() + settings.startup_grace_seconds
+        self._startup: Startup = "loading"
+        """Only moves forward, to `settled` or `graceExpired` (under `_startup_lock`)."""
+        self._startup_lock = threading.Lock()
         self.reloads = ReloadStatus()
         """The config watcher's record, when there is one."""
         self.unauthorized: Counter[str] = Counter()
@@ -55,8 +83,41 @@ class Runtime:
 
     @property
     def ready(self) -> bool:
-        """Not saturated, and (when tuples gate readiness) every tuple is loaded and prewarmed."""
-        return not self.lanes.saturated and (not self.tuples_gate_readiness or self.registry.ready)
+        """Not saturated, and every tuple loaded and prewarmed (when tuples gate readiness), or the startup
+        gate passed (when they do not)."""
+        return self.readiness().ready
+
+    def readiness(self) -> Readiness:
+        """Ready or not, and why."""
+        saturated = self.lanes.saturated
+        if self.tuples_gate_readiness:
+            waiting = sum(1 for s in self.registry.statuses() if not s.ready)
+            reason = "tuples not warm" if waiting else "saturated" if saturated else None
+            return Readiness(reason is None, saturated, reason, waiting, None)
+        startup, loading = self._startup_gate()
+        reason = "initial tuples loading" if startup == "loading" else "saturated" if saturated else None
+        return Readiness(reason is None, saturated, reason, loading, startup)
+
+    def _startup_gate(self) -> tuple[Startup, int]:
+        """Where the startup gate stands, and how many initial tuples still load (0 once it passed)."""
+        if self._startup != "loading":
+            return self._startup, 0
+        with self._startup_lock:
+            if self._startup != "loading":
+                return self._startup, 0
+            loading = self.registry.initial_loading()
+            if not loading:
+                self._startup = "settled"
+                log.info("startup: every tuple of the initial config is warm or failed; ready")
+                return self._startup, 0
+            if time.monotonic() < self._grace_ends:
+                return self._startup, len(loading)
+            self._startup = "graceExpired"
+            log.warning("startup: %d tuple(s) of the initial config still loading after settings.startupGraceSeconds "
+                        "(%g s), ready anyway (see /readyz): %s", len(loading),
+                        self.config.settings.startup_grace_seconds,
+                        ", ".join(f"{tenant}/{sha256[:SHORT_HASH]}" for tenant, sha256 in loading))
+            return self._startup, 0
 
     def start(self) -> None:
         """Start the epoch ticker and the refill thread."""
@@ -83,13 +144,16 @@ class Runtime:
                         ", ".join(changes.restart_needed))
         return changes
 
-    def tuple_metrics(self) -> tuple[list[TupleStatus], ReloadStatus, Mapping[str, int]]:
+    def tuple_metrics(self) -> tuple[list[TupleStatus], ReloadStatus, Mapping[str, int], Mapping[str, int]]:
         """What the metrics read at scrape time beside the pools."""
-        return self.registry.statuses(), self.reloads, dict(self.unauthorized)
+        return (self.registry.statuses(), self.reloads, dict(self.unauthorized),
+                dict(self.registry.token_files_refused))
 
     def tick(self) -> None:
-        """Periodic upkeep (see `TupleRegistry.tick`)."""
+        """Periodic upkeep (see `TupleRegistry.tick`); moves the startup gate on even with no probe asking."""
         self.registry.tick()
+        if not self.tuples_gate_readiness:
+            self._startup_gate()
 
     def serve_on(self, loop: asyncio.AbstractEventLoop) -> None:
         """Serve calls on this loop: pools reset on it, worker calls complete on it."""

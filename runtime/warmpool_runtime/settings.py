@@ -78,6 +78,10 @@ class RuntimeSettings:
     """How often the config file (with `--watch-config`) and the tuples' token digest files are checked for
     a change (a stat, and a read only when it changed); also how often the tuples' recent use is sampled
     for the `maxTotalWarm` cap."""
+    startup_grace_seconds: float = field(default=120.0, metadata=_min(0))
+    """With `--watch-config`, `/readyz` stays 503 until every tuple of the config the process started with is
+    warm or failed, but no longer than this after the start: then the pod turns Ready anyway (logged), so
+    one source that hangs cannot keep a fleet pod out of its Service. 0: Ready at once."""
 
     # HTTP surface ----------------------------------------------------------------------------------
     max_body_bytes: int = field(default=16 << 20, metadata=_min(1))

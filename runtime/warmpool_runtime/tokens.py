@@ -7,11 +7,15 @@ import hmac
 import logging
 import os
 import re
+from collections.abc import Callable
+
+from warmpool_runtime.capped_read import FileRefused, read_capped
 
 log = logging.getLogger(__name__)
 
 MAX_FILE_BYTES = 64 << 10
-"""A digests file larger than this is refused whole (fail closed): a few hundred digests fit."""
+"""A digests file larger than this is refused whole (the accepted set is kept as it was; none when there was
+none): about a thousand digests fit, and every call is checked against each accepted one."""
 _DIGEST = re.compile(rb"[0-9a-f]{64}")
 _BEARER = b"bearer "
 WWW_AUTHENTICATE = b'WWW-Authenticate: Bearer realm="warmpool"\r\n'
@@ -54,10 +58,13 @@ def _stamp(path: str) -> Stamp:
 
 class TokenFile:
     """The digests one tuple accepts. `allows` runs on the serving thread; `refresh` on the watcher thread
-    swaps the digest set in one assignment. A missing, unreadable, oversized or empty file accepts nothing."""
+    swaps the digest set in one assignment. A missing, unreadable or empty file accepts nothing; an oversized
+    one (or not a regular file) is refused and the digests read before are kept (none at first: fail closed)."""
 
-    def __init__(self, path: str) -> None:
+    def __init__(self, path: str, refused: Callable[[str], None] | None = None) -> None:
         self.path = path
+        self._refused = refused
+        """Told the path each time the file is refused for its size or kind (a metric counts these)."""
         self._digests: tuple[bytes, ...] = ()
         self._stamp: Stamp | bool = False  # never read yet
         self.refresh()
@@ -67,24 +74,27 @@ class TokenFile:
         return len(self._digests)
 
     def refresh(self) -> bool:
-        """Re-read the file when what it resolves to changed; True when the accepted set was re-read."""
+        """Re-read the file when what it resolves to changed; True when it changed (read, or refused)."""
         stamp = _stamp(self.path)
         if stamp == self._stamp:
             return False
         self._stamp = stamp
         digests: frozenset[bytes] = frozenset()
+        try:
+            data = b"" if stamp is None else read_capped(self.path, MAX_FILE_BYTES)
+        except FileRefused as exc:
+            kept = len(self._digests)
+            log.error("token digests file %s %s: refused, %s", self.path, exc,
+                      f"the {kept} token(s) accepted before are kept" if kept else "every call to its tuple is refused")
+            if self._refused is not None:
+                self._refused(self.path)
+            return True
+        except OSError:
+            stamp = None
         if stamp is None:
             log.warning("token digests file %s cannot be read: every call to its tuple is refused", self.path)
-        elif stamp[2] > MAX_FILE_BYTES:
-            log.warning("token digests file %s is over %d bytes: every call to its tuple is refused", self.path,
-                        MAX_FILE_BYTES)
         else:
-            try:
-                with open(self.path, "rb") as f:
-                    data = f.read(MAX_FILE_BYTES + 1)
-            except OSError:
-                data = b""
-            digests, ignored = parse_digests(data[:MAX_FILE_BYTES])
+            digests, ignored = parse_digests(data)
             if ignored:
                 # Never the lines themselves: one could be a token pasted by mistake.
                 log.warning("token digests file %s: %d line(s) are not sha256 hex digests and were ignored",

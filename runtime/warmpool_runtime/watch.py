@@ -10,7 +10,7 @@ import re
 import threading
 
 from warmpool_contract import redact_url
-from warmpool_runtime.config import ConfigError, RuntimeConfig, load_config
+from warmpool_runtime.config import ConfigError, RuntimeConfig, parse_config_bytes, read_config
 from warmpool_runtime.service import Runtime
 
 log = logging.getLogger(__name__)
@@ -77,17 +77,16 @@ class ConfigWatcher:
         self._stamp = stamp
         reloads = self._runtime.reloads
         try:
-            with open(path, "rb") as f:
-                data = f.read()
-        except OSError as exc:
+            data = read_config(path)  # at most MAX_CONFIG_BYTES: a larger file is refused unread
+        except ConfigError as exc:
             self._digest = None  # the same content back is a change from this
-            return self._refuse(f"cannot read config {path}: {exc.strerror or exc}")
+            return self._refuse(str(exc))
         digest = hashlib.sha256(data).hexdigest()
         if digest == self._digest:
             return False
         self._digest = digest
         try:
-            config = load_config(path)
+            config = parse_config_bytes(data, path)  # the bytes hashed, not a second read
         except ConfigError as exc:
             return self._refuse(str(exc))
         reloads.last_error = None
