@@ -38,7 +38,8 @@ def log_formatter(log_format: str) -> logging.Formatter:
 def run_server(config: RuntimeConfig, host: str, port: int, log_level: str = "INFO", *,
                watch: str | None = None, log_format: str = "text") -> int:
     """Serve until SIGTERM/SIGINT. With `watch` (the config file's path) its changes apply live, and the pod
-    is Ready while serving whatever its tuples' states; without it, Ready only once every tuple is warm."""
+    is Ready once its initial tuples are warm or failed (or the startup grace passed), then whatever later
+    tuples' states; without it, Ready only once every tuple is warm."""
     handler = logging.StreamHandler()
     handler.setFormatter(log_formatter(log_format))
     logging.basicConfig(level=log_level.upper(), handlers=[handler])

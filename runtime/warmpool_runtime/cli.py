@@ -21,8 +21,9 @@ def add_runtime_commands(sub: Any) -> None:
     serve.add_argument("--config", help="runtime config file (YAML or JSON; see docs/runtime-config.md)")
     serve.add_argument(WATCH_CONFIG_FLAG, dest="watch_config", action="store_true",
                        help="apply changes of the --config file live (tuples added, removed, resized; a mounted "
-                            "ConfigMap's updates included); the pod is then Ready while it serves, whatever "
-                            "state each tuple is in (see /readyz)")
+                            "ConfigMap's updates included); the pod is then Ready once the tuples it started "
+                            "with are warm or failed (at most settings.startupGraceSeconds after the start), then "
+                            "while it serves, whatever state later tuples are in (see /readyz)")
     serve.add_argument("--tenant", help="one-tuple mode: the tenant (DNS-1123 label)")
     serve.add_argument("--module", help="one-tuple mode: module file path or http(s) URL")
     serve.add_argument("--sha256", help="one-tuple mode: the module's sha256 (64 lowercase hex)")

@@ -316,6 +316,8 @@ class TupleRegistry:
                     entry.config, entry.auth = t, self._auth(t)
                 entries[t.key] = entry
             self._entries = entries
+            # A tuple removed or replaced no longer holds readiness back, nor (through its entry) its pool's memory.
+            self._initial = [e for e in self._initial if entries.get(e.config.key) is e]
             used = {t.token_digests_file for t in new.tuples}
             self._token_files = {p: f for p, f in self._token_files.items() if p in used}
             self._config = new

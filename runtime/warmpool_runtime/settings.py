@@ -71,7 +71,9 @@ class RuntimeSettings:
     fetch_backoff_max_seconds: float = field(default=10.0, metadata=_min(0))
     """Longest backoff, and the most of a 429/503 `Retry-After` that is honoured."""
     parallel_loads: int = field(default=4, metadata=_min(1))
-    """Tuples fetched and compiled at once: one slow source never holds the others back."""
+    """Tuples fetched, compiled and prewarmed at once, at start and after a config change alike (the others
+    wait, loading): one slow source never holds the others back, and a config adding a thousand tuples
+    starts no more downloads than this."""
 
     # Live config ------------------------------------------------------------------------------------
     config_poll_seconds: float = field(default=1.0, metadata=_min(0.05))

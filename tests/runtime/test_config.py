@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import pytest
 
-from warmpool_runtime.config import ConfigError, load_config, parse_config, single_tuple_config
+from warmpool_runtime.config import MAX_CONFIG_BYTES, ConfigError, load_config, parse_config, single_tuple_config
 from warmpool_runtime.settings import SETTINGS_KEYS, RuntimeSettings
 
 pytestmark = pytest.mark.unit
@@ -76,6 +77,27 @@ def test_files_in_yaml_and_json(tmp_path) -> None:
         load_config(str(tmp_path / "bad.yaml"))
     with pytest.raises(ConfigError, match="cannot read"):
         load_config(str(tmp_path / "absent.yaml"))
+
+
+def test_a_config_file_over_the_cap_or_not_a_regular_file_is_refused_unread(tmp_path) -> None:
+    text = f'{{"tuples": [{{"tenant": "acme", "module": {{"sha256": "{SHA}", "source": {{"dir": "/m"}}}}}}]}}'
+    at_cap = tmp_path / "at-cap.json"
+    at_cap.write_text(text + " " * (MAX_CONFIG_BYTES - len(text)))
+    assert load_config(str(at_cap)).tuples[0].tenant == "acme"
+    over = tmp_path / "over.json"
+    over.write_text(text + " " * (MAX_CONFIG_BYTES + 1 - len(text)))
+    with pytest.raises(ConfigError, match=f"over.json is {MAX_CONFIG_BYTES + 1} bytes, over the cap of "
+                                          f"{MAX_CONFIG_BYTES}"):
+        load_config(str(over))
+    fifo = tmp_path / "fifo.yaml"
+    os.mkfifo(fifo)  # no writer: a blocking open or read would never return
+    with pytest.raises(ConfigError, match=r"fifo\.yaml is not a regular file"):
+        load_config(str(fifo))
+    with pytest.raises(ConfigError, match="Is a directory"):
+        load_config(str(tmp_path))
+    (tmp_path / "latin1.yaml").write_bytes(b"tuples: []\n# caf\xe9\n")
+    with pytest.raises(ConfigError, match="not UTF-8"):
+        load_config(str(tmp_path / "latin1.yaml"))
 
 
 def test_single_tuple_flags() -> None:

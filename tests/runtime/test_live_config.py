@@ -13,6 +13,7 @@ import pytest
 from tests.runtime.live import SETTINGS, Client, MountedDir, SteadyLoad, free_port, serve, until
 from tests.runtime.wasm import BYTES, NAP_C, STATEFUL, build_c, tuple_entry, write_module
 from warmpool_contract import WATCH_CONFIG_FLAG
+from warmpool_runtime.config import MAX_CONFIG_BYTES
 
 pytestmark = pytest.mark.component
 
@@ -153,6 +154,28 @@ def test_a_config_that_does_not_parse_is_refused_and_the_running_set_kept(tmp_pa
         assert body["config"]["lastError"] is None
         assert body["config"]["restartNeeded"] == ["settings.workers"]
         until(lambda: (client.tuple_state("beta", sha) or {}).get("state") == "warm", "beta is warm")
+
+
+def test_a_config_file_over_its_cap_is_refused_and_the_running_set_kept(tmp_path: Path, mounted: MountedDir) -> None:
+    path, sha = write_module(tmp_path, STATEFUL)
+    steady = tuple_entry("steady", path, sha, 1)
+    mounted.write({"config.json": document(steady)})
+    with serve(mounted.root / "config.json", WATCH_CONFIG_FLAG) as (_, client):
+        until(lambda: client.readyz()[0] == 200, "ready")
+        grown = document(steady, tuple_entry("beta", path, sha, 1))
+        mounted.write({"config.json": grown + " " * (MAX_CONFIG_BYTES + 1 - len(grown))})  # valid JSON, too big
+        until(lambda: client.readyz()[1]["config"]["refused"] == 1, "the oversized file is refused")
+        status, body = client.readyz()
+        assert status == 200
+        assert f"{MAX_CONFIG_BYTES + 1} bytes, over the cap of {MAX_CONFIG_BYTES}" in body["config"]["lastError"]
+        assert [t["tenant"] for t in body["tuples"]] == ["steady"]
+        assert client.metric("tensor_wasm_config_reloads_total", result="refused") == 1
+
+        mounted.write({"config.json": grown})  # the same tuples within the cap apply
+        until(lambda: (client.tuple_state("beta", sha) or {}).get("state") == "warm", "beta is warm")
+        assert client.readyz()[1]["config"]["lastError"] is None
+    log = next(tmp_path.glob("runtime-*.log")).read_text()
+    assert f"config: refused, the running tuples are kept: config {mounted.root / 'config.json'} is" in log
 
 
 def test_a_fleet_starts_with_no_tuples_and_ready(tmp_path: Path, mounted: MountedDir) -> None:

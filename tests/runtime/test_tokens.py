@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -11,7 +12,7 @@ import pytest
 
 from tests.runtime.live import SETTINGS, MountedDir, serve, until
 from tests.runtime.wasm import STATEFUL, tuple_entry, write_module
-from warmpool_runtime.tokens import parse_digests, token_digest
+from warmpool_runtime.tokens import MAX_FILE_BYTES, TokenFile, parse_digests, token_digest
 
 pytestmark = pytest.mark.component
 
@@ -35,6 +36,34 @@ def test_digest_files_and_authorization_headers_parse_strictly() -> None:
     assert token_digest(b"Basic eA==") is None
     assert token_digest(b"Bearer ") is None
     assert token_digest(b"") is None
+
+
+def test_an_oversized_digests_file_keeps_the_digests_read_before_and_fails_closed_without_them(tmp_path: Path) -> None:
+    path = tmp_path / "acme"
+    path.write_text(digest(ACME) + "\n")
+    refused: list[str] = []
+    tokens = TokenFile(str(path), refused.append)
+    acme, acme_next = f"Bearer {ACME}".encode(), f"Bearer {ACME_NEXT}".encode()
+    assert tokens.allows(acme)
+
+    path.write_text(digest(ACME_NEXT) + "\n" + "#" * MAX_FILE_BYTES)  # over the cap by its digest line
+    assert tokens.refresh()
+    assert (tokens.allows(acme), tokens.allows(acme_next), refused) == (True, False, [str(path)])
+    assert not tokens.refresh()  # unchanged since: not read, nor counted, again
+    assert TokenFile(str(path), refused.append).count == 0  # nothing read before: fail closed
+    assert refused == [str(path)] * 2
+
+    path.write_text(digest(ACME_NEXT) + "\n")
+    assert tokens.refresh()
+    assert (tokens.allows(acme), tokens.allows(acme_next)) == (False, True)
+    path.unlink()  # a key removed from the Secret revokes its tokens
+    assert tokens.refresh()
+    assert not tokens.allows(acme_next)
+
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)  # no writer: a blocking open or read would never return
+    assert TokenFile(str(fifo), refused.append).count == 0
+    assert refused[-1] == str(fifo)
 
 
 def test_a_tuple_with_token_digests_needs_its_own_tenants_token_and_rotates_without_restart(tmp_path: Path) -> None:
@@ -80,6 +109,13 @@ def test_a_tuple_with_token_digests_needs_its_own_tenants_token_and_rotates_with
         tokens.write({"acme": digest(ACME_NEXT) + "\n", "beta": digest(BETA) + "\n"})
         until(lambda: client.call("acme", sha, "add", [1, 2], token=ACME)[0] == 401, "the old token is refused")
         assert client.call("acme", sha, "add", [1, 2], token=ACME_NEXT)[0] == 200
+
+        # An oversized file is refused and counted; the digests read before still hold.
+        tokens.write({"acme": digest(ACME) + "\n" + "#" * MAX_FILE_BYTES, "beta": digest(BETA) + "\n"})
+        until(lambda: client.metric("tensor_wasm_token_files_refused_total", file=str(tokens.root / "acme")) == 1,
+              "the oversized file is refused")
+        assert client.call("acme", sha, "add", [1, 2], token=ACME_NEXT)[0] == 200
+        assert client.call("acme", sha, "add", [1, 2], token=ACME)[0] == 401
 
         # A file rewritten in place counts too; emptied, it refuses every call.
         (tokens.root / "..data" / "acme").write_text("")
