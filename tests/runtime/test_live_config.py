@@ -200,5 +200,6 @@ def test_without_watching_the_pod_is_ready_only_once_every_tuple_is_warm(tmp_pat
         status, body = client.readyz()
         assert (status, body["ready"], body["tuplesGateReadiness"], body["config"]["watching"]) == (
             503, False, True, False)
+        assert (body["reason"], body["loading"], body["startup"]) == ("tuples not warm", 1, None)
         config.write_text(document(tuple_entry("steady", path, sha, 1)))  # not watched: nothing changes
         assert client.tuple_state("far", "cd" * 32) is not None

@@ -106,7 +106,7 @@ async def test_shed_calls_get_429_or_503_with_retry_after_and_readyz_follows_sat
         # beta takes the other worker: every worker busy with two calls queued -> saturated.
         beta = asyncio.create_task(post(session, f"{base}/v1/beta/{sha}/sleep_ms", [MINUTE_MS]))
         ready = await until(session, f"{base}/readyz", 503)
-        assert ready["saturated"] is True
+        assert (ready["saturated"], ready["reason"]) == (True, "saturated")
         status, body, retry_after = await post(session, f"{base}/v1/beta/{sha}/ping", [])
         assert (status, body["error"]["code"]) == (503, "saturated")  # type: ignore[index]
         assert retry_after == "4"

@@ -129,7 +129,7 @@ async def test_sigterm_fails_readiness_drains_finishes_calls_and_exits_0(spawn, 
 
     process.proc.send_signal(signal.SIGTERM)
     headers, body = await process.until("/readyz", 503)
-    assert json.loads(body)["draining"] is True
+    assert (json.loads(body)["draining"], json.loads(body)["reason"]) == (True, "draining")
     assert int(headers["retry-after"]) >= 1
     assert (await process.get("/healthz"))[0] == 200
     # Requests sent during the drain window are answered, on old and new connections alike.
