@@ -197,3 +197,22 @@ def test_a_config_adding_many_tuples_fetches_parallel_loads_of_them_at_once(
         until(lambda: all(t["state"] == "warm" for t in client.readyz()[1]["tuples"]), "every tuple is warm")
         assert sum(server.arrived[p] for p in paths) == 10
         assert server.most_held == 3
+
+
+def test_an_initial_tuple_that_a_later_config_removes_while_it_loads_no_longer_holds_the_pod_back(
+        tmp_path: Path, modules: tuple[dict[str, bytes], set[str], list[ModuleServer]]) -> None:
+    stateful = compile_wat(STATEFUL)
+    sha = hashlib.sha256(stateful).hexdigest()
+    routes, held, _ = modules
+    routes["/hangs.wasm"] = stateful
+    held.add("/hangs.wasm")
+    server = start_server(modules)
+    mounted = MountedDir(tmp_path / "etc")
+    mounted.write({"config.json": document(url_tuple("hangs", server.url("/hangs.wasm"), sha))})
+    with serve(mounted.root / "config.json", WATCH_CONFIG_FLAG) as (_, client):
+        until(lambda: server.arrived["/hangs.wasm"] == 1, "the module is being fetched")
+        status, body = client.readyz()
+        assert (status, body["reason"], body["loading"]) == (503, "initial tuples loading", 1)
+        mounted.write({"config.json": document()})
+        _, body = until(lambda: (r := client.readyz())[0] == 200 and r, "the pod turns ready")
+        assert (body["ready"], body["startup"], body["tuples"]) == (True, "settled", [])
