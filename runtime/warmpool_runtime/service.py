@@ -24,6 +24,8 @@ log = logging.getLogger(__name__)
 
 
 Startup = Literal["loading", "settled", "graceExpired"]
+_NAMED = 20
+"""Tuples a log line names at most (the rest are counted)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,15 +110,16 @@ class Runtime:
             loading = self.registry.initial_loading()
             if not loading:
                 self._startup = "settled"
-                log.info("startup: every tuple of the initial config is warm or failed; ready")
+                log.info("startup: every tuple of the initial config is warm or failed")
                 return self._startup, 0
             if time.monotonic() < self._grace_ends:
                 return self._startup, len(loading)
             self._startup = "graceExpired"
+            named = ", ".join(f"{tenant}/{sha256[:SHORT_HASH]}" for tenant, sha256 in loading[:_NAMED])
+            more = f" and {len(loading) - _NAMED} more" if len(loading) > _NAMED else ""
             log.warning("startup: %d tuple(s) of the initial config still loading after settings.startupGraceSeconds "
-                        "(%g s), ready anyway (see /readyz): %s", len(loading),
-                        self.config.settings.startup_grace_seconds,
-                        ", ".join(f"{tenant}/{sha256[:SHORT_HASH]}" for tenant, sha256 in loading))
+                        "(%g s), ready anyway (see /readyz): %s%s", len(loading),
+                        self.config.settings.startup_grace_seconds, named, more)
             return self._startup, 0
 
     def start(self) -> None:
