@@ -146,6 +146,10 @@ class TupleRegistry:
         self._lock = threading.Lock()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._loader = ThreadPoolExecutor(max(1, config.settings.parallel_loads), thread_name_prefix="module-load")
+        self._retiring: list[tuple[TuplePool, float]] = []
+        """Pools no longer routed, each with the time its calls in flight must have finished by."""
+        self._drainer: threading.Thread | None = None
+        """The thread draining `_retiring`, while it holds any."""
 
     @property
     def config(self) -> RuntimeConfig:
@@ -331,22 +335,40 @@ class TupleRegistry:
 
     def _retire(self, pool: TuplePool) -> None:
         """Drain a pool that no longer routes: calls in flight finish (within their deadline), then its
-        instances are freed."""
+        instances are freed. One thread drains every retired pool, however many a config change removes."""
         limit = 2 * pool.template.limits.timeout_ms / 1000 + 1.0  # a queued wait, then the call itself
+        with self._lock:
+            self._retiring.append((pool, time.monotonic() + limit))
+            if self._drainer is None:
+                self._drainer = threading.Thread(target=self._drain_retired, name="tuple-drain", daemon=True)
+                self._drainer.start()
 
-        def run() -> None:
-            deadline = time.monotonic() + limit
-            while pool.busy and time.monotonic() < deadline:
-                time.sleep(0.01)
-            pool.drain()
-            sha256 = pool.template.sha256
+    def _drain_retired(self) -> None:
+        """The drain thread: frees each retired pool once it is idle or past its deadline; ends with none left."""
+        while True:
             with self._lock:
-                in_use = any(key[1] == sha256 for key in self._entries)
-            if not in_use:
-                self.modules.forget(sha256)
-            log.info("tuple %s/%s drained", pool.template.tenant, sha256[:SHORT_HASH])
-
-        threading.Thread(target=run, name="tuple-drain", daemon=True).start()
+                if not self._retiring:
+                    self._drainer = None
+                    return
+                now = time.monotonic()
+                done: list[TuplePool] = []
+                waiting: list[tuple[TuplePool, float]] = []
+                for pool, deadline in self._retiring:
+                    if pool.busy and now < deadline:
+                        waiting.append((pool, deadline))
+                    else:
+                        done.append(pool)
+                self._retiring = waiting
+            for pool in done:
+                pool.drain()
+                sha256 = pool.template.sha256
+                with self._lock:
+                    in_use = any(key[1] == sha256 for key in self._entries)
+                if not in_use:
+                    self.modules.forget(sha256)
+                log.info("tuple %s/%s drained", pool.template.tenant, sha256[:SHORT_HASH])
+            if not done:
+                time.sleep(0.01)
 
     def _apply_floors(self) -> None:
         """Recompute every floor under `maxTotalWarm` (warmest first while the cap binds) and resize the pools

@@ -315,3 +315,37 @@ async def test_a_removed_tuple_whose_last_call_failed_on_a_worker_is_freed(make_
         return gone() is None
 
     await settle(freed)  # the idle worker thread keeps nothing of its last call
+
+
+@pytest.mark.component
+async def test_one_thread_drains_every_removed_pool_and_busy_ones_hold_no_other_back(make_runtime,
+                                                                                      tmp_path: Path) -> None:
+    import gc
+    import weakref
+
+    path, sha = write_module(tmp_path, STATEFUL)
+    raw = {"tuples": [tuple_entry(f"t{i}", path, sha, 1, timeoutMs=60_000) for i in range(20)],
+           "settings": {"poolSlots": 64, "maxMemoryBytes": 16 << 20}}
+    runtime = make_runtime(raw)
+    busy = [runtime.registry.pools[(f"t{i}", sha)] for i in range(5)]
+    held = [pool.acquire() for pool in busy]  # as calls in flight hold them
+    assert all(pool.busy for pool in busy)
+    others = [weakref.ref(runtime.registry.pools[(f"t{i}", sha)]) for i in range(5, 20)]
+
+    def drainers() -> int:
+        return sum(1 for t in threading.enumerate() if t.name == "tuple-drain")
+
+    runtime.apply(parse_config({**raw, "tuples": []}))
+
+    def others_freed() -> bool:
+        gc.collect()
+        return all(ref() is None for ref in others)
+
+    await settle(others_freed)  # while the busy pools still wait for their calls
+    assert drainers() == 1  # one thread waits for all five, not one each
+    assert [pool.floor for pool in busy] == [1] * 5
+    for pool, instance in zip(busy, held, strict=True):
+        assert instance is not None
+        pool.release(instance)
+    await settle(lambda: drainers() == 0)
+    assert [pool.floor for pool in busy] == [0] * 5  # drained once their calls were over
