@@ -7,8 +7,9 @@ import binascii
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
+
+from warmpool_runtime.capped_read import FileRefused, read_capped
 
 MAX_DOCKER_CONFIG_BYTES = 1 << 20
 """A pull secret larger than this is refused unread (Kubernetes caps a Secret at 1 MiB)."""
@@ -30,12 +31,10 @@ class Credentials:
 
 def load_docker_config(path: str) -> Mapping[str, Any]:
     """The file's `auths` mapping (registry key -> entry), bounded in size; errors never quote the content."""
-    file = Path(path)
     try:
-        size = file.stat().st_size
-        if size > MAX_DOCKER_CONFIG_BYTES:
-            raise DockerConfigError(f"docker config {path} is {size} bytes, over {MAX_DOCKER_CONFIG_BYTES}")
-        text = file.read_bytes()
+        text = read_capped(path, MAX_DOCKER_CONFIG_BYTES)
+    except FileRefused as exc:
+        raise DockerConfigError(f"docker config {path} {exc}") from None
     except OSError as exc:
         raise DockerConfigError(f"cannot read docker config {path}: {exc.strerror or type(exc).__name__}") from None
     try:

@@ -6,6 +6,7 @@ import re
 import ssl
 from pathlib import Path
 
+from warmpool_runtime.capped_read import FileRefused, read_capped
 from warmpool_runtime.errors import ModuleError
 
 HEADER_NAME = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
@@ -39,9 +40,9 @@ def read_headers(directory: str) -> dict[str, str]:
         if len(headers) == MAX_HEADERS:
             raise ModuleError(f"headersDir {directory} has more than {MAX_HEADERS} headers")
         try:
-            if path.stat().st_size > MAX_HEADER_BYTES:
-                raise ModuleError(f"headersDir {directory}: header {name} is over {MAX_HEADER_BYTES} bytes")
-            raw = path.read_bytes()
+            raw = read_capped(str(path), MAX_HEADER_BYTES)
+        except FileRefused as exc:
+            raise ModuleError(f"headersDir {directory}: header {name} {exc}") from None
         except OSError as exc:
             raise ModuleError(f"cannot read header {name} in headersDir {directory}: "
                               f"{exc.strerror or type(exc).__name__}") from None
@@ -60,11 +61,10 @@ def read_headers(directory: str) -> dict[str, str]:
 
 def ssl_context(ca_file: str) -> ssl.SSLContext:
     """A TLS context that trusts exactly the PEM bundle `ca_file` (not the system's store), hostnames checked."""
-    path = Path(ca_file)
     try:
-        if path.stat().st_size > MAX_CA_BYTES:
-            raise ModuleError(f"caFile {ca_file} is over {MAX_CA_BYTES} bytes")
-        pem = path.read_text("ascii")
+        pem = read_capped(ca_file, MAX_CA_BYTES).decode("ascii")
+    except FileRefused as exc:
+        raise ModuleError(f"caFile {ca_file} {exc}") from None
     except (OSError, UnicodeDecodeError) as exc:
         why = exc.strerror if isinstance(exc, OSError) and exc.strerror else type(exc).__name__
         raise ModuleError(f"cannot read caFile {ca_file}: {why}") from None

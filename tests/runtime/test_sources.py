@@ -135,3 +135,14 @@ def test_a_ca_file_that_is_not_pem_is_named(tmp_path: Path) -> None:
         ssl_context(str(bad))
     with pytest.raises(ModuleError, match="cannot read caFile"):
         ssl_context(str(tmp_path / "absent.crt"))
+
+
+def test_a_ca_file_over_its_cap_or_not_a_regular_file_is_refused_unread(tmp_path: Path) -> None:
+    big = tmp_path / "big.crt"
+    big.write_bytes(b"#" * ((1 << 20) + 1))
+    with pytest.raises(ModuleError, match=f"caFile {big} is {(1 << 20) + 1} bytes, over the cap of {1 << 20}"):
+        ssl_context(str(big))
+    fifo = tmp_path / "fifo.crt"
+    os.mkfifo(fifo)  # no writer: a blocking open or read would never return
+    with pytest.raises(ModuleError, match=f"caFile {fifo} is not a regular file"):
+        ssl_context(str(fifo))
