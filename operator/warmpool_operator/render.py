@@ -91,18 +91,21 @@ class RenderOptions:
 
 @dataclass(frozen=True, slots=True)
 class Children:
-    """The desired child objects of one WarmPool, as plain JSON-ready dicts."""
+    """The desired child objects of one WarmPool or RuntimeFleet, as plain JSON-ready dicts."""
 
     config_map: dict[str, Any]
     service: dict[str, Any]
     deployment: dict[str, Any]
+    tokens: dict[str, Any] | None = None
+    """The Secret of accepted token digests the pods mount (a fleet's), or None when there is none."""
     disruption_budget: dict[str, Any] | None = None
     """None when spec.runtime.podDisruptionBudget is unset: an existing one is then deleted."""
 
     def all(self) -> tuple[dict[str, Any], ...]:
-        """In apply order: the config before the pods that mount it."""
+        """In apply order: what the pods mount before the pods."""
+        tokens = () if self.tokens is None else (self.tokens,)
         budget = () if self.disruption_budget is None else (self.disruption_budget,)
-        return (self.config_map, self.service, self.deployment, *budget)
+        return (self.config_map, *tokens, self.service, self.deployment, *budget)
 
 
 def deployment_name(pool_name: str) -> str:

@@ -10,7 +10,6 @@ from __future__ import annotations
 import base64
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import yaml
@@ -32,6 +31,7 @@ from warmpool_operator.render import (
     PROBE_TIMEOUT_SECONDS,
     RUN_AS_USER,
     STARTUP_PERIOD_SECONDS,
+    Children,
     RenderOptions,
     default_requests,
     disruption_budget_spec,
@@ -105,21 +105,6 @@ def _metadata(fleet: RuntimeFleet, name: str) -> dict[str, Any]:
     }
 
 
-@dataclass(frozen=True, slots=True)
-class FleetChildren:
-    config_map: dict[str, Any]
-    tokens: dict[str, Any]
-    service: dict[str, Any]
-    deployment: dict[str, Any]
-    disruption_budget: dict[str, Any] | None = None
-    """None when spec.runtime.podDisruptionBudget is unset: an existing one is then deleted."""
-
-    def all(self) -> tuple[dict[str, Any], ...]:
-        """In apply order: what the pods mount before the pods."""
-        budget = () if self.disruption_budget is None else (self.disruption_budget,)
-        return (self.config_map, self.tokens, self.service, self.deployment, *budget)
-
-
 def token_file(tenant: str) -> str:
     return f"{TOKENS_DIR}/{tenant}"
 
@@ -186,7 +171,7 @@ def render_children(
     options: RenderOptions,
     replicas: int | None,
     warm: Mapping[tuple[str, str], int] | None = None,
-) -> FleetChildren:
+) -> Children:
     """`replicas=None` leaves `Deployment.spec.replicas` out (the autoscaler owns it)."""
     name = fleet.meta.name
     config_map = {
@@ -215,7 +200,7 @@ def render_children(
             "ports": [{"name": "http", "port": HTTP_PORT, "targetPort": "http", "protocol": "TCP"}],
         },
     }
-    return FleetChildren(
+    return Children(
         config_map=stamped(config_map),
         tokens=stamped(tokens),
         service=stamped(service),
