@@ -118,3 +118,9 @@ CONFIG_RELOADS: Final = "tensor_wasm_config_reloads"
 """Changed config files the watcher read, by result (applied, refused)."""
 UNAUTHORIZED: Final = "tensor_wasm_unauthorized"
 """Calls refused with 401 for a missing or wrong bearer token."""
+
+# --- the runtime's log format, which the operator chooses for its pods ------------------------------
+LOG_FORMAT_FLAG: Final = "--log-format"
+"""`warmpool runtime serve` flag choosing how log lines are written."""
+LOG_FORMATS: Final = ("json", "text")
+"""Its values: one JSON object a line (for log collectors), or human-readable text."""

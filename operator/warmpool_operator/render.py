@@ -19,6 +19,7 @@ from warmpool_contract import (
     HEADERS_DIR,
     HEALTHZ_PATH,
     HTTP_PORT,
+    LOG_FORMAT_FLAG,
     PULL_SECRETS_DIR,
     READYZ_PATH,
 )
@@ -87,6 +88,8 @@ class RenderOptions:
 
     default_image: str
     image_pull_policy: str = "IfNotPresent"
+    log_format: str = "json"
+    """The runtime's `--log-format` (warmpool_contract.LOG_FORMATS)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -339,7 +342,7 @@ def _pod_spec(meta: PoolMeta, spec: WarmPoolSpec, options: RenderOptions) -> dic
         "image": runtime.image or options.default_image,
         "imagePullPolicy": options.image_pull_policy,
         "command": ["warmpool", "runtime", "serve"],
-        "args": ["--config", CONFIG_PATH, "--port", str(HTTP_PORT)],
+        "args": ["--config", CONFIG_PATH, "--port", str(HTTP_PORT), LOG_FORMAT_FLAG, options.log_format],
         "ports": [{"name": "http", "containerPort": HTTP_PORT, "protocol": "TCP"}],
         # /readyz answers 200 only once every tuple is prewarmed: a pod is Ready only when warm.
         # It fails at once on SIGTERM while the runtime keeps serving for its drain window.

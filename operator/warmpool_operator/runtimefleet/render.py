@@ -14,7 +14,14 @@ from typing import Any
 
 import yaml
 
-from warmpool_contract import HEALTHZ_PATH, HTTP_PORT, READYZ_PATH, TOKENS_DIR, WATCH_CONFIG_FLAG
+from warmpool_contract import (
+    HEALTHZ_PATH,
+    HTTP_PORT,
+    LOG_FORMAT_FLAG,
+    READYZ_PATH,
+    TOKENS_DIR,
+    WATCH_CONFIG_FLAG,
+)
 from warmpool_operator.diff import Exact
 from warmpool_operator.render import (
     ANNOTATION_BUDGET,
@@ -261,7 +268,8 @@ def _pod_spec(fleet: RuntimeFleet, options: RenderOptions) -> dict[str, Any]:
         "image": runtime.image or options.default_image,
         "imagePullPolicy": options.image_pull_policy,
         "command": ["warmpool", "runtime", "serve"],
-        "args": ["--config", CONFIG_PATH, WATCH_CONFIG_FLAG, "--port", str(HTTP_PORT)],
+        "args": ["--config", CONFIG_PATH, WATCH_CONFIG_FLAG, "--port", str(HTTP_PORT),
+                 LOG_FORMAT_FLAG, options.log_format],
         "ports": [{"name": "http", "containerPort": HTTP_PORT, "protocol": "TCP"}],
         "readinessProbe": {
             "httpGet": {"path": READYZ_PATH, "port": "http"},
