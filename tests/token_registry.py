@@ -31,8 +31,8 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 from cryptography.x509.oid import NameOID
 
+from tests.gobuilds import ensure_registry
 from warmpool.dev import procs
-from warmpool.dev.build import ensure_registry
 from warmpool.dev.registry import registry_config, registry_env
 
 SERVICE = "warmpool-test-registry"

@@ -31,11 +31,11 @@ from tests.e2e.real_cluster import (
     ready_pods,
     wait_pool_ready,
 )
-from tests.packaging.helm import Helm, ensure_helm
+from tests.gobuilds import ensure_helm, ensure_prometheus
+from tests.packaging.helm import Helm
 from tests.packaging.test_monitoring import dashboard_queries
 from tools.prometheus_rules import rules_file
 from warmpool.dev import controlplane
-from warmpool.dev.build import ensure_prometheus
 from warmpool.dev.prometheus import start_prometheus, stop_prometheus
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(900)]
