@@ -15,10 +15,7 @@ from typing import Any
 import yaml
 
 from warmpool_contract import (
-    HEALTHZ_PATH,
     HTTP_PORT,
-    LOG_FORMAT_FLAG,
-    READYZ_PATH,
     TOKENS_DIR,
     WATCH_CONFIG_FLAG,
 )
@@ -26,26 +23,21 @@ from warmpool_operator.diff import Exact
 from warmpool_operator.render import (
     ANNOTATION_BUDGET,
     BASE_MEMORY_BYTES,
-    CONTAINER_NAME,
     LABEL_COMPONENT,
     LABEL_INSTANCE,
     LABEL_MANAGED_BY,
     LABEL_NAME,
     LABEL_PART_OF,
-    LIVENESS_FAILURES,
-    LIVENESS_PERIOD_SECONDS,
     MANAGED_BY,
-    PROBE_TIMEOUT_SECONDS,
-    RUN_AS_USER,
-    STARTUP_PERIOD_SECONDS,
     Children,
     RenderOptions,
     default_requests,
     disruption_budget_spec,
     pod_settings,
     rolling_deployment_spec,
+    runtime_container,
+    runtime_pod_security,
     stamped,
-    thaw,
 )
 from warmpool_operator.render import (
     owner_reference as pool_owner_reference,
@@ -262,52 +254,20 @@ def resources(fleet: RuntimeFleet) -> dict[str, Any]:
 
 def _pod_spec(fleet: RuntimeFleet, options: RenderOptions) -> dict[str, Any]:
     name, runtime = fleet.meta.name, fleet.spec.runtime
-    probe = {"httpGet": {"path": HEALTHZ_PATH, "port": "http"}, "timeoutSeconds": PROBE_TIMEOUT_SECONDS}
-    container: dict[str, Any] = {
-        "name": CONTAINER_NAME,
-        "image": runtime.image or options.default_image,
-        "imagePullPolicy": options.image_pull_policy,
-        "command": ["warmpool", "runtime", "serve"],
-        "args": ["--config", CONFIG_PATH, WATCH_CONFIG_FLAG, "--port", str(HTTP_PORT),
-                 LOG_FORMAT_FLAG, options.log_format],
-        "ports": [{"name": "http", "containerPort": HTTP_PORT, "protocol": "TCP"}],
-        "readinessProbe": {
-            "httpGet": {"path": READYZ_PATH, "port": "http"},
-            "periodSeconds": 2,
-            "timeoutSeconds": 2,
-            "failureThreshold": 2,
-        },
-        "startupProbe": {
-            **probe,
-            "periodSeconds": STARTUP_PERIOD_SECONDS,
-            "failureThreshold": math.ceil(runtime.startup_seconds / STARTUP_PERIOD_SECONDS),
-        },
-        "livenessProbe": {**probe, "periodSeconds": LIVENESS_PERIOD_SECONDS, "failureThreshold": LIVENESS_FAILURES},
-        "resources": resources(fleet),
-        "securityContext": {
-            "runAsNonRoot": True,
-            "allowPrivilegeEscalation": False,
-            "readOnlyRootFilesystem": True,
-            "capabilities": {"drop": ["ALL"]},
-            "seccompProfile": {"type": "RuntimeDefault"},
-        },
-        # Whole directories, never subPath: the kubelet's atomic updates must reach the running pods.
-        "volumeMounts": [
-            {"name": "config", "mountPath": CONFIG_DIR, "readOnly": True},
-            {"name": "tokens", "mountPath": TOKENS_DIR, "readOnly": True},
-            {"name": "tmp", "mountPath": "/tmp"},
-        ],
-    }
-    if runtime.env:
-        container["env"] = [thaw(var) for var in runtime.env]
+    # Whole directories, never subPath: the kubelet's atomic updates must reach the running pods.
+    mounts = [
+        {"name": "config", "mountPath": CONFIG_DIR, "readOnly": True},
+        {"name": "tokens", "mountPath": TOKENS_DIR, "readOnly": True},
+        {"name": "tmp", "mountPath": "/tmp"},
+    ]
+    container = runtime_container(
+        image=runtime.image or options.default_image, options=options,
+        args=("--config", CONFIG_PATH, WATCH_CONFIG_FLAG), startup_seconds=runtime.startup_seconds,
+        resources=resources(fleet), mounts=mounts, env=runtime.env,
+    )
     pod: dict[str, Any] = {
         "enableServiceLinks": False,
-        "securityContext": {
-            "runAsNonRoot": True,
-            "runAsUser": RUN_AS_USER,
-            "runAsGroup": RUN_AS_USER,
-            "seccompProfile": {"type": "RuntimeDefault"},
-        },
+        "securityContext": runtime_pod_security(),
         "terminationGracePeriodSeconds": SHUTDOWN_TIMEOUT_SECONDS + GRACE_MARGIN_SECONDS,
         "containers": [container],
         "volumes": [
