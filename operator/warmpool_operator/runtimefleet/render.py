@@ -255,7 +255,7 @@ def resources(fleet: RuntimeFleet) -> dict[str, Any]:
 def _pod_spec(fleet: RuntimeFleet, options: RenderOptions) -> dict[str, Any]:
     name, runtime = fleet.meta.name, fleet.spec.runtime
     # Whole directories, never subPath: the kubelet's atomic updates must reach the running pods.
-    mounts = [
+    mounts: list[dict[str, Any]] = [
         {"name": "config", "mountPath": CONFIG_DIR, "readOnly": True},
         {"name": "tokens", "mountPath": TOKENS_DIR, "readOnly": True},
         {"name": "tmp", "mountPath": "/tmp"},
