@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -55,6 +56,23 @@ def test_a_failed_background_build_fails_the_test_that_needs_it_with_its_message
     assert isinstance(caught.value, ToolUnavailable)
     background.stop()
     assert "`go` is not on PATH" in background.log.read_text() + background.status.read_text()
+
+
+@pytest.mark.component
+def test_a_test_waits_for_the_tool_the_background_is_building_and_gets_gos_own_error(tmp_path: Path) -> None:
+    # Go itself fails: nothing cached, and the module proxy is off (nothing may download here anyway).
+    env = {**os.environ, "XDG_CACHE_HOME": str(tmp_path / "cache"), "GOMODCACHE": str(tmp_path / "mod"),
+           "GOPROXY": "off"}
+    background = Background(["helm"], tmp_path / "background", env=env)
+    deadline = time.monotonic() + 60
+    while not read_verdicts(background.status).get("helm", Verdict()).started:
+        assert time.monotonic() < deadline, background.log.read_text()
+        time.sleep(0.05)
+    with pytest.raises(BackgroundBuildFailed) as caught:
+        ensure_through(background, "helm")
+    assert "go install helm.sh/helm/v3/cmd/helm@" in str(caught.value)
+    assert "GOPROXY=off" in str(caught.value)
+    background.stop()
 
 
 @pytest.mark.component
