@@ -36,8 +36,10 @@ wasm-toolchain:
 		$(SUDO) apt-get update -qq && \
 		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends $(WASM_CC_PACKAGES); }
 
+# --go-prebuild: the Go tools the e2e tier needs build in the background while the tiers before it run
+# (tests/gobuilds.py); the tiers run in order, unit, component, then e2e.
 test: lint typecheck wasm-toolchain
-	$(BIN)/pytest -m "not bench" $(PYTEST_ARGS)
+	$(BIN)/pytest -m "not bench" --go-prebuild $(PYTEST_ARGS)
 
 unit: $(STAMP)
 	$(BIN)/pytest -m unit $(PYTEST_ARGS)

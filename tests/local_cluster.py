@@ -11,8 +11,9 @@ from typing import Any
 
 import pytest
 
+from tests.gobuilds import ensure_kcluster
 from warmpool.dev import controlplane
-from warmpool.dev.build import BuildError, ensure_kcluster
+from warmpool.dev.build import BuildError
 from warmpool.dev.controlplane import Cluster, ClusterError
 from warmpool.dev.layout import Layout
 

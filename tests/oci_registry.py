@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from warmpool.dev.build import BuildError, ensure_registry
+from tests.gobuilds import ensure_registry
+from warmpool.dev.build import BuildError
 from warmpool.dev.registry import (
     RegistryAccess,
     RegistryError,

@@ -122,3 +122,9 @@ UNAUTHORIZED: Final = "tensor_wasm_unauthorized"
 # --- the runtime's metric of refused token digests files ---------------------------------------------
 TOKEN_FILES_REFUSED: Final = "tensor_wasm_token_files_refused"
 """Token digests files the runtime refused for their size (or kind), by file; the digests read before are kept."""
+
+# --- the runtime's log format, which the operator chooses for its pods ------------------------------
+LOG_FORMAT_FLAG: Final = "--log-format"
+"""`warmpool runtime serve` flag choosing how log lines are written."""
+LOG_FORMATS: Final = ("json", "text")
+"""Its values: one JSON object a line (for log collectors), or human-readable text."""

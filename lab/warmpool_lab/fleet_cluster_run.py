@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import http.server
 import json
 import os
 import subprocess
@@ -11,14 +10,14 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from warmpool.demo.loopback import module_server
 from warmpool.dev import commands, procs
 from warmpool.dev.build import ensure_kcluster
 from warmpool_lab.fleet_cluster_bench import (
@@ -67,36 +66,6 @@ class Options:
     ready_timeout_s: float
     state_dir: Path
     keep: bool
-
-
-@contextmanager
-def serve_modules(modules: Sequence[BenchModule]) -> Iterator[str]:
-    """The modules over plain HTTP on loopback; yields the base URL."""
-    by_path = {module_path(m.index): m.wasm for m in modules}
-
-    class Handler(http.server.BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            wasm = by_path.get(self.path)
-            if wasm is None:
-                self.send_error(404)
-                return
-            self.send_response(200)
-            self.send_header("Content-Type", "application/wasm")
-            self.send_header("Content-Length", str(len(wasm)))
-            self.end_headers()
-            self.wfile.write(wasm)
-
-        def log_message(self, *_: Any) -> None:
-            pass
-
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
 
 
 class Kube:
@@ -434,7 +403,7 @@ def run(options: Options, as_json: bool) -> int:
     kubeconfig = options.state_dir / "kubeconfig"
     modules = generate_modules(options.pools + options.new_pools + options.churn)
     say(f"{len(modules)} modules generated ({len(modules[0].wasm)} bytes each)")
-    with serve_modules(modules) as base:
+    with module_server({module_path(m.index).lstrip('/'): m.wasm for m in modules}) as base:
         if commands.up(kubeconfig=kubeconfig, state_dir=options.state_dir / "cluster", operator=True,
                        crds=None) != 0:
             return 1

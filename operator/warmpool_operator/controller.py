@@ -147,7 +147,8 @@ class Controller:
 
     @property
     def render_options(self) -> RenderOptions:
-        return RenderOptions(default_image=self.config.runtime_image, image_pull_policy=self.config.image_pull_policy)
+        return RenderOptions(default_image=self.config.runtime_image, image_pull_policy=self.config.image_pull_policy,
+                             log_format=self.config.runtime_log_format)
 
     async def reconcile(self, namespace: str, name: str, *, trigger: str) -> Result | None:
         """None when the WarmPool is gone or being deleted (its children go with it)."""

@@ -9,7 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,6 +19,7 @@ from warmpool_contract import (
     HEADERS_DIR,
     HEALTHZ_PATH,
     HTTP_PORT,
+    LOG_FORMAT_FLAG,
     PULL_SECRETS_DIR,
     READYZ_PATH,
 )
@@ -87,22 +88,27 @@ class RenderOptions:
 
     default_image: str
     image_pull_policy: str = "IfNotPresent"
+    log_format: str = "json"
+    """The runtime's `--log-format` (warmpool_contract.LOG_FORMATS)."""
 
 
 @dataclass(frozen=True, slots=True)
 class Children:
-    """The desired child objects of one WarmPool, as plain JSON-ready dicts."""
+    """The desired child objects of one WarmPool or RuntimeFleet, as plain JSON-ready dicts."""
 
     config_map: dict[str, Any]
     service: dict[str, Any]
     deployment: dict[str, Any]
+    tokens: dict[str, Any] | None = None
+    """The Secret of accepted token digests the pods mount (a fleet's), or None when there is none."""
     disruption_budget: dict[str, Any] | None = None
     """None when spec.runtime.podDisruptionBudget is unset: an existing one is then deleted."""
 
     def all(self) -> tuple[dict[str, Any], ...]:
-        """In apply order: the config before the pods that mount it."""
+        """In apply order: what the pods mount before the pods."""
+        tokens = () if self.tokens is None else (self.tokens,)
         budget = () if self.disruption_budget is None else (self.disruption_budget,)
-        return (self.config_map, self.service, self.deployment, *budget)
+        return (self.config_map, *tokens, self.service, self.deployment, *budget)
 
 
 def deployment_name(pool_name: str) -> str:
@@ -317,6 +323,65 @@ def default_requests(resources: Any) -> tuple[dict[str, Any], dict[str, Any], di
     return given, requests, limits
 
 
+def runtime_container(
+    *, image: str, options: RenderOptions, args: Sequence[str], startup_seconds: float, resources: dict[str, Any],
+    mounts: list[dict[str, Any]], env: Sequence[Any],
+) -> dict[str, Any]:
+    """The runtime container of a pool's or a fleet's pods: `warmpool runtime serve ARGS`, probes, restricted."""
+    container: dict[str, Any] = {
+        "name": CONTAINER_NAME,
+        "image": image,
+        "imagePullPolicy": options.image_pull_policy,
+        "command": ["warmpool", "runtime", "serve"],
+        "args": [*args, "--port", str(HTTP_PORT), LOG_FORMAT_FLAG, options.log_format],
+        "ports": [{"name": "http", "containerPort": HTTP_PORT, "protocol": "TCP"}],
+        # /readyz answers 200 once the pod can serve (a dedicated pool's: every tuple prewarmed).
+        # It fails at once on SIGTERM while the runtime keeps serving for its drain window.
+        "readinessProbe": {
+            "httpGet": {"path": READYZ_PATH, "port": "http"},
+            "periodSeconds": 2,
+            "timeoutSeconds": 2,
+            "failureThreshold": 2,
+        },
+        # Liveness waits for start-up (interpreter start, module download, compile, prewarm) to
+        # answer /healthz; /healthz stays 200 while the process lives, loading or not.
+        "startupProbe": {
+            "httpGet": {"path": HEALTHZ_PATH, "port": "http"},
+            "periodSeconds": STARTUP_PERIOD_SECONDS,
+            "timeoutSeconds": PROBE_TIMEOUT_SECONDS,
+            "failureThreshold": math.ceil(startup_seconds / STARTUP_PERIOD_SECONDS),
+        },
+        "livenessProbe": {
+            "httpGet": {"path": HEALTHZ_PATH, "port": "http"},
+            "periodSeconds": LIVENESS_PERIOD_SECONDS,
+            "timeoutSeconds": PROBE_TIMEOUT_SECONDS,
+            "failureThreshold": LIVENESS_FAILURES,
+        },
+        "resources": resources,
+        "securityContext": {
+            "runAsNonRoot": True,
+            "allowPrivilegeEscalation": False,
+            "readOnlyRootFilesystem": True,
+            "capabilities": {"drop": ["ALL"]},
+            "seccompProfile": {"type": "RuntimeDefault"},
+        },
+        "volumeMounts": mounts,
+    }
+    if env:
+        container["env"] = [thaw(var) for var in env]
+    return container
+
+
+def runtime_pod_security() -> dict[str, Any]:
+    """The pod securityContext of runtime pods (Pod Security "restricted")."""
+    return {
+        "runAsNonRoot": True,
+        "runAsUser": RUN_AS_USER,
+        "runAsGroup": RUN_AS_USER,
+        "seccompProfile": {"type": "RuntimeDefault"},
+    }
+
+
 def _pod_spec(meta: PoolMeta, spec: WarmPoolSpec, options: RenderOptions) -> dict[str, Any]:
     runtime = spec.runtime
     mounts: list[dict[str, Any]] = [
@@ -331,56 +396,14 @@ def _pod_spec(meta: PoolMeta, spec: WarmPoolSpec, options: RenderOptions) -> dic
     for volume, mount_path in source_volumes(spec.module.source):
         mounts.append({"name": volume["name"], "mountPath": mount_path, "readOnly": True})
         volumes.append(volume)
-    container: dict[str, Any] = {
-        "name": CONTAINER_NAME,
-        "image": runtime.image or options.default_image,
-        "imagePullPolicy": options.image_pull_policy,
-        "command": ["warmpool", "runtime", "serve"],
-        "args": ["--config", CONFIG_PATH, "--port", str(HTTP_PORT)],
-        "ports": [{"name": "http", "containerPort": HTTP_PORT, "protocol": "TCP"}],
-        # /readyz answers 200 only once every tuple is prewarmed: a pod is Ready only when warm.
-        # It fails at once on SIGTERM while the runtime keeps serving for its drain window.
-        "readinessProbe": {
-            "httpGet": {"path": READYZ_PATH, "port": "http"},
-            "periodSeconds": 2,
-            "timeoutSeconds": 2,
-            "failureThreshold": 2,
-        },
-        # Liveness waits for start-up (interpreter start, module download, compile, prewarm) to
-        # answer /healthz; /healthz stays 200 while the process lives, loading or not.
-        "startupProbe": {
-            "httpGet": {"path": HEALTHZ_PATH, "port": "http"},
-            "periodSeconds": STARTUP_PERIOD_SECONDS,
-            "timeoutSeconds": PROBE_TIMEOUT_SECONDS,
-            "failureThreshold": math.ceil(runtime.startup_seconds / STARTUP_PERIOD_SECONDS),
-        },
-        "livenessProbe": {
-            "httpGet": {"path": HEALTHZ_PATH, "port": "http"},
-            "periodSeconds": LIVENESS_PERIOD_SECONDS,
-            "timeoutSeconds": PROBE_TIMEOUT_SECONDS,
-            "failureThreshold": LIVENESS_FAILURES,
-        },
-        "resources": runtime_resources(spec),
-        "securityContext": {
-            "runAsNonRoot": True,
-            "allowPrivilegeEscalation": False,
-            "readOnlyRootFilesystem": True,
-            "capabilities": {"drop": ["ALL"]},
-            "seccompProfile": {"type": "RuntimeDefault"},
-        },
-        "volumeMounts": mounts,
-    }
-    if runtime.env:
-        container["env"] = [thaw(var) for var in runtime.env]
+    container = runtime_container(
+        image=runtime.image or options.default_image, options=options, args=("--config", CONFIG_PATH),
+        startup_seconds=runtime.startup_seconds, resources=runtime_resources(spec), mounts=mounts, env=runtime.env,
+    )
     pod: dict[str, Any] = {
         "automountServiceAccountToken": False,
         "enableServiceLinks": False,
-        "securityContext": {
-            "runAsNonRoot": True,
-            "runAsUser": RUN_AS_USER,
-            "runAsGroup": RUN_AS_USER,
-            "seccompProfile": {"type": "RuntimeDefault"},
-        },
+        "securityContext": runtime_pod_security(),
         # No preStop hook: the image has no shell to sleep in, and the runtime's own drain window
         # (readiness fails on SIGTERM, serving goes on) covers the time endpoints take to drop the pod.
         "terminationGracePeriodSeconds": termination_grace_seconds(spec),

@@ -6,6 +6,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from warmpool_contract import LOG_FORMATS
 from warmpool_operator.defaults import ClusterDefaults, DefaultsError, load_defaults
 
 ENV_PREFIX = "WARMPOOL_OPERATOR_"
@@ -23,6 +24,8 @@ class OperatorConfig:
     """Image of the runtime pods when a WarmPool sets no `spec.runtime.image` (RUNTIME_IMAGE)."""
     image_pull_policy: str = "IfNotPresent"
     """imagePullPolicy of the runtime container (IMAGE_PULL_POLICY)."""
+    runtime_log_format: str = "json"
+    """Log format of the runtime pods, `json` (one object a line) or `text` (RUNTIME_LOG_FORMAT)."""
     resync_seconds: float = 30.0
     """Period of the level-based resync of every pool: drift, pod health, status (RESYNC_SECONDS)."""
     retry_backoff_seconds: tuple[float, ...] = (1.0, 2.0, 5.0, 10.0, 30.0, 60.0)
@@ -121,6 +124,12 @@ def config_from_env(env: Mapping[str, str]) -> OperatorConfig:
             raise SettingsError(f"{ENV_PREFIX}{name} must be true or false")
         return value in ("true", "1")
 
+    def choice(name: str, default: str, choices: tuple[str, ...]) -> str:
+        value = raw(name) or default
+        if value not in choices:
+            raise SettingsError(f"{ENV_PREFIX}{name} must be one of {', '.join(choices)}, got {value!r}")
+        return value
+
     duration = integer("LEASE_DURATION_SECONDS", base.lease_duration_seconds, minimum=2)
     deadline = number("LEASE_RENEW_DEADLINE_SECONDS", base.lease_renew_deadline_seconds, minimum=0.5)
     retry = number("LEASE_RETRY_SECONDS", base.lease_retry_seconds, minimum=0.1)
@@ -132,6 +141,7 @@ def config_from_env(env: Mapping[str, str]) -> OperatorConfig:
         defaults=defaults_from(raw("DEFAULTS"), raw("DEFAULTS_FILE")),
         runtime_image=raw("RUNTIME_IMAGE") or base.runtime_image,
         image_pull_policy=raw("IMAGE_PULL_POLICY") or base.image_pull_policy,
+        runtime_log_format=choice("RUNTIME_LOG_FORMAT", base.runtime_log_format, LOG_FORMATS),
         resync_seconds=number("RESYNC_SECONDS", base.resync_seconds, minimum=0.1),
         retry_backoff_seconds=backoff,
         probe_timeout_seconds=number("PROBE_TIMEOUT_SECONDS", base.probe_timeout_seconds, minimum=0.01),

@@ -6,7 +6,7 @@ import argparse
 import sys
 from typing import Any
 
-from warmpool_contract import DEFAULT_WARM_INSTANCES, HTTP_PORT, WATCH_CONFIG_FLAG
+from warmpool_contract import DEFAULT_WARM_INSTANCES, HTTP_PORT, LOG_FORMAT_FLAG, LOG_FORMATS, WATCH_CONFIG_FLAG
 
 
 def add_runtime_commands(sub: Any) -> None:
@@ -32,7 +32,7 @@ def add_runtime_commands(sub: Any) -> None:
     serve.add_argument("--host", default="0.0.0.0", help="address to listen on (default 0.0.0.0; last one wins)")
     serve.add_argument("--port", type=int, default=HTTP_PORT, help=f"port to listen on (default {HTTP_PORT})")
     serve.add_argument("--log-level", default="INFO", help="logging level (default INFO)")
-    serve.add_argument("--log-format", choices=("text", "json"), default="text",
+    serve.add_argument(LOG_FORMAT_FLAG, dest="log_format", choices=LOG_FORMATS, default="text",
                        help="log lines as text or as one JSON object each (default text)")
     serve.set_defaults(func=_serve)
 

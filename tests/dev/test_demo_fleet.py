@@ -15,10 +15,10 @@ from warmpool.demo.fleet_scene import (
     SCENE_SECONDS,
     TENANTS,
     fleet_manifests,
-    module_server,
     variant,
 )
 from warmpool.demo.load import rate_at, total_seconds
+from warmpool.demo.loopback import module_server
 
 LIMITS = {"memoryBytes": 16777216, "timeoutMs": 2000}
 

@@ -14,9 +14,9 @@ import bcrypt
 import pytest
 import yaml
 
+from tests.gobuilds import ensure_registry
 from tests.oci_registry import OciRegistry
 from warmpool.dev import procs
-from warmpool.dev.build import ensure_registry
 from warmpool.dev.registry import (
     RegistryFiles,
     htpasswd_line,

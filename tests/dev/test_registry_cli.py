@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
+from tests.gobuilds import ensure_registry
 from warmpool.cli import main
 from warmpool.dev import procs
-from warmpool.dev.build import ensure_registry
 from warmpool.dev.commands import registry_files
 from warmpool.dev.layout import Identity, Layout, kubeconfig
 from warmpool.dev.registry import running, start_registry

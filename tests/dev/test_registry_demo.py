@@ -8,9 +8,9 @@ from pathlib import Path
 import oras.provider
 import pytest
 
+from tests.gobuilds import ensure_registry
 from warmpool.demo.__main__ import parser
 from warmpool.demo.cluster_demo import demo_manifests, module_bytes, publish_to_dev_registry
-from warmpool.dev.build import ensure_registry
 from warmpool.dev.commands import PULL_SECRET, registry_files
 from warmpool.dev.layout import Identity, Layout, kubeconfig
 from warmpool.dev.registry import start_registry, stop_registry

@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 import yaml
 
+from tests.gobuilds import ensure_kcluster
 from tests.runtime.wasm import BYTES, compile_wat
 from warmpool.cli import main
 from warmpool.dev import controlplane
-from warmpool.dev.build import ensure_kcluster
 from warmpool.dev.commands import PULL_SECRET, registry_files, resolve_layout
 from warmpool.dev.registry import running
 

@@ -6,10 +6,8 @@ module is served over HTTP on 127.0.0.1 by the test."""
 from __future__ import annotations
 
 import base64
-import http.server
 import json
 import secrets
-import threading
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -20,6 +18,7 @@ import yaml
 
 from tests.e2e.conftest import LocalCluster
 from tests.e2e.real_cluster import RUNTIME_PORT, conditions, example_module, expected_score
+from warmpool.demo.loopback import module_server
 from warmpool_operator.health import pod_is_ready
 from warmpool_operator.runtimefleet.render import selector_string
 
@@ -33,29 +32,8 @@ PATIENCE_S = 240.0
 def module_url() -> Iterator[str]:
     """The example module served over plain HTTP on loopback."""
     wasm, _ = example_module()
-
-    class Handler(http.server.BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            if self.path != "/classify.wasm":
-                self.send_error(404)
-                return
-            self.send_response(200)
-            self.send_header("Content-Type", "application/wasm")
-            self.send_header("Content-Length", str(len(wasm)))
-            self.end_headers()
-            self.wfile.write(wasm)
-
-        def log_message(self, *_: Any) -> None:
-            pass
-
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}/classify.wasm"
-    finally:
-        server.shutdown()
-        server.server_close()
+    with module_server({"classify.wasm": wasm}) as base:
+        yield f"{base}/classify.wasm"
 
 
 @pytest.fixture

@@ -31,11 +31,11 @@ from tests.e2e.real_cluster import (
     ready_pods,
     wait_pool_ready,
 )
-from tests.packaging.helm import Helm, ensure_helm
+from tests.gobuilds import ensure_helm, ensure_prometheus
+from tests.packaging.helm import Helm
 from tests.packaging.test_monitoring import dashboard_queries
 from tools.prometheus_rules import rules_file
 from warmpool.dev import controlplane
-from warmpool.dev.build import ensure_prometheus
 from warmpool.dev.prometheus import start_prometheus, stop_prometheus
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(900)]
@@ -56,6 +56,8 @@ RULE_VALUES: dict[str, Any] = {
     },
 }
 ALERT_PATIENCE_SECONDS = 240.0
+RECORDED = {"warmpool:tensor_wasm_pool_draws:rate5m", "warmpool:tensor_wasm_pool_draws_miss:ratio_rate5m",
+            "warmpool:tensor_wasm_pool_warm_instances:sum"}
 DASHBOARD = Path(__file__).resolve().parents[2] / "charts" / "warmpool-operator" / "dashboards" / "warmpool.json"
 EVENT_ONLY = {"tensor_wasm_traps_total"}
 """Series that exist only once what they count happened: the example module never traps."""
@@ -142,9 +144,21 @@ def rule_alerts(prom: Prometheus) -> dict[str, dict[str, Any]]:
             if rule["type"] == "alerting"}
 
 
+def rule_recordings(prom: Prometheus) -> dict[str, dict[str, Any]]:
+    return {rule["name"]: rule for group in prom.get("/api/v1/rules")["groups"] for rule in group["rules"]
+            if rule["type"] == "recording"}
+
+
 def test_the_charts_rules_load_and_evaluate_without_error(operator: LocalCluster, prometheus: Prometheus) -> None:
     """What promtool checks: Prometheus loaded the rendered rules, and each evaluates cleanly."""
     assert set(rule_alerts(prometheus)) == ALERTS
+    assert set(rule_recordings(prometheus)) == RECORDED
+
+    def recorded() -> dict[str, str] | None:
+        health = {name: rule["health"] for name, rule in rule_recordings(prometheus).items()}
+        return health if set(health.values()) == {"ok"} else None
+
+    prometheus.wait("every recording rule evaluated with health ok", recorded)
 
     def evaluated() -> dict[str, str] | None:
         health = {name: rule["health"] for name, rule in rule_alerts(prometheus).items()}
@@ -227,6 +241,17 @@ def check_every_query_returns_data(prometheus: Prometheus, namespace: str) -> No
     for name, rule in rule_alerts(prometheus).items():
         for selector in selectors(rule["query"]):
             assert prometheus.query(selector), f"{name}: {selector} selects nothing"
+
+    # The recording rules give one series per pool tuple of the live pool.
+    for name in sorted(RECORDED):
+        series = prometheus.wait(f"{name} recorded for the live pool",
+                                 lambda n=name: prometheus.query(f"{n}{{{live}}}"), timeout_s=60)
+        assert [s["metric"]["tenant"] for s in series] == ["acme"], (name, series)
+        assert {"namespace", "warmpool", "tenant", "module"} <= set(series[0]["metric"]), (name, series)
+    draws = f"warmpool:tensor_wasm_pool_draws:rate5m{{{live}}} > 0"
+    prometheus.wait("the live pool's recorded draw rate above zero", lambda: prometheus.query(draws), timeout_s=60)
+    ratio = prometheus.query(f"warmpool:tensor_wasm_pool_draws_miss:ratio_rate5m{{{live}}}")
+    assert 0.0 <= float(ratio[0]["value"][1]) <= 1.0, ratio
 
 
 def test_not_ready_fires_for_a_pool_whose_pods_stay_pending(

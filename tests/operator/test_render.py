@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
 from typing import Any
 
 import pytest
 import yaml
 
 from tests.operator.harness import SHA_A, SHA_B, warmpool_manifest
+from warmpool.cli import build_parser
 from warmpool_operator.diff import parse_quantity
 from warmpool_operator.ownership import carried_replicas, deployment_replicas
 from warmpool_operator.render import (
@@ -131,7 +133,7 @@ def test_runtime_container_command_probes_and_restricted_security() -> None:
     (container,) = pod["containers"]
     assert container["image"] == "warmpool:0.1.0"
     assert container["command"] == ["warmpool", "runtime", "serve"]
-    assert container["args"] == ["--config", "/etc/warmpool/runtime.yaml", "--port", "8080"]
+    assert container["args"] == ["--config", "/etc/warmpool/runtime.yaml", "--port", "8080", "--log-format", "json"]
     assert container["ports"] == [{"name": "http", "containerPort": 8080, "protocol": "TCP"}]
     assert container["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "http"}
     assert container["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "http"}
@@ -386,3 +388,12 @@ def test_a_fleet_s_pods_get_the_same_runtime_settings_and_budget() -> None:
 def fleet_body_of(fleet: Any) -> dict[str, Any]:
     meta = fleet.meta
     return {"metadata": {"name": meta.name, "namespace": meta.namespace, "uid": meta.uid, "generation": 1}}
+
+
+def test_the_runtime_log_format_follows_the_operator_setting() -> None:
+    pool = spec()
+    text = render_children(META, pool, options=dataclasses.replace(OPTIONS, log_format="text"), replicas=1)
+    (container,) = pod_spec(text)["containers"]
+    assert container["args"][-2:] == ["--log-format", "text"]
+    runtime_args = build_parser().parse_args(["runtime", "serve", *container["args"]])
+    assert runtime_args.log_format == "text"

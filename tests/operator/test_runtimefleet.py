@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import dataclasses
 import hashlib
 from datetime import UTC, datetime
 from pathlib import Path
@@ -269,7 +270,10 @@ def test_the_pods_watch_their_config_mounted_as_directories() -> None:
     assert deployment["spec"]["replicas"] == 3
     pod = deployment["spec"]["template"]["spec"]
     (container,) = pod["containers"]
-    assert container["args"] == ["--config", CONFIG_PATH, WATCH_CONFIG_FLAG, "--port", "8080"]
+    assert container["args"] == ["--config", CONFIG_PATH, WATCH_CONFIG_FLAG, "--port", "8080", "--log-format", "json"]
+    text = render_children(fleet, (), options=dataclasses.replace(OPTIONS, log_format="text"), replicas=3)
+    (text_container,) = text.deployment["spec"]["template"]["spec"]["containers"]
+    assert text_container["args"][-2:] == ["--log-format", "text"]
     assert CONFIG_PATH == "/etc/warmpool/config.yaml"
     assert all("subPath" not in mount for mount in container["volumeMounts"])
     mounts = {m["name"]: m["mountPath"] for m in container["volumeMounts"]}

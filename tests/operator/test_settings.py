@@ -15,6 +15,7 @@ def test_defaults_without_environment() -> None:
     config = config_from_env({})
     assert config == OperatorConfig()
     assert config.runtime_image == "warmpool:0.1.0"
+    assert config.runtime_log_format == "json"
 
 
 def test_environment_overrides() -> None:
@@ -26,6 +27,7 @@ def test_environment_overrides() -> None:
             "WARMPOOL_OPERATOR_METRICS_PORT": "0",
             "WARMPOOL_OPERATOR_STANDALONE": "true",
             "WARMPOOL_OPERATOR_PRIORITY": "-3",
+            "WARMPOOL_OPERATOR_RUNTIME_LOG_FORMAT": "text",
             "UNRELATED": "x",
         }
     )
@@ -35,6 +37,7 @@ def test_environment_overrides() -> None:
     assert config.metrics_port == 0
     assert config.standalone is True
     assert config.priority == -3
+    assert config.runtime_log_format == "text"
 
 
 @pytest.mark.parametrize(
@@ -46,6 +49,7 @@ def test_environment_overrides() -> None:
         ("RETRY_BACKOFF_SECONDS", "1,x"),
         ("RETRY_BACKOFF_SECONDS", "1,-1"),
         ("STANDALONE", "maybe"),
+        ("RUNTIME_LOG_FORMAT", "plain"),
     ],
 )
 def test_bad_values_name_the_variable(name: str, value: str) -> None:

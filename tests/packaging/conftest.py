@@ -6,8 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.packaging.gotools import ToolUnavailable, ensure_go_tool
-from tests.packaging.helm import Helm, ensure_helm
+from tests.gobuilds import ensure_helm, ensure_kustomize
+from tests.packaging.gotools import ToolUnavailable
+from tests.packaging.helm import Helm
 
 
 @pytest.fixture(scope="session")
@@ -20,14 +21,9 @@ def helm(tmp_path_factory: pytest.TempPathFactory) -> Helm:
     return Helm(binary=binary, home=home)
 
 
-KUSTOMIZE_MODULE = "sigs.k8s.io/kustomize/kustomize/v5"
-KUSTOMIZE_VERSION = "v5.8.2"
-"""The newest kustomize 5 that the Go on this machine (1.26) can build; v5.8.3 needs Go 1.27."""
-
-
 @pytest.fixture(scope="session")
 def kustomize() -> Path:
     try:
-        return ensure_go_tool("kustomize", KUSTOMIZE_MODULE, KUSTOMIZE_VERSION)
+        return ensure_kustomize()
     except ToolUnavailable as exc:
         pytest.fail(str(exc))

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import fcntl
 import os
 import shutil
 import subprocess
 from pathlib import Path
 
 BUILD_TIMEOUT_SECONDS = 1800
+KUSTOMIZE_MODULE = "sigs.k8s.io/kustomize/kustomize/v5"
+KUSTOMIZE_VERSION = "v5.8.2"
+"""The newest kustomize 5 that the Go on this machine (1.26) can build; v5.8.3 needs Go 1.27."""
 
 
 class ToolUnavailable(RuntimeError):
@@ -29,6 +33,16 @@ def ensure_go_tool(name: str, module: str, version: str) -> Path:
     if go is None:
         raise ToolUnavailable(f"{name} {version} is not cached at {target} and `go` is not on PATH to build it")
     target.parent.mkdir(parents=True, exist_ok=True)
+    # Two sessions (or a session and its background build) may want it at once: one builds, the other waits.
+    with (target.parent / "build.lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if target.exists():
+            return target
+        _install(go, name, module, version, target)
+    return target
+
+
+def _install(go: str, name: str, module: str, version: str, target: Path) -> None:
     staging = target.parent / f"build-{os.getpid()}"
     staging.mkdir(exist_ok=True)
     env = {**os.environ, "GOBIN": str(staging), "CGO_ENABLED": "0", "GOFLAGS": "-buildvcs=false"}
@@ -43,4 +57,3 @@ def ensure_go_tool(name: str, module: str, version: str) -> Path:
         os.replace(staging / name, target)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
-    return target

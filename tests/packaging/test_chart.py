@@ -14,6 +14,7 @@ import yaml
 from tests.packaging.helm import CHART, Helm
 from tests.packaging.podsecurity import read_only_root_violations, restricted_violations
 from warmpool.cli import build_parser
+from warmpool_contract import LOG_FORMATS
 from warmpool_operator.settings import ENV_PREFIX, OperatorConfig, config_from_env
 
 pytestmark = pytest.mark.unit
@@ -34,7 +35,8 @@ VALUE_SETS: dict[str, dict[str, Any]] = {
         "replicaCount": 2,
         "updateStrategy": "RollingUpdate",
         "image": {"repository": "registry.example/warmpool", "digest": "sha256:" + "ab" * 32},
-        "runtime": {"image": "registry.example/warmpool-runtime:1.2.3", "imagePullPolicy": "Always"},
+        "runtime": {"image": "registry.example/warmpool-runtime:1.2.3", "imagePullPolicy": "Always",
+                    "logFormat": "text"},
         "settings": {"resyncSeconds": 10, "retryBackoffSeconds": [0.5, 3], "maxProbedPods": 2},
         "logFormat": "plain",
         "verbose": True,
@@ -300,6 +302,7 @@ def test_settings_values_reach_the_operator(rendered: dict[str, list[dict[str, A
     config = config_from_env(env_of(container))
     assert config.runtime_image == "registry.example/warmpool-runtime:1.2.3"
     assert config.image_pull_policy == "Always"
+    assert config.runtime_log_format == "text"
     assert config.resync_seconds == 10
     assert config.retry_backoff_seconds == (0.5, 3.0)
     assert config.max_probed_pods == 2
@@ -430,6 +433,11 @@ OPEN_OBJECTS = {
     # WarmPool spec fields, checked by the operator with the CRD's own rules when it starts.
     ".defaults",
 }
+
+
+def test_the_runtime_log_formats_are_the_runtimes_own() -> None:
+    schema = json.loads((CHART / "values.schema.json").read_text())
+    assert tuple(schema["properties"]["runtime"]["properties"]["logFormat"]["enum"]) == LOG_FORMATS
 
 
 def test_schema_closes_every_object() -> None:

@@ -201,7 +201,35 @@ def rule(helm: Helm) -> dict[str, Any]:
 
 
 def alerts(rule: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    return {r["alert"]: r for group in rule["spec"]["groups"] for r in group["rules"]}
+    return {r["alert"]: r for group in rule["spec"]["groups"] for r in group["rules"] if "alert" in r}
+
+
+def recordings(rule: dict[str, Any]) -> dict[str, str]:
+    """Each recording rule's series name and expression, in evaluation order."""
+    return {r["record"]: r["expr"] for group in rule["spec"]["groups"] for r in group["rules"] if "record" in r}
+
+
+def outer_grouping(expr: str) -> frozenset[str]:
+    """The labels of the first aggregation's `by` clause: what a recorded series is labelled with."""
+    found: list[frozenset[str]] = []
+
+    def visit(node: Any) -> bool:
+        if isinstance(node, promql_parser.AggregateExpr) and node.modifier is not None and not found:
+            found.append(frozenset(node.modifier.labels))
+        return True
+
+    promql_parser.walk(promql_parser.parse(expr), visit)
+    assert found, expr
+    return found[0]
+
+
+def known_with_recordings(rule: dict[str, Any]) -> dict[str, frozenset[str]]:
+    """The exported metrics' labels, and the recorded series' (each recording checked against what precedes it)."""
+    known = dict(sample_labels())
+    for name, expr in recordings(rule).items():
+        assert problems_in(expr, known) == [], name
+        known[name] = outer_grouping(expr)
+    return known
 
 
 def test_alerts_cover_misses_resets_reconcile_errors_and_readiness(rule: dict[str, Any]) -> None:
@@ -213,8 +241,9 @@ def test_alerts_cover_misses_resets_reconcile_errors_and_readiness(rule: dict[st
     ratio, floor = miss["expr"].split("and on (namespace, warmpool, tenant, module)")
     assert ratio.rstrip().endswith("> 0.02")
     assert floor.rstrip().endswith("> 0.5")
-    assert "rate(tensor_wasm_pool_draws_total" in floor
-    assert [group["interval"] for group in rule["spec"]["groups"]] == ["15s", "15s"]
+    assert "warmpool:tensor_wasm_pool_draws:rate5m" in floor
+    assert "warmpool:tensor_wasm_pool_draws_miss:ratio_rate5m" in ratio
+    assert [group["interval"] for group in rule["spec"]["groups"]] == ["15s", "15s", "15s"]
     for alert in found.values():
         assert alert["labels"]["team"] == "platform"
         assert alert["labels"]["severity"] in ("warning", "critical")
@@ -223,16 +252,40 @@ def test_alerts_cover_misses_resets_reconcile_errors_and_readiness(rule: dict[st
 
 
 def test_every_alert_is_valid_promql_over_exported_metrics(rule: dict[str, Any]) -> None:
-    known = sample_labels()
+    known = known_with_recordings(rule)
     problems = [f"{name}: {p}" for name, alert in alerts(rule).items() for p in problems_in(alert["expr"], known)]
     assert problems == []
-    used = set().union(*(metric_names(alert["expr"]) for alert in alerts(rule).values()))
+    exprs = [alert["expr"] for alert in alerts(rule).values()] + list(recordings(rule).values())
+    used = set().union(*(metric_names(expr) for expr in exprs))
     assert {"tensor_wasm_pool_draws_total", "tensor_wasm_pool_reset_failed_total",
             "warmpool_operator_reconcile_errors_total", "warmpool_pool_condition"} <= used
 
 
+def test_recording_rules_follow_the_naming_convention_per_pool_tuple(rule: dict[str, Any]) -> None:
+    """`level:metric:operations`, level `warmpool`: one series per (namespace, warmpool, tenant, module)."""
+    recorded = recordings(rule)
+    assert set(recorded) == {"warmpool:tensor_wasm_pool_draws:rate5m",
+                             "warmpool:tensor_wasm_pool_draws_miss:ratio_rate5m",
+                             "warmpool:tensor_wasm_pool_warm_instances:sum"}
+    known = known_with_recordings(rule)
+    for name, expr in recorded.items():
+        level, metric, operations = name.split(":")
+        assert level == "warmpool"
+        assert any(read.startswith(metric.removesuffix("_miss")) for read in metric_names(expr)), name
+        assert operations.endswith("rate5m") == ("rate(" in expr and "[5m]" in expr), name
+        assert known[name] == {"namespace", "warmpool", "tenant", "module"}, name
+    # Only recorded series are read by later rules: the ratio reads the draw rate recorded before it.
+    order = list(recorded)
+    assert order.index("warmpool:tensor_wasm_pool_draws:rate5m") < order.index(
+        "warmpool:tensor_wasm_pool_draws_miss:ratio_rate5m")
+    alert_series = set().union(*(metric_names(alert["expr"]) for alert in alerts(rule).values()))
+    assert {"warmpool:tensor_wasm_pool_draws:rate5m",
+            "warmpool:tensor_wasm_pool_draws_miss:ratio_rate5m"} <= alert_series
+
+
 def test_every_pool_alert_names_the_pool(rule: dict[str, Any]) -> None:
     """By the one label scheme: `namespace` and `warmpool`, in the grouping and in the summary."""
+    per_tuple = set(recordings(rule))
     for name, alert in alerts(rule).items():
         if name == "WarmPoolOperatorDown":
             continue
@@ -242,6 +295,8 @@ def test_every_pool_alert_names_the_pool(rule: dict[str, Any]) -> None:
         def visit(node: Any, into: list[set[str]] = groupings) -> bool:
             if isinstance(node, promql_parser.AggregateExpr) and node.modifier is not None:
                 into.append(set(node.modifier.labels))
+            if isinstance(node, promql_parser.VectorSelector) and node.name in per_tuple:
+                into.append({"namespace", "warmpool", "tenant", "module"})
             return True
 
         promql_parser.walk(tree, visit)

@@ -5,12 +5,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
-import http.server
 import json
 import random
-import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -19,6 +17,7 @@ import aiohttp
 import yaml
 
 from warmpool.demo.load import LoadCounts, Phase, rate_at, ready_pod_targets, run_load
+from warmpool.demo.loopback import module_server
 from warmpool.demo.plot import TenantSample, plot_fleet
 from warmpool_operator.runtimefleet.render import selector_string as fleet_selector
 from warmpool_operator.scaling.exposition import ExpositionError, pool_metrics
@@ -94,35 +93,6 @@ def variant(wasm: bytes, index: int) -> bytes:
         if not remaining:
             break
     return wasm + b"\x00" + bytes(size) + payload
-
-
-@contextlib.contextmanager
-def module_server(files: dict[str, bytes]) -> Iterator[str]:
-    """Serve `files` over plain HTTP on loopback; yields the base URL."""
-
-    class Handler(http.server.BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            data = files.get(self.path.lstrip("/"))
-            if data is None:
-                self.send_error(404)
-                return
-            self.send_response(200)
-            self.send_header("Content-Type", "application/wasm")
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
-
-        def log_message(self, *_: Any) -> None:
-            pass
-
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
 
 
 def fleet_manifests(base_url: str, wasm: bytes, limits: dict[str, Any]) -> tuple[list[dict[str, Any]], dict[str, bytes],

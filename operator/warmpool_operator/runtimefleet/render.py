@@ -10,35 +10,34 @@ from __future__ import annotations
 import base64
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import yaml
 
-from warmpool_contract import HEALTHZ_PATH, HTTP_PORT, READYZ_PATH, TOKENS_DIR, WATCH_CONFIG_FLAG
+from warmpool_contract import (
+    HTTP_PORT,
+    TOKENS_DIR,
+    WATCH_CONFIG_FLAG,
+)
 from warmpool_operator.diff import Exact
 from warmpool_operator.render import (
     ANNOTATION_BUDGET,
     BASE_MEMORY_BYTES,
-    CONTAINER_NAME,
     LABEL_COMPONENT,
     LABEL_INSTANCE,
     LABEL_MANAGED_BY,
     LABEL_NAME,
     LABEL_PART_OF,
-    LIVENESS_FAILURES,
-    LIVENESS_PERIOD_SECONDS,
     MANAGED_BY,
-    PROBE_TIMEOUT_SECONDS,
-    RUN_AS_USER,
-    STARTUP_PERIOD_SECONDS,
+    Children,
     RenderOptions,
     default_requests,
     disruption_budget_spec,
     pod_settings,
     rolling_deployment_spec,
+    runtime_container,
+    runtime_pod_security,
     stamped,
-    thaw,
 )
 from warmpool_operator.render import (
     owner_reference as pool_owner_reference,
@@ -103,21 +102,6 @@ def _metadata(fleet: RuntimeFleet, name: str) -> dict[str, Any]:
         "labels": common_labels(fleet.meta.name),
         "ownerReferences": [owner_reference(fleet)],
     }
-
-
-@dataclass(frozen=True, slots=True)
-class FleetChildren:
-    config_map: dict[str, Any]
-    tokens: dict[str, Any]
-    service: dict[str, Any]
-    deployment: dict[str, Any]
-    disruption_budget: dict[str, Any] | None = None
-    """None when spec.runtime.podDisruptionBudget is unset: an existing one is then deleted."""
-
-    def all(self) -> tuple[dict[str, Any], ...]:
-        """In apply order: what the pods mount before the pods."""
-        budget = () if self.disruption_budget is None else (self.disruption_budget,)
-        return (self.config_map, self.tokens, self.service, self.deployment, *budget)
 
 
 def token_file(tenant: str) -> str:
@@ -186,7 +170,7 @@ def render_children(
     options: RenderOptions,
     replicas: int | None,
     warm: Mapping[tuple[str, str], int] | None = None,
-) -> FleetChildren:
+) -> Children:
     """`replicas=None` leaves `Deployment.spec.replicas` out (the autoscaler owns it)."""
     name = fleet.meta.name
     config_map = {
@@ -215,7 +199,7 @@ def render_children(
             "ports": [{"name": "http", "port": HTTP_PORT, "targetPort": "http", "protocol": "TCP"}],
         },
     }
-    return FleetChildren(
+    return Children(
         config_map=stamped(config_map),
         tokens=stamped(tokens),
         service=stamped(service),
@@ -270,51 +254,20 @@ def resources(fleet: RuntimeFleet) -> dict[str, Any]:
 
 def _pod_spec(fleet: RuntimeFleet, options: RenderOptions) -> dict[str, Any]:
     name, runtime = fleet.meta.name, fleet.spec.runtime
-    probe = {"httpGet": {"path": HEALTHZ_PATH, "port": "http"}, "timeoutSeconds": PROBE_TIMEOUT_SECONDS}
-    container: dict[str, Any] = {
-        "name": CONTAINER_NAME,
-        "image": runtime.image or options.default_image,
-        "imagePullPolicy": options.image_pull_policy,
-        "command": ["warmpool", "runtime", "serve"],
-        "args": ["--config", CONFIG_PATH, WATCH_CONFIG_FLAG, "--port", str(HTTP_PORT)],
-        "ports": [{"name": "http", "containerPort": HTTP_PORT, "protocol": "TCP"}],
-        "readinessProbe": {
-            "httpGet": {"path": READYZ_PATH, "port": "http"},
-            "periodSeconds": 2,
-            "timeoutSeconds": 2,
-            "failureThreshold": 2,
-        },
-        "startupProbe": {
-            **probe,
-            "periodSeconds": STARTUP_PERIOD_SECONDS,
-            "failureThreshold": math.ceil(runtime.startup_seconds / STARTUP_PERIOD_SECONDS),
-        },
-        "livenessProbe": {**probe, "periodSeconds": LIVENESS_PERIOD_SECONDS, "failureThreshold": LIVENESS_FAILURES},
-        "resources": resources(fleet),
-        "securityContext": {
-            "runAsNonRoot": True,
-            "allowPrivilegeEscalation": False,
-            "readOnlyRootFilesystem": True,
-            "capabilities": {"drop": ["ALL"]},
-            "seccompProfile": {"type": "RuntimeDefault"},
-        },
-        # Whole directories, never subPath: the kubelet's atomic updates must reach the running pods.
-        "volumeMounts": [
-            {"name": "config", "mountPath": CONFIG_DIR, "readOnly": True},
-            {"name": "tokens", "mountPath": TOKENS_DIR, "readOnly": True},
-            {"name": "tmp", "mountPath": "/tmp"},
-        ],
-    }
-    if runtime.env:
-        container["env"] = [thaw(var) for var in runtime.env]
+    # Whole directories, never subPath: the kubelet's atomic updates must reach the running pods.
+    mounts: list[dict[str, Any]] = [
+        {"name": "config", "mountPath": CONFIG_DIR, "readOnly": True},
+        {"name": "tokens", "mountPath": TOKENS_DIR, "readOnly": True},
+        {"name": "tmp", "mountPath": "/tmp"},
+    ]
+    container = runtime_container(
+        image=runtime.image or options.default_image, options=options,
+        args=("--config", CONFIG_PATH, WATCH_CONFIG_FLAG), startup_seconds=runtime.startup_seconds,
+        resources=resources(fleet), mounts=mounts, env=runtime.env,
+    )
     pod: dict[str, Any] = {
         "enableServiceLinks": False,
-        "securityContext": {
-            "runAsNonRoot": True,
-            "runAsUser": RUN_AS_USER,
-            "runAsGroup": RUN_AS_USER,
-            "seccompProfile": {"type": "RuntimeDefault"},
-        },
+        "securityContext": runtime_pod_security(),
         "terminationGracePeriodSeconds": SHUTDOWN_TIMEOUT_SECONDS + GRACE_MARGIN_SECONDS,
         "containers": [container],
         "volumes": [
