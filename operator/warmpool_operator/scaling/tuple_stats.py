@@ -1,7 +1,7 @@
 """The runtime's compact `GET /stats` document → per-tuple pool counters (pure parsing, no I/O).
 
 Read instead of `/metrics` when the runtime serves it: at 1,000 tuples it is ~0.1 MB against ~4.6 MB of
-Prometheus text and parses ~40 times as fast (`warmpool bench exposition`). Every field is checked once
+Prometheus text and is read in 1/40 of the CPU (`warmpool bench exposition`). Every field is checked once
 here; a document that breaks any rule is refused whole with an error naming the field.
 """
 
@@ -10,7 +10,8 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import dataclass
-from typing import Any, NoReturn
+from operator import itemgetter
+from typing import Any, NamedTuple, NoReturn
 
 from warmpool_contract import (
     SHA256_HEX,
@@ -37,9 +38,12 @@ class StatsError(ValueError):
     """A body that is not a usable stats document."""
 
 
-@dataclass(frozen=True, slots=True)
-class TupleStats:
-    """One tuple's row: the counters of `tensor_wasm_pool_*` for that (tenant, module)."""
+class TupleStats(NamedTuple):
+    """One tuple's row: the counters of `tensor_wasm_pool_*` for that (tenant, module).
+
+    A NamedTuple rather than a frozen dataclass: built in C, a thousand of them per pod per tick cost a
+    third of what the dataclass did.
+    """
 
     tenant: str
     sha256: str
@@ -70,7 +74,11 @@ def _no_constant(name: str) -> NoReturn:
     raise StatsError(f"stats body: {name} is not a number a counter can have")
 
 
-def _count(value: Any, where: str) -> float:
+def _count(value: Any, row: int, name: str) -> float:
+    # The common case first and cheap: a non-negative int (a bool is an int too, hence the exact type).
+    if type(value) is int and value >= 0:
+        return float(value)
+    where = f"tuples[{row}].{name}"
     if isinstance(value, bool) or not isinstance(value, int | float):
         _refuse(where, f"expected a number, got {type(value).__name__}")
     if not math.isfinite(value) or value < 0:
@@ -98,29 +106,24 @@ def parse_stats(body: bytes) -> PodStats:
     missing = [name for name in _NEEDED if name not in fields]
     if missing:
         _refuse("fields", f"missing {', '.join(missing)}")
-    cols = [fields.index(name) for name in _NEEDED]
+    pick = itemgetter(*(fields.index(name) for name in _NEEDED))
     width = len(fields)
     rows = doc.get("tuples")
     if not isinstance(rows, list):
         _refuse("tuples", "expected a list of rows")
+    tenant_ok, sha256_ok = TENANT_PATTERN.match, SHA256_HEX.match
     out = []
     for i, row in enumerate(rows):
-        if not isinstance(row, list) or len(row) != width:
+        if type(row) is not list or len(row) != width:
             _refuse(f"tuples[{i}]", f"expected a list of {width} values")
-        tenant, sha256, hits, misses, in_flight, warm, capacity = (row[c] for c in cols)
-        if not isinstance(tenant, str) or not TENANT_PATTERN.match(tenant):
+        tenant, sha256, hits, misses, in_flight, warm, capacity = pick(row)
+        if type(tenant) is not str or not tenant_ok(tenant):
             _refuse(f"tuples[{i}].{STATS_TENANT}", "not a tenant name")
-        if not isinstance(sha256, str) or not SHA256_HEX.match(sha256):
+        if type(sha256) is not str or not sha256_ok(sha256):
             _refuse(f"tuples[{i}].{STATS_SHA256}", "not a lowercase hex sha256")
-        out.append(TupleStats(
-            tenant=tenant,
-            sha256=sha256,
-            hits=_count(hits, f"tuples[{i}].{STATS_HITS}"),
-            misses=_count(misses, f"tuples[{i}].{STATS_MISSES}"),
-            in_flight=_count(in_flight, f"tuples[{i}].{STATS_IN_FLIGHT}"),
-            warm=_count(warm, f"tuples[{i}].{STATS_WARM}"),
-            capacity=_count(capacity, f"tuples[{i}].{STATS_CAPACITY}"),
-        ))
+        out.append(TupleStats(tenant, sha256, _count(hits, i, STATS_HITS), _count(misses, i, STATS_MISSES),
+                              _count(in_flight, i, STATS_IN_FLIGHT), _count(warm, i, STATS_WARM),
+                              _count(capacity, i, STATS_CAPACITY)))
     return PodStats(tuples=tuple(out))
 
 
