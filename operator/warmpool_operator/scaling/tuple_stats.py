@@ -32,6 +32,8 @@ MAX_STATS_BYTES = 8 << 20
 """~40,000 tuples at their longest; a larger body is not a stats document."""
 _NEEDED = (STATS_TENANT, STATS_SHA256, STATS_HITS, STATS_MISSES, STATS_IN_FLIGHT, STATS_WARM, STATS_CAPACITY)
 _MAX_FIELDS = 64
+_MAX_COUNT = 2**63
+"""No counter of a real runtime reaches this; a larger int would not even convert to a float."""
 
 
 class StatsError(ValueError):
@@ -76,11 +78,13 @@ def _no_constant(name: str) -> NoReturn:
 
 def _count(value: Any, row: int, name: str) -> float:
     # The common case first and cheap: a non-negative int (a bool is an int too, hence the exact type).
-    if type(value) is int and value >= 0:
+    if type(value) is int and 0 <= value < _MAX_COUNT:
         return float(value)
     where = f"tuples[{row}].{name}"
     if isinstance(value, bool) or not isinstance(value, int | float):
         _refuse(where, f"expected a number, got {type(value).__name__}")
+    if isinstance(value, int) and value >= _MAX_COUNT:
+        _refuse(where, f"not a count below 2**63 ({value.bit_length()} bits)")
     if not math.isfinite(value) or value < 0:
         _refuse(where, f"{value!r} is not a count (finite and >= 0)")
     return float(value)
@@ -92,8 +96,10 @@ def parse_stats(body: bytes) -> PodStats:
         _refuse("body", f"{len(body)} bytes, more than {MAX_STATS_BYTES}")
     try:
         doc = json.loads(body, parse_constant=_no_constant)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        _refuse("body", f"not JSON ({exc})")
+    except StatsError:
+        raise
+    except ValueError as exc:  # not JSON, not UTF-8, or an integer of more digits than Python reads
+        _refuse("body", f"not JSON ({exc!s:.200})")
     except RecursionError:
         _refuse("body", "nested too deeply")
     if not isinstance(doc, dict):
