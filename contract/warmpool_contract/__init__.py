@@ -128,3 +128,22 @@ LOG_FORMAT_FLAG: Final = "--log-format"
 """`warmpool runtime serve` flag choosing how log lines are written."""
 LOG_FORMATS: Final = ("json", "text")
 """Its values: one JSON object a line (for log collectors), or human-readable text."""
+
+# --- the runtime's compact per-tuple stats, scraped by the autoscalers ------------------------------
+STATS_PATH: Final = "/stats"
+"""`GET /stats` on the runtime's HTTP port: the pool counters of every tuple as one compact JSON document
+(docs/metrics.md), far cheaper to render and parse than `/metrics` at hundreds of tuples. A runtime that
+does not serve it answers 404; scrapers then read `/metrics`."""
+STATS_VERSION: Final = 1
+"""The document's `version`: a reader refuses any other."""
+STATS_TENANT: Final = "tenant"
+STATS_SHA256: Final = "sha256"
+STATS_HITS: Final = "hits"
+STATS_MISSES: Final = "misses"
+STATS_IN_FLIGHT: Final = "inFlight"
+STATS_WARM: Final = "warm"
+STATS_CAPACITY: Final = "capacity"
+STATS_FIELDS: Final = (STATS_TENANT, STATS_SHA256, STATS_HITS, STATS_MISSES, STATS_IN_FLIGHT, STATS_WARM,
+                       STATS_CAPACITY)
+"""The columns of each row of `tuples`, as the document's `fields` names them (readers find their columns
+by name there, so columns may be added at the end without a new version)."""

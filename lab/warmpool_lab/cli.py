@@ -50,7 +50,7 @@ def add_simulate_command(top: Any) -> None:
 
 
 def add_bench_commands(bench_sub: Any) -> None:
-    """Register `warmpool bench scaling`, `bench dedicated`, `bench fleet` and `bench fleet-cluster`."""
+    """Register `warmpool bench scaling`, `dedicated`, `fleet`, `fleet-cluster` and `exposition`."""
     parser = bench_sub.add_parser(
         "scaling",
         help="every scaling policy on every trace, against the clairvoyant and static fleets",
@@ -110,6 +110,17 @@ def add_bench_commands(bench_sub: Any) -> None:
     cluster.add_argument("--json", action="store_true", help="print the figures as JSON")
     cluster.set_defaults(func=_fleet_cluster)
 
+    exposition = bench_sub.add_parser(
+        "exposition",
+        help="one autoscaler scrape of a runtime pod of N tuples: bytes and CPU of /metrics against /stats",
+        description="Start a runtime holding N tuples and measure, for /metrics and /stats alike, the body's size, "
+        "the runtime's CPU to answer it and the operator's CPU to read it (medians over repeats).",
+    )
+    exposition.add_argument("--tuples", default="100,1000", help="comma-separated sizes (default 100,1000)")
+    exposition.add_argument("--repeat", type=int, default=15, help="scrapes and parses per form (default 15)")
+    exposition.add_argument("--json", action="store_true", help="print the figures as JSON")
+    exposition.set_defaults(func=_exposition)
+
 
 def run_fleet_command(argv: Sequence[str]) -> int | None:
     """`simulate --fleet` and `bench fleet` parse their own options (the shared-fleet model's); None for others."""
@@ -168,6 +179,21 @@ def _fleet_cluster(args: argparse.Namespace) -> int:
                       new_pools=args.new_pools, churn=args.churn, ready_timeout_s=args.ready_timeout,
                       state_dir=args.state_dir.absolute(), keep=args.keep)
     return run(options, args.json)
+
+
+def _exposition(args: argparse.Namespace) -> int:
+    try:
+        sizes = [int(n) for n in args.tuples.split(",")]
+    except ValueError:
+        sizes = []
+    if not sizes or min(sizes) < 1 or args.repeat < 1:
+        print("warmpool bench exposition: --tuples must be positive integers, --repeat >= 1", file=sys.stderr)
+        return 2
+    try:
+        from warmpool_lab.scrape_bench import run
+    except ModuleNotFoundError as exc:
+        return _missing_extra("bench exposition", exc)
+    return run(sizes, args.repeat, args.json)
 
 
 def _missing_extra(command: str, exc: ModuleNotFoundError) -> int:

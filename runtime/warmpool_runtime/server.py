@@ -15,7 +15,7 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry, generate_latest
 
-from warmpool_contract import HEALTHZ_PATH, INVOKE_PREFIX, METRICS_PATH, READYZ_PATH, SHORT_HASH
+from warmpool_contract import HEALTHZ_PATH, INVOKE_PREFIX, METRICS_PATH, READYZ_PATH, SHORT_HASH, STATS_PATH
 from warmpool_runtime.errors import BadArguments, RuntimeFault, Unauthorized
 from warmpool_runtime.http_protocol import (
     INTERNAL_ERROR,
@@ -31,12 +31,14 @@ from warmpool_runtime.lanes import CallArgs, CallResult, PendingCall
 from warmpool_runtime.registry import Target
 from warmpool_runtime.service import Runtime
 from warmpool_runtime.tokens import WWW_AUTHENTICATE, TokenFile
+from warmpool_runtime.tuple_stats import render_stats
 
 log = logging.getLogger(__name__)
 
 OCTETS = b"application/octet-stream"
 _INVOKE = INVOKE_PREFIX.encode()
 _HEALTHZ, _READYZ, _METRICS = HEALTHZ_PATH.encode(), READYZ_PATH.encode(), METRICS_PATH.encode()
+_STATS = STATS_PATH.encode()
 _INT_ARGS = re.compile(rb'\{"args":\[((?:-?(?:0|[1-9][0-9]{0,19}),)*-?(?:0|[1-9][0-9]{0,19}))?\]\}')
 """The common body, compact integer args, parsed without the json module; anything else goes through it."""
 _METRICS_TYPE = b"text/plain; version=0.0.4; charset=utf-8"
@@ -91,6 +93,9 @@ class Handler:
                 return self._readyz()
             if path == _METRICS:
                 return 200, generate_latest(self.metrics), _METRICS_TYPE, b""
+            if path == _STATS:
+                pools = list(self._registry.pools.values())
+                return 200, render_stats(pools, saturated=self.runtime.saturated), JSON, b""
             return 404, b'{"error":{"code":"not_found","message":"no such route"}}', JSON, b""
         except RuntimeFault as fault:
             return error_response(fault)

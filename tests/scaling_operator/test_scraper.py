@@ -14,7 +14,7 @@ from warmpool_lab.pod_exposition import render_pool_metrics
 from warmpool_operator.scaling.autoscaler import Autoscaler
 from warmpool_operator.scaling.exposition import PodMetrics
 from warmpool_operator.scaling.spec import AutoscalingSpec
-from warmpool_operator.scraper import ScrapeTarget, scrape_pods
+from warmpool_operator.scraper import ScrapeTarget, base_url, scrape_pods
 
 pytestmark = pytest.mark.component
 
@@ -126,5 +126,5 @@ async def test_scraped_counters_drive_the_autoscaler(session: aiohttp.ClientSess
 
 
 def test_ipv6_loopback_targets_are_bracketed() -> None:
-    assert ScrapeTarget("p", "::1", 9090).url == "http://[::1]:9090/metrics"
-    assert ScrapeTarget("p", "127.0.0.1").url == "http://127.0.0.1:8080/metrics"
+    assert base_url("::1", 9090) == "http://[::1]:9090"
+    assert base_url("127.0.0.1", 8080) == "http://127.0.0.1:8080"

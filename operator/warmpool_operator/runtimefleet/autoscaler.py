@@ -1,8 +1,8 @@
 """One autoscaling tick of a RuntimeFleet: scrape its Ready pods by IP, run the two-level decision, apply.
 
-The decision (`warmpool_operator.fleet.decide`) is pure; this is its I/O edge: `/metrics` of each
-Ready pod, and the seam (`Controller`) that writes warm counts into the fleet's ConfigMap (only
-when they change) and replicas into its Deployment.
+The decision (`warmpool_operator.fleet.decide`) is pure; this is its I/O edge: `/stats` of each
+Ready pod (`/metrics` of a runtime without it), and the seam (`Controller`) that writes warm counts
+into the fleet's ConfigMap (only when they change) and replicas into its Deployment.
 """
 
 from __future__ import annotations
@@ -15,15 +15,12 @@ from typing import Protocol
 
 import aiohttp
 
-from warmpool_contract import METRICS_PATH
 from warmpool_operator.fleet.decide import FleetDecision, FleetState, decide
 from warmpool_operator.fleet.observations import FleetObservations, PodScrape, TupleKey
-from warmpool_operator.runtimefleet.reader import read_bounded
-from warmpool_operator.runtimefleet.scaling import pod_scrape
+from warmpool_operator.runtimefleet.scaling import pod_scrape, pod_scrape_from_stats
 from warmpool_operator.runtimefleet.spec import RuntimeFleet
 from warmpool_operator.scaling.exposition import ExpositionError
-
-MAX_EXPOSITION_BYTES = 16 << 20
+from warmpool_operator.scraper import ScrapeFailed, read_pod
 
 
 class FleetScalingSeam(Protocol):
@@ -88,15 +85,18 @@ class FleetAutoscaler:
     ) -> PodScrape | None:
         if self._session is None or self._session.closed:
             self._session = aiohttp.ClientSession(trust_env=False)
-        host = f"[{ip}]" if ":" in ip else ip
-        try:
-            async with self._session.get(f"http://{host}:{port}{METRICS_PATH}",
-                                         timeout=aiohttp.ClientTimeout(total=timeout)) as resp:
-                if resp.status != 200:
-                    return None
-                raw = await read_bounded(resp.content, MAX_EXPOSITION_BYTES)
-            if raw is None:
-                return None
-            return pod_scrape(pod, raw.decode("utf-8", "replace"), tuples)
-        except (aiohttp.ClientError, TimeoutError, ExpositionError):
-            return None
+        return await scrape_fleet_pod(self._session, pod, ip, port, tuples, timeout=timeout)
+
+
+async def scrape_fleet_pod(
+    session: aiohttp.ClientSession, pod: str, ip: str, port: int, tuples: frozenset[TupleKey], *, timeout: float
+) -> PodScrape | None:
+    """The wanted tuples' counters on one pod, from `/stats` or (a runtime without it) `/metrics`; None when
+    the pod gave nothing usable."""
+    try:
+        reading = await read_pod(session, ip, port, timeout=timeout)
+        if isinstance(reading, str):
+            return pod_scrape(pod, reading, tuples)
+        return pod_scrape_from_stats(pod, reading, tuples)
+    except (ScrapeFailed, ExpositionError):
+        return None

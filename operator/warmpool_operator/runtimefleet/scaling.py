@@ -1,4 +1,5 @@
-"""A fleet pod's `/metrics` read per tuple in one pass, for the two-level decision (pure)."""
+"""A fleet pod's `/stats` (or, from a runtime without it, `/metrics`) read per tuple, for the two-level decision
+(pure)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from warmpool_contract import POOL_WARM as WARM
 from warmpool_contract import SHORT_HASH
 from warmpool_operator.fleet.observations import PodScrape, TupleCounters, TupleKey
 from warmpool_operator.scaling.exposition import DRAWS, ExpositionError, parse_samples
+from warmpool_operator.scaling.tuple_stats import PodStats
 
 
 def pod_scrape(pod: str, text: str, tuples: Collection[TupleKey]) -> PodScrape:
@@ -42,3 +44,24 @@ def pod_scrape(pod: str, text: str, tuples: Collection[TupleKey]) -> PodScrape:
     return PodScrape(pod=pod, tuples={
         key: TupleCounters(hits=h, misses=m, in_flight=f, warm=w) for key, (h, m, f, w) in sums.items()
     })
+
+
+def pod_scrape_from_stats(pod: str, stats: PodStats, tuples: Collection[TupleKey]) -> PodScrape:
+    """`pod_scrape` over a checked stats document: the rows of the wanted `tuples`, keyed by full sha256.
+
+    A tuple the pod does not report is left out (no data, not zero load); a row the fleet does not want
+    is skipped.
+    """
+    wanted = tuples if isinstance(tuples, frozenset | set) else frozenset(tuples)
+    out: dict[TupleKey, TupleCounters] = {}
+    for row in stats.tuples:
+        key = TupleKey(row.tenant, row.sha256)
+        if key not in wanted:
+            continue
+        before = out.get(key)
+        counters = TupleCounters(hits=row.hits, misses=row.misses, in_flight=row.in_flight, warm=row.warm)
+        if before is not None:  # one tuple is one pool on a runtime; sum as /metrics would, should it repeat
+            counters = TupleCounters(hits=before.hits + row.hits, misses=before.misses + row.misses,
+                                     in_flight=before.in_flight + row.in_flight, warm=before.warm + row.warm)
+        out[key] = counters
+    return PodScrape(pod=pod, tuples=out)

@@ -7,6 +7,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from warmpool_operator.scaling.exposition import ExpositionError, PodMetrics, pool_metrics
+from warmpool_operator.scaling.tuple_stats import PodStats, pool_metrics_from_stats
 
 
 @dataclass(frozen=True, slots=True)
@@ -27,6 +28,14 @@ def scrape_from_text(pod: str, text: str, *, tenant: str | None = None, module: 
         metrics = pool_metrics(text, tenant=tenant, module=module)
     except ExpositionError as exc:
         return Scrape(pod, None, str(exc))
+    if metrics is None:
+        return Scrape(pod, None, "no pool metrics for the tuple")
+    return Scrape(pod, metrics)
+
+
+def scrape_from_stats(pod: str, stats: PodStats, *, tenant: str | None = None, module: str | None = None) -> Scrape:
+    """One pod's scrape from the stats document it served (already checked)."""
+    metrics = pool_metrics_from_stats(stats, tenant=tenant, module=module)
     if metrics is None:
         return Scrape(pod, None, "no pool metrics for the tuple")
     return Scrape(pod, metrics)
