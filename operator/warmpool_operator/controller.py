@@ -375,6 +375,7 @@ class Controller:
     async def _reconcile_fleet(self, namespace: str, name: str) -> FleetResult | None:
         body = await self.api.get(RUNTIMEFLEETS, namespace, name)
         if body is None or (body.get("metadata") or {}).get("deletionTimestamp"):
+            self.forget_fleet(namespace, name)  # also when its delete handler did not run
             return None
         now = self.clock()
         try:

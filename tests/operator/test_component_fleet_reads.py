@@ -168,6 +168,16 @@ async def test_the_fleet_writes_its_members_statuses_when_what_it_observes_chang
         assert result is not None
         assert result.outcome.problem is not None
         assert result.outcome.problem.reason == "TokensRequired"
+
+        # The fleet deleted (whether or not its delete handler ran): nothing of it is kept, and the
+        # member's next resync reads again and finds it gone.
+        await api.delete(RUNTIMEFLEETS, "pools", "shared")
+        assert await ctl.reconcile_fleet("pools", "shared", trigger="resync") is None
+        assert ("pools", "shared") not in ctl.fleet_results
+        result = await ctl.reconcile("pools", "a", trigger="resync", seen=seen)
+        assert result is not None
+        assert result.outcome.problem is not None
+        assert result.outcome.problem.message == "RuntimeFleet pools/shared (spec.fleetRef) does not exist"
     finally:
         await ctl.readyz.close()
         await ctl.api.close()
