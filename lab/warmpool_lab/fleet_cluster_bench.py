@@ -152,6 +152,19 @@ def split_reads_writes(rates: Mapping[str, float]) -> tuple[float, float]:
     return round(sum(rates.values()) - writes, 2), round(writes, 2)
 
 
+OPERATOR_RESOURCES = frozenset({"warmpools", "warmpools/status", "runtimefleets", "runtimefleets/status", "secrets",
+                                "configmaps", "services", "deployments", "deployments/scale", "poddisruptionbudgets"})
+"""Resources only the operator reads or writes by request on this control plane (the controllers watch
+them through informers and write `deployments/status`, left out); pods are left out too (the node agent
+lists them)."""
+
+
+def operator_share(rates: Mapping[str, float]) -> tuple[float, float]:
+    """(reads, writes) per minute of `per_minute`'s rows on `OPERATOR_RESOURCES`: the operator's own share."""
+    mine = {k: v for k, v in rates.items() if k.split(" ", 1)[-1] in OPERATOR_RESOURCES}
+    return split_reads_writes(mine)
+
+
 def distribution(values: Iterable[float]) -> dict[str, float | int | None]:
     """Count, min, median, p90 and max of `values` (None when empty)."""
     ordered = sorted(values)

@@ -30,6 +30,7 @@ from warmpool_lab.fleet_cluster_bench import (
     fleet_manifest,
     generate_modules,
     module_path,
+    operator_share,
     per_minute,
     pool_manifest,
     pool_name,
@@ -369,17 +370,21 @@ def measure(options: Options, kube: Kube, url: str, modules: Sequence[BenchModul
     api_after, counters_after = api_requests(kube.run("get", "--raw", "/metrics")), operator_counters(operator)
     rates = per_minute(api_before, api_after, seconds)
     reads, writes = split_reads_writes(rates)
+    own_reads, own_writes = operator_share(rates)
     result["steady"] = {
         "seconds": round(seconds, 1),
         "operator_cpu_cores": round((ticks_after - ticks_before) / CLK_TCK / seconds, 3),
         "operator_rss_mib_max": round(max(rss_samples) / 2**20, 1),
         "apiserver_reads_per_minute_all_clients": reads,
         "apiserver_writes_per_minute_all_clients": writes,
+        "operator_reads_per_minute": own_reads,
+        "operator_writes_per_minute": own_writes,
         "apiserver_requests_per_minute_by_verb_resource": rates,
         "operator_counter_deltas": deltas(counters_before, counters_after),
     }
     say(f"steady: operator {result['steady']['operator_cpu_cores']} cores, "
-        f"{result['steady']['operator_rss_mib_max']} MiB; API reads/min {reads}, writes/min {writes}")
+        f"{result['steady']['operator_rss_mib_max']} MiB; API reads/min {reads}, writes/min {writes} "
+        f"(the operator's: {own_reads} reads/min, {own_writes} writes/min)")
 
     say(f"so far: {json.dumps(result)}")
     hits = []

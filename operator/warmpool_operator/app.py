@@ -125,7 +125,9 @@ async def run_operator(
         namespaces=tuple(namespaces),
     )
     kopf_registry = kopf.OperatorRegistry()
-    handlers.register(kopf_registry, ctl, login=do_login, fleets=await ctl.fleets_allowed())
+    fleets = await ctl.fleets_allowed()
+    handlers.register(kopf_registry, ctl, login=do_login, fleets=fleets,
+                      secrets=fleets and await ctl.secrets_watchable())
     for registrar in registrars if registrars is not None else EXTRA_REGISTRARS:
         registrar(kopf_registry, ctl)
 

@@ -27,13 +27,14 @@ from warmpool_operator.kinds import (
     PEERINGS,
     PODS,
     RUNTIMEFLEETS,
+    SECRETS,
     WARMPOOLS,
     Conflict,
     Forbidden,
     Kind,
     NotFound,
 )
-from warmpool_operator.kube import KubeApi
+from warmpool_operator.kube import TRANSIENT, KubeApi
 from warmpool_operator.metrics import OperatorMetrics
 from warmpool_operator.ownership import ReplicaOwner, manifest_replica_owner
 from warmpool_operator.probing import Prober, probe_target
@@ -46,8 +47,8 @@ from warmpool_operator.runtimefleet.moves import (
     fleet_key,
     host_of,
     moved_status,
+    named_fleet,
 )
-from warmpool_operator.runtimefleet.moves import may_retire_dedicated as fleet_holds_it
 from warmpool_operator.runtimefleet.reader import ReadyzReader
 from warmpool_operator.runtimefleet.reconcile import (
     FleetOutcome,
@@ -61,6 +62,7 @@ from warmpool_operator.runtimefleet.reconcile import (
 from warmpool_operator.runtimefleet.render import deployment_name as fleet_deployment
 from warmpool_operator.runtimefleet.render import selector_string as fleet_selector
 from warmpool_operator.runtimefleet.spec import parse_fleet
+from warmpool_operator.runtimefleet.tokens import TokenSecrets
 from warmpool_operator.settings import OperatorConfig
 from warmpool_operator.spec import WarmPool
 from warmpool_operator.status import invalid_spec_status, notices, scaling_off_status, scaling_status
@@ -144,18 +146,30 @@ class Controller:
     """Fleets to reconcile once a pool that left them has lingered (held so they are not collected)."""
     fleet_queued: dict[tuple[str, str], asyncio.Future[FleetResult | None]] = field(default_factory=dict)
     """Per fleet, the reconciliation waiting for its lock, whose result later callers share."""
+    retiring: set[tuple[str, str]] = field(default_factory=set)
+    """Members warm on their fleet whose dedicated Deployment could not be scaled to zero yet (retried by
+    their next reconciliation; dropped when the pool is deleted)."""
+    tokens: TokenSecrets = field(default_factory=TokenSecrets)
+    """The token Secrets fleet members name, and their digests while a Secret watch runs."""
 
     @property
     def render_options(self) -> RenderOptions:
         return RenderOptions(default_image=self.config.runtime_image, image_pull_policy=self.config.image_pull_policy,
                              log_format=self.config.runtime_log_format)
 
-    async def reconcile(self, namespace: str, name: str, *, trigger: str) -> Result | None:
-        """None when the WarmPool is gone or being deleted (its children go with it)."""
+    async def reconcile(
+        self, namespace: str, name: str, *, trigger: str, seen: Mapping[str, Any] | None = None
+    ) -> Result | None:
+        """None when the WarmPool is gone or being deleted (its children go with it).
+
+        `seen` is the pool as the watch last delivered it: a fleet member's resync answers from its
+        fleet's last reconciliation with no API call when that is recent and saw this generation.
+        """
         async with self.locks.hold(namespace, name):
             started = time.perf_counter()
             try:
-                result = await self._reconcile(namespace, name, trigger)
+                cached = None if trigger != "resync" or seen is None else self._cached_member(seen)
+                result = cached or await self._reconcile(namespace, name, trigger)
             except Exception as exc:
                 self.metrics.reconciles.labels(trigger=trigger, result="error").inc()
                 self.metrics.errors.labels(namespace, name, type(exc).__name__).inc()
@@ -174,6 +188,28 @@ class Controller:
             kind = "ok" if outcome.problem is None else "stalled"
             self.metrics.reconciles.labels(trigger=trigger, result=kind).inc()
             return result
+
+    def _cached_member(self, seen: Mapping[str, Any]) -> Result | None:
+        """A member's status as its fleet's reconciliation of the last two resync periods wrote it.
+
+        The fleet's own resync (and every event of its members, children and token Secrets) keeps
+        that current; what it read is what a member's reconciliation would read again.
+        """
+        meta = seen.get("metadata") or {}
+        fleet = named_fleet(seen)
+        key = (str(meta.get("namespace")), str(meta.get("name")))
+        if fleet is None or meta.get("deletionTimestamp") or key in self.retiring:
+            return None
+        fleet_namespace, fleet_name = fleet.split("/")
+        recent = self.fleet_results.get((fleet_namespace, fleet_name))
+        if recent is None or time.monotonic() - recent[0] >= 2 * self.config.resync_seconds:
+            return None
+        found = recent[1].outcome.members.get(key)
+        if found is None or found.status.get("observedGeneration") != meta.get("generation"):
+            return None
+        # Its notices were posted by the fleet's reconciliation that wrote this status.
+        return Result(seen, Outcome(status=found.status, problem=found.problem, notices=(), writes=(),
+                                    status_written=False))
 
     async def _reconcile(self, namespace: str, name: str, trigger: str) -> Result | None:
         body = await self.api.get(WARMPOOLS, namespace, name)
@@ -230,7 +266,7 @@ class Controller:
     async def _reconcile_member(self, pool: WarmPool, body: Mapping[str, Any], trigger: str) -> Outcome:
         """A pool hosted by a RuntimeFleet: the fleet's reconciliation writes its status.
 
-        A member's resync reuses the fleet's reconciliation of the last resync period (every member's
+        A member's resync reuses the fleet's reconciliation of the last resync periods (every member's
         resync would otherwise reconcile the whole fleet again: members squared per period).
         """
         assert pool.spec.fleet_ref is not None
@@ -240,39 +276,54 @@ class Controller:
         found = None
         if fleet is not None and not (fleet.get("metadata") or {}).get("deletionTimestamp"):
             recent = self.fleet_results.get((namespace, name))
-            fresh = recent is not None and time.monotonic() - recent[0] < self.config.resync_seconds
-            if trigger == "resync" and fresh and recent is not None and key in recent[1].outcome.members:
-                found = recent[1].outcome.members[key]
+            fresh = recent is not None and time.monotonic() - recent[0] < 2 * self.config.resync_seconds
+            cached = recent[1].outcome.members.get(key) if fresh and recent is not None else None
+            if trigger == "resync" and cached is not None \
+                    and cached.status.get("observedGeneration") == pool.meta.generation:
+                found = cached
             else:
                 result = await self.reconcile_fleet(namespace, name, trigger="member")
                 found = None if result is None else result.outcome.members.get(key)
         if found is None:
             members = await stall_members(self.api, [body], missing_fleet_problem(namespace, name), self.clock())
             found = members[key]
-        previous, here = host_of(body.get("status")), fleet_key(namespace, name)
         writes: tuple[Write, ...] = ()
-        if fleet_holds_it(previous, here, host_of(found.status) == here):
-            # Warm here now: the old host lets go (a Deployment scaled to zero, a fleet's config rewritten).
-            writes = await self._retire_dedicated(pool)
-            if previous is not None and previous != here:
-                self._release_later(previous)
+        if host_of(found.status) == fleet_key(namespace, name) and (trigger != "resync" or key in self.retiring):
+            # Warm here: a dedicated Deployment left from before the pool joined is scaled to zero. Looked
+            # for when the pool changes, joins (see `_after_fleet`) or the operator starts, not every resync.
+            writes = await self._retire_dedicated(pool.meta.namespace, pool.meta.name, pool.meta.uid)
         return Outcome(status=found.status, problem=found.problem, notices=found.notices, writes=writes,
                        status_written=False)
 
-    async def _retire_dedicated(self, pool: WarmPool) -> tuple[Write, ...]:
+    async def _retire_dedicated(self, namespace: str, name: str, uid: str) -> tuple[Write, ...]:
         """A pool that joined a fleet stops its own pods: its dedicated Deployment is scaled to zero.
 
         The operator deletes nothing (its RBAC has no delete verb); the Deployment, Service and
         ConfigMap stay, idle, and serve again if the pool leaves the fleet.
         """
-        meta = pool.meta
-        deployment = await self.api.get(DEPLOYMENTS, meta.namespace, deployment_name(meta.name))
-        if deployment is None or not is_controlled_by(deployment, meta.uid):
-            return ()
-        if (deployment.get("spec") or {}).get("replicas") == 0:
-            return ()
-        await self.api.scale_deployment(meta.namespace, deployment_name(meta.name), 0)
-        return (Write("patch", "Deployment", deployment_name(meta.name), (".spec.replicas",)),)
+        self.retiring.add((namespace, name))
+        deployment = await self.api.get(DEPLOYMENTS, namespace, deployment_name(name))
+        writes: tuple[Write, ...] = ()
+        if deployment is not None and is_controlled_by(deployment, uid) \
+                and (deployment.get("spec") or {}).get("replicas") != 0:
+            await self.api.scale_deployment(namespace, deployment_name(name), 0)
+            writes = (Write("patch", "Deployment", deployment_name(name), (".spec.replicas",)),)
+        self.retiring.discard((namespace, name))
+        return writes
+
+    async def _after_fleet(self, fleet: tuple[str, str], outcome: FleetOutcome) -> None:
+        """Members this reconciliation recorded warm here: their old host lets go (a dedicated Deployment
+        scaled to zero now, a fleet's config rewritten once the pool has lingered there)."""
+        here = fleet_key(*fleet)
+        for (namespace, name), member in outcome.members.items():
+            if member.arrived_from is None:
+                continue
+            if member.arrived_from and member.arrived_from != here:
+                self._release_later(member.arrived_from)
+            try:
+                await self._retire_dedicated(namespace, name, member.uid)
+            except TRANSIENT as exc:  # kept in `retiring`: the member's next reconciliation tries again
+                log.warning("WarmPool %s/%s: its own Deployment not scaled to zero yet: %s", namespace, name, exc)
 
     async def reconcile_fleet(self, namespace: str, name: str, *, trigger: str) -> FleetResult | None:
         """None when the RuntimeFleet is gone or being deleted (its children go with it).
@@ -319,11 +370,13 @@ class Controller:
             if result is not None:
                 for write in result.outcome.writes:
                     self.metrics.child_writes.labels(kind=write.kind, verb=write.verb).inc()
+                await self._after_fleet((namespace, name), result.outcome)
             return result
 
     async def _reconcile_fleet(self, namespace: str, name: str) -> FleetResult | None:
         body = await self.api.get(RUNTIMEFLEETS, namespace, name)
         if body is None or (body.get("metadata") or {}).get("deletionTimestamp"):
+            self.forget_fleet(namespace, name)  # also when its delete handler did not run
             return None
         now = self.clock()
         try:
@@ -333,14 +386,17 @@ class Controller:
             status = await self._stall_fleet(body, problem, now)
             pools = await naming_pools(self.api, namespace, name, self._plain_namespaces())
             members = await stall_members(self.api, pools, invalid_fleet_problem(f"{namespace}/{name}", exc), now)
-            return FleetResult(body, FleetOutcome(status, problem, tuple(notices(body.get("status") or {}, status)),
-                                                  (), members))
+            invalid = FleetResult(body, FleetOutcome(status, problem, tuple(notices(body.get("status") or {}, status)),
+                                                     (), members))
+            self.tokens.forget_fleet((namespace, name))
+            self.fleet_results[(namespace, name)] = (time.monotonic(), invalid)
+            return invalid
         decided = self.fleet_warm.get((namespace, name)) if fleet.spec.autoscaling.enabled else None
         warm = None if decided is None else {(key.tenant, key.module): count for key, count in decided.items()}
         try:
             outcome = await reconcile_fleet(fleet, store=self.api, reader=self.readyz, options=self.render_options,
                                             now=now, watched=self._plain_namespaces(), warm=warm,
-                                            defaults=self.config.defaults)
+                                            defaults=self.config.defaults, tokens=self.tokens)
         except Forbidden as exc:
             problem = Problem("Forbidden", f"the operator may not {exc.verb} {exc.resource}: {exc.message}")
             status = await self._stall_fleet(body, problem, now)
@@ -369,6 +425,21 @@ class Controller:
                 return False
             except NotFound:
                 return True  # the CRD is not installed (yet): kopf waits for it
+        return True
+
+    async def secrets_watchable(self) -> bool:
+        """Whether the operator may list (and so watch) Secrets where it watches; without it a token
+        rotation reaches the fleet's pods at the fleet's next resync. Namespace patterns are not checked:
+        Secrets are not watched then (kopf stops the whole operator when a watch is forbidden)."""
+        if any(is_glob(ns) for ns in self.namespaces):
+            return False
+        for scope in self._plain_namespaces() or (None,):
+            try:
+                await self.api.list(SECRETS, scope, limit=1)
+            except Forbidden as exc:
+                log.info("Secrets are not watched (the operator may not %s %s): a member's token rotation "
+                         "reaches its fleet at the fleet's next resync", exc.verb, exc.resource)
+                return False
         return True
 
     async def fleet_members(self, namespace: str, name: str) -> list[tuple[str, str]]:
@@ -424,6 +495,13 @@ class Controller:
         self.fleet_warm.pop((namespace, name), None)
         self.fleet_hosted.pop((namespace, name), None)
         self.fleet_results.pop((namespace, name), None)
+        self.tokens.forget_fleet((namespace, name))
+
+    def forget_pool(self, namespace: str, name: str) -> None:
+        """A deleted WarmPool: nothing of it is kept."""
+        self.locks.forget(namespace, name)
+        self.retiring.discard((namespace, name))
+        self.metrics.forget_pool(namespace, name)
 
     def _plain_namespaces(self) -> tuple[str, ...]:
         return tuple(ns for ns in self.namespaces if not is_glob(ns))

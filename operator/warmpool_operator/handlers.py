@@ -13,6 +13,7 @@ from warmpool_operator.kinds import describe
 from warmpool_operator.kube import TRANSIENT
 from warmpool_operator.render import LABEL_INSTANCE, LABEL_MANAGED_BY, MANAGED_BY
 from warmpool_operator.runtimefleet.autoscaler import FleetAutoscaler
+from warmpool_operator.runtimefleet.reconcile import token_digests
 from warmpool_operator.runtimefleet.render import LABEL_FLEET
 from warmpool_operator.runtimefleet.spec import PLURAL as FLEETS
 from warmpool_operator.runtimefleet.spec import parse_fleet
@@ -33,10 +34,13 @@ CHILD_LABELS = {LABEL_MANAGED_BY: MANAGED_BY}
 LoginFn = Callable[[], Any]
 
 
-def register(registry: kopf.OperatorRegistry, ctl: Controller, *, login: LoginFn, fleets: bool = True) -> None:
+def register(
+    registry: kopf.OperatorRegistry, ctl: Controller, *, login: LoginFn, fleets: bool = True, secrets: bool = False
+) -> None:
     """Attach every handler to `registry`, closed over one controller (no module-level state).
 
     `fleets=False` leaves RuntimeFleets unwatched: kopf stops the whole operator when a watch is forbidden.
+    `secrets=True` watches Secrets, so that a member's token rotation reaches its fleet at once.
     """
     config = ctl.config
 
@@ -103,11 +107,13 @@ def register(registry: kopf.OperatorRegistry, ctl: Controller, *, login: LoginFn
         interval=config.resync_seconds,
         initial_delay=config.resync_seconds,
     )
-    async def resync(*, namespace: str | None, name: str, logger: kopf.Logger, **kwargs: Any) -> None:
+    async def resync(
+        *, namespace: str | None, name: str, body: kopf.Body, logger: kopf.Logger, **kwargs: Any
+    ) -> None:
         assert namespace is not None
         retry = int(kwargs.get("retry", 0))
         try:
-            result = await ctl.reconcile(namespace, name, trigger="resync")
+            result = await ctl.reconcile(namespace, name, trigger="resync", seen=body)
         except TRANSIENT as exc:
             delay = backoff_delay(config, retry)
             raise kopf.TemporaryError(f"API request failed: {describe(exc)}", delay=delay) from exc
@@ -144,8 +150,7 @@ def register(registry: kopf.OperatorRegistry, ctl: Controller, *, login: LoginFn
         assert namespace is not None
         # Children carry owner references, so the garbage collector deletes them; the finalizer kopf
         # keeps (for the resync and autoscaling loops) is released once this handler returns.
-        ctl.locks.forget(namespace, name)
-        ctl.metrics.forget_pool(namespace, name)
+        ctl.forget_pool(namespace, name)
         fleet = fleet_of(body, namespace)
         if fleet is not None:
             await refresh_fleet(*fleet, logger=logger)  # it skips pools being deleted: the tuple goes
@@ -200,6 +205,22 @@ def register(registry: kopf.OperatorRegistry, ctl: Controller, *, login: LoginFn
     async def resync_fleet(*, namespace: str | None, name: str, logger: kopf.Logger, **kwargs: Any) -> None:
         assert namespace is not None
         await run_fleet(namespace, name, trigger="resync", retry=int(kwargs.get("retry", 0)), logger=logger)
+
+    if secrets:
+        ctl.tokens.watching = True
+
+        def token_secret(*, namespace: str | None, name: str | None, **_: Any) -> bool:
+            return ctl.tokens.referenced(namespace, name)
+
+        @kopf.on.event("", "v1", "secrets", registry=registry, id="token-secrets", when=token_secret)
+        async def token_secret_changed(
+            *, type: str | None, body: kopf.Body, namespace: str | None, name: str, logger: kopf.Logger, **_: Any
+        ) -> None:
+            """A member's `spec.auth` Secret changed: its fleets rewrite their digests now, not at their resync."""
+            assert namespace is not None
+            digests = None if type == "DELETED" else token_digests(body)
+            for fleet_namespace, fleet_name in sorted(ctl.tokens.observe((namespace, name), digests)):
+                await refresh_fleet(fleet_namespace, fleet_name, logger=logger)
 
     fleet_scaler = FleetAutoscaler(ctl)
 

@@ -170,6 +170,20 @@ def test_a_fleet_hosts_pools_of_two_namespaces_live(
         assert call(ip, "delta")[0] == 401
         assert call(ip, "delta", "wrong")[0] == 401
 
+    # Rotation: the Secret's value replaced; the new token is accepted and the old one refused on every
+    # pod (the operator watches the Secret; the pods re-read the mounted digests), no pod restarted.
+    rotated = secrets.token_urlsafe(24)
+    operator.kubectl("patch", "secret", "callers", f"--namespace={ns_a}", "--type=merge",
+                     f"--patch={json.dumps({'stringData': {'ci': rotated}})}")
+
+    def rotation_applied() -> bool:
+        return all(call(p["status"]["podIP"], "delta", rotated)[0] == 200
+                   and call(p["status"]["podIP"], "delta", token)[0] == 401 for p in pods)
+
+    operator.wait_for("the rotated token accepted and the old one refused", rotation_applied, timeout_s=PATIENCE_S)
+    assert identities([p for p in fleet_pods(operator, fleet_ns) if pod_is_ready(p)]) == before
+    token = rotated
+
     # Removal: the tuple goes from every pod, the pods stay.
     operator.kubectl("delete", "warmpool", "delta", f"--namespace={ns_a}")
 

@@ -16,6 +16,7 @@ from warmpool_lab.fleet_cluster_bench import (
     draws_by_tenant,
     fleet_manifest,
     generate_modules,
+    operator_share,
     per_minute,
     pool_manifest,
     proc_rss_bytes,
@@ -109,3 +110,9 @@ def test_the_command_refuses_values_that_cannot_work_before_starting_anything(
 ) -> None:
     assert main(["bench", "fleet-cluster", *argv]) == 2
     assert "warmpool bench fleet-cluster:" in capsys.readouterr().err
+
+
+def test_the_operators_share_counts_only_the_resources_it_alone_requests() -> None:
+    rates = {"GET warmpools": 30.0, "PATCH warmpools/status": 2.0, "APPLY configmaps": 1.0,
+             "PUT deployments/status": 9.0, "LIST pods": 50.0, "PUT leases": 40.0, "WATCH secrets": 0.5}
+    assert operator_share(rates) == (30.5, 3.0)

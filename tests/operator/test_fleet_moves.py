@@ -13,7 +13,6 @@ from warmpool_operator.runtimefleet.moves import (
     host_after,
     host_of,
     is_leaving,
-    may_retire_dedicated,
     moved_status,
     named_fleet,
 )
@@ -58,13 +57,6 @@ def test_the_host_moves_only_once_the_tuple_is_warm_on_every_pod_of_the_new_flee
     assert host_after(None, "team/b", warm_everywhere=False) is None
     # Once moved, a pod of the new fleet restarting does not send it back.
     assert host_after("team/b", "team/b", warm_everywhere=False) == "team/b"
-
-
-def test_a_dedicated_deployment_is_retired_only_once_the_fleet_holds_the_tuple_warm() -> None:
-    assert not may_retire_dedicated(None, "team/b", warm_everywhere=False)
-    assert may_retire_dedicated(None, "team/b", warm_everywhere=True)
-    assert may_retire_dedicated("team/b", "team/b", warm_everywhere=False)
-    assert not may_retire_dedicated("team/a", "team/b", warm_everywhere=False)
 
 
 def test_a_fleet_lets_a_pool_go_back_to_its_deployment_once_that_is_ready() -> None:

@@ -31,6 +31,7 @@ VALUE_SETS: dict[str, dict[str, Any]] = {
     "monitored": MONITORED,
     "namespaced-monitored": {**NAMESPACED, **MONITORED},
     "no-dashboard-no-peering": {"dashboard": {"enabled": False}, "peering": {"enabled": False}},
+    "token-secrets-unwatched": {**NAMESPACED, "rbac": {"watchTokenSecrets": False}},
     "tuned": {
         "replicaCount": 2,
         "updateStrategy": "RollingUpdate",
@@ -168,8 +169,9 @@ def test_rbac_has_no_wildcards_no_secrets_no_escalation(rendered: dict[str, list
         assert "nonResourceURLs" not in rule, where
         if "secrets" in (rule.get("resources") or []):
             # A Secret a module source names: checked to exist (get). Fleet tokens: a member's auth
-            # Secret read by name, the digest Secret applied. Never listed.
-            assert set(rule["verbs"]) <= {"get", "create", "patch"}, where
+            # Secret read, the digest Secret applied; listed and watched only for prompt rotation.
+            allowed = {"get", "create", "patch"} | ({"list", "watch"} if name != "token-secrets-unwatched" else set())
+            assert set(rule["verbs"]) <= allowed, where
         # The one delete: a PodDisruptionBudget a pool no longer asks for.
         deletes = rule.get("resources") != ["poddisruptionbudgets"]
         assert not {"escalate", "bind", "impersonate", "deletecollection"} & set(rule["verbs"]), where
@@ -205,6 +207,14 @@ NEEDED = {
     ("tensorwasm.dev", "runtimefleets/status"): {"patch"},
     ("", "secrets"): {"get", "create", "patch"},
 }
+
+
+def test_secrets_are_watched_for_token_rotation_unless_turned_off(rendered: dict[str, list[dict[str, Any]]]) -> None:
+    assert {"list", "watch"} <= granted(rendered["defaults"], "ClusterRole", "", "secrets")
+    for role in pool_roles(rendered["namespaced"], "Role"):
+        assert {"list", "watch"} <= granted([role], "Role", "", "secrets")
+    for role in pool_roles(rendered["token-secrets-unwatched"], "Role"):
+        assert granted([role], "Role", "", "secrets") == {"get", "create", "patch"}
 
 
 def test_cluster_mode_grants_what_the_operator_does(rendered: dict[str, list[dict[str, Any]]]) -> None:

@@ -66,11 +66,6 @@ def host_after(previous: str | None, fleet: str, warm_everywhere: bool) -> str |
     return fleet if warm_everywhere else previous
 
 
-def may_retire_dedicated(previous: str | None, fleet: str, warm_everywhere: bool) -> bool:
-    """A member's own Deployment is scaled to zero only once the fleet holds its tuple warm."""
-    return host_after(previous, fleet, warm_everywhere) == fleet
-
-
 def dedicated_took_over(previous: str | None, dedicated_ready: bool) -> bool:
     """A pool back on its own Deployment: the fleet it left lets go once that Deployment is Ready."""
     return previous is not None and dedicated_ready

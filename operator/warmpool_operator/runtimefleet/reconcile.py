@@ -39,6 +39,7 @@ from warmpool_operator.runtimefleet.moves import HOST_FIELD, fleet_key, host_aft
 from warmpool_operator.runtimefleet.render import deployment_name, render_children, selector_string
 from warmpool_operator.runtimefleet.spec import From, RuntimeFleet
 from warmpool_operator.runtimefleet.status import fleet_status, member_status, stalled_member_status
+from warmpool_operator.runtimefleet.tokens import TokenSecrets
 from warmpool_operator.runtimefleet.tuples import TupleReport, standing
 from warmpool_operator.spec import WarmPool
 from warmpool_operator.status import Notice, invalid_spec_status, notices
@@ -75,6 +76,9 @@ class MemberOutcome:
     notices: tuple[Notice, ...]
     uid: str = ""
     """The member WarmPool's uid, for the Events posted on it."""
+    arrived_from: str | None = None
+    """Set when this reconciliation recorded the tuple warm here (`status.fleet` became this fleet): the
+    host it had before ("" for the pool's own Deployment), which now lets go."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,16 +114,24 @@ async def naming_pools(
     return found
 
 
-async def leaving_pools(
+async def fleet_pools(
     store: FleetStore, namespace: str, name: str, watched: Sequence[str], now: datetime
-) -> list[dict[str, Any]]:
-    """WarmPools warm on this fleet that name another host now: it keeps their tuples until they are warm there."""
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """One list of the WarmPools per watched scope: those naming this fleet (oldest first), and those
+    warm on it that name another host now (it keeps their tuples until they are warm there)."""
     scopes: Sequence[str | None] = list(watched) or [None]
     here = fleet_key(namespace, name)
-    found: list[dict[str, Any]] = []
+    naming: list[dict[str, Any]] = []
+    leaving: list[dict[str, Any]] = []
     for scope in scopes:
-        found += [p for p in await store.list(WARMPOOLS, scope) if is_leaving(p, here, now)]
-    return found
+        for pool in await store.list(WARMPOOLS, scope):
+            if names_fleet(pool, namespace, name):
+                naming.append(pool)
+            elif is_leaving(pool, here, now):
+                leaving.append(pool)
+    naming.sort(key=lambda p: (str(p["metadata"].get("creationTimestamp", "")), p["metadata"]["namespace"],
+                               p["metadata"]["name"]))
+    return naming, leaving
 
 
 def token_digests(secret: Mapping[str, Any]) -> tuple[str, ...]:
@@ -145,14 +157,16 @@ async def reconcile_fleet(
     watched: Sequence[str] = (),
     warm: Mapping[tuple[str, str], int] | None = None,
     defaults: ClusterDefaults | None = None,
+    tokens: TokenSecrets | None = None,
 ) -> FleetOutcome:
-    """`warm` holds the autoscaler's warm counts per (tenant, sha256), over the members' own."""
+    """`warm` holds the autoscaler's warm counts per (tenant, sha256), over the members' own; `tokens`
+    the token Secrets' digests as a Secret watch keeps them (read by name when absent)."""
     meta = fleet.meta
-    raw_pools = await naming_pools(store, meta.namespace, meta.name, watched)
-    leaving = _parse_members(await leaving_pools(store, meta.namespace, meta.name, watched, now), defaults)
+    raw_pools, raw_leaving = await fleet_pools(store, meta.namespace, meta.name, watched, now)
+    leaving = _parse_members(raw_leaving, defaults)
     pools = _parse_members(raw_pools, defaults)
     labels = await _namespace_labels(store, fleet, [*pools, *leaving])
-    digests = await _digests(store, [*pools, *leaving])
+    digests = await _digests(store, [*pools, *leaving], tokens, (meta.namespace, meta.name))
     # Leaving pools come last: they never take a tenant or tuple from a member, and their status is the new host's.
     admission = admit(fleet, [*pools, *leaving], namespace_labels=labels, digests=digests)
     departing = {(p.meta.namespace, p.meta.name) for p in leaving}
@@ -253,14 +267,21 @@ async def _namespace_labels(
     return {pool.meta.namespace: found.get(pool.meta.namespace) for pool in pools}
 
 
-async def _digests(store: FleetStore, pools: Sequence[WarmPool]) -> dict[tuple[str, str], tuple[str, ...] | None]:
+async def _digests(
+    store: FleetStore, pools: Sequence[WarmPool], tokens: TokenSecrets | None, fleet: tuple[str, str]
+) -> dict[tuple[str, str], tuple[str, ...] | None]:
+    wanted = {(pool.meta.namespace, pool.spec.auth.secret_name) for pool in pools if pool.spec.auth is not None}
+    if tokens is not None:
+        tokens.record(fleet, wanted)
     out: dict[tuple[str, str], tuple[str, ...] | None] = {}
-    for pool in pools:
-        auth = pool.spec.auth
-        if auth is None or (pool.meta.namespace, auth.secret_name) in out:
-            continue
-        secret = await store.get(SECRETS, pool.meta.namespace, auth.secret_name)
-        out[(pool.meta.namespace, auth.secret_name)] = None if secret is None else token_digests(secret)
+    for key in sorted(wanted):
+        found, digests = (False, None) if tokens is None else tokens.cached(key)
+        if not found:
+            secret = await store.get(SECRETS, *key)
+            digests = None if secret is None else token_digests(secret)
+            if tokens is not None:
+                tokens.remember(key, digests)
+        out[key] = digests
     return out
 
 
@@ -299,9 +320,11 @@ async def _write_members(
         host = host_after(previous, fleet_key(fleet.meta.namespace, fleet.meta.name), warm_everywhere)
         if host is not None:
             status[HOST_FIELD] = host
+        arrived = None
         if host != previous:
             status.update(moved_status(previous, now))
-        out[member.key] = await _write_member(store, pool, status, None)
+            arrived = previous or ""
+        out[member.key] = await _write_member(store, pool, status, None, arrived)
     for pool in admission.refused_pools:
         key = (pool.meta.namespace, pool.meta.name)
         if key in departing:
@@ -312,7 +335,7 @@ async def _write_members(
 
 
 async def _write_member(
-    store: FleetStore, pool: WarmPool, status: dict[str, Any], problem: Problem | None
+    store: FleetStore, pool: WarmPool, status: dict[str, Any], problem: Problem | None, arrived: str | None = None
 ) -> MemberOutcome:
     if drift(status, pool.status):
         await store.patch_status(WARMPOOLS, pool.meta.namespace, pool.meta.name, status)
@@ -320,5 +343,5 @@ async def _write_member(
         stalled = next((c for c in status["conditions"] if c["type"] == "Stalled"), None)
         if stalled is not None and stalled["status"] == "True":
             problem = Problem(str(stalled["reason"]), str(stalled["message"]))
-    return MemberOutcome(status, problem, tuple(notices(pool.status, status)), pool.meta.uid)
+    return MemberOutcome(status, problem, tuple(notices(pool.status, status)), pool.meta.uid, arrived)
 
