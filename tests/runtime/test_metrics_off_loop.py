@@ -59,7 +59,8 @@ async def test_calls_are_answered_while_metrics_render_and_scrapes_share_a_rende
                 async with session.post(f"{base}/v1/acme/{sha}/add", json={"args": [n, 1]}) as resp:
                     assert resp.status == 200
                     assert await resp.json() == {"results": [n + 1]}
-            assert not first.done() and not second.done()
+            assert not first.done()
+            assert not second.done()
             held.release.set()
             for status, text in await asyncio.gather(first, second):
                 assert status == 200
