@@ -24,6 +24,8 @@ MAX_ANSWER_BYTES = 64 * 1024 * 1024
 WATCH_BUFFER = 256
 """Events a watch thread may hand to the event loop before it waits for the consumer."""
 CALL_WORKERS = 8
+CONNECTIONS = CALL_WORKERS + 8
+"""Enough for every call worker and the watches, so that no connection is dropped after each use."""
 
 Method = Callable[..., Any]
 
@@ -36,9 +38,12 @@ class ApiError(Exception):
         self.status = status
 
 
-def load_client(kubeconfig: Path) -> client.ApiClient:
-    """An API client for the kubeconfig's current context (server, credentials and CA as kubectl reads them)."""
-    api_client: client.ApiClient = config.new_client_from_config(config_file=str(kubeconfig), persist_config=False)
+def load_client(kubeconfig: Path, *, connections: int = CONNECTIONS) -> client.ApiClient:
+    """An API client for the kubeconfig's current context (server, credentials and CA as kubectl reads them),
+    keeping up to `connections` connections open."""
+    api_client: client.ApiClient = config.new_client_from_config(
+        config_file=str(kubeconfig), persist_config=False,
+        client_configuration=client.Configuration(connection_pool_maxsize=connections))
     return api_client
 
 
