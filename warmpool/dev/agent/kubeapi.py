@@ -75,6 +75,8 @@ def call_blocking(method: Method, *args: Any, allow: tuple[int, ...] = (), **kwa
         response = method(*args, _preload_content=False, _request_timeout=CALL_TIMEOUT_S, **kwargs)
         try:
             body = response.read(MAX_ANSWER_BYTES + 1)
+            if len(body) > MAX_ANSWER_BYTES:
+                response.close()  # the rest stays unread: the connection must not serve another call
         finally:
             response.release_conn()
     except client.ApiException as exc:
