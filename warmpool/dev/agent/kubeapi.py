@@ -133,12 +133,13 @@ class KubeApi:
                 loop.call_soon_threadsafe(queue.put_nowait, (kind, item))
 
         def pump() -> None:
+            events = stream.stream(
+                _plain_events(method), *args, resource_version=resource_version, timeout_seconds=timeout_s,
+                allow_watch_bookmarks=True, _request_timeout=(CONNECT_TIMEOUT_S, timeout_s + WATCH_READ_GRACE_S),
+                **kwargs,
+            )
             try:
-                for event in stream.stream(
-                    _plain_events(method), *args, resource_version=resource_version, timeout_seconds=timeout_s,
-                    allow_watch_bookmarks=True, _request_timeout=(CONNECT_TIMEOUT_S, timeout_s + WATCH_READ_GRACE_S),
-                    **kwargs,
-                ):
+                for event in events:
                     while not slots.acquire(timeout=1.0):
                         if stopped.is_set():
                             return
@@ -149,6 +150,8 @@ class KubeApi:
                 if not stopped.is_set():
                     hand_over("error", exc)
                 return
+            finally:
+                events.close()  # closes the response here rather than whenever the generator is collected
             hand_over("end", None)
 
         self._watches.add(stream)
