@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +14,7 @@ import pytest
 
 from tests.gobuilds import ensure_kcluster
 from warmpool.dev import controlplane
+from warmpool.dev.agent.kubeapi import load_client
 from warmpool.dev.build import BuildError
 from warmpool.dev.controlplane import Cluster, ClusterError
 from warmpool.dev.layout import Layout
@@ -40,6 +42,22 @@ def running_control_plane(root: Path, log: Callable[[str], None],
         yield running
     finally:
         controlplane.stop_components(layout, log=log)
+
+
+@dataclass(frozen=True)
+class Credentials:
+    server: str
+    token: str
+    ca_path: str | None
+    insecure: bool
+
+
+def credentials(kubeconfig: Path) -> Credentials:
+    """Server, bearer token and CA file of a kubeconfig's current context, as the Kubernetes client reads them."""
+    configuration = load_client(kubeconfig).configuration
+    bearer = configuration.get_api_key_with_prefix("BearerToken", alias="authorization") or ""
+    return Credentials(server=configuration.host, token=str(bearer).removeprefix("Bearer "),
+                       ca_path=configuration.ssl_ca_cert, insecure=not configuration.verify_ssl)
 
 
 def wait_for(what: str, check: Callable[[], Any], timeout_s: float = 120, interval_s: float = 0.5,

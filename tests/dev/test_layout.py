@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from warmpool.dev.agent.kubeapi import access_from_kubeconfig
+from warmpool.dev.agent.kubeapi import load_client
 from warmpool.dev.controlplane import clear_state
 from warmpool.dev.layout import (
     CONTROLLERS,
@@ -44,13 +44,17 @@ def test_token_file_lists_each_identity_with_its_groups() -> None:
     ]
 
 
-def test_kubeconfig_round_trips_through_the_agents_parser_and_records_the_state_dir(tmp_path: Path) -> None:
+def test_kubeconfig_is_read_by_the_kubernetes_client_and_records_the_state_dir(tmp_path: Path) -> None:
     text = kubeconfig(server="https://127.0.0.1:2003", ca_data_b64="Q0E=", identity=Identity("admin", "tok", ()),
                       state_dir=tmp_path / "state")
-    document = yaml.safe_load(text)
-    access = access_from_kubeconfig(document, tmp_path)
-    assert (access.server, access.token, access.ca_pem) == ("https://127.0.0.1:2003", "tok", b"CA")
-    assert state_dir_from_kubeconfig(document) == tmp_path / "state"
+    path = tmp_path / "kubeconfig"
+    path.write_text(text)
+    configuration = load_client(path).configuration
+    assert configuration.host == "https://127.0.0.1:2003"
+    assert configuration.get_api_key_with_prefix("BearerToken", alias="authorization") == "Bearer tok"
+    assert configuration.verify_ssl
+    assert Path(configuration.ssl_ca_cert).read_bytes() == b"CA"
+    assert state_dir_from_kubeconfig(yaml.safe_load(text)) == tmp_path / "state"
     plain = yaml.safe_load(kubeconfig(server="s", ca_data_b64="", identity=Identity("u", "t", ())))
     assert state_dir_from_kubeconfig(plain) is None
 

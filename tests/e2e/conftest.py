@@ -19,9 +19,8 @@ from typing import Any
 
 import pytest
 
-from tests.local_cluster import running_control_plane, wait_for
+from tests.local_cluster import credentials, running_control_plane, wait_for
 from warmpool.dev import controlplane, procs
-from warmpool.dev.agent.kubeapi import load_access
 from warmpool.dev.build import SOURCE_DIR as CLUSTER_SOURCE
 from warmpool.dev.build import kube_version_from_go_mod
 from warmpool.dev.commands import REPO_CRDS
@@ -94,7 +93,7 @@ class LocalCluster:
     def restart_apiserver(self) -> None:
         """Stop and start kube-apiserver on the same port and etcd (every client's watch breaks)."""
         try:
-            controlplane.restart_apiserver(self._cluster, token=load_access(self.kubeconfig).token)
+            controlplane.restart_apiserver(self._cluster, token=credentials(self.kubeconfig).token)
         except ClusterError as exc:
             pytest.fail(str(exc))
 

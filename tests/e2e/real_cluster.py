@@ -21,9 +21,9 @@ import kopf
 import yaml
 
 from tests.e2e.conftest import LocalCluster
+from tests.local_cluster import credentials
 from tests.operator.harness import PodSpec, RunningOperator, make_client, operator_running
 from warmpool.dev import procs
-from warmpool.dev.agent.kubeapi import load_access
 from warmpool_operator.health import pod_is_ready
 from warmpool_operator.kinds import DEPLOYMENTS, PODS, Kind
 from warmpool_operator.kube import KubeApi
@@ -96,8 +96,8 @@ class RealCluster:
         self.api = make_client(self.connection())
 
     def connection(self) -> kopf.ConnectionInfo:
-        access = load_access(self.local.kubeconfig)
-        return kopf.ConnectionInfo(server=access.server, ca_data=access.ca_pem, token=self.token or access.token,
+        access = credentials(self.local.kubeconfig)
+        return kopf.ConnectionInfo(server=access.server, ca_path=access.ca_path, token=self.token or access.token,
                                    insecure=access.insecure or None, default_namespace=self.namespace)
 
     async def close(self) -> None:

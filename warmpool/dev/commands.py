@@ -159,22 +159,24 @@ def _load(path: Path) -> dict[str, object]:
 
 def node_agent(*, kubeconfig: Path, node_name: str, pods_dir: Path, cpu: str, memory: str, max_pods: int,
                backoff_s: float, verbose: bool) -> int:
+    from kubernetes.config import ConfigException
+
     from warmpool.dev.agent.agent import NodeSettings, run_agent
-    from warmpool.dev.agent.kubeapi import load_access
+    from warmpool.dev.agent.kubeapi import load_client
     from warmpool.dev.agent.runner import RunnerSettings
 
     logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
-        access = load_access(kubeconfig)
-    except (OSError, ValueError, KeyError) as exc:
+        api_client = load_client(kubeconfig)
+    except (OSError, ValueError, ConfigException) as exc:
         print(f"warmpool dev node-agent: cannot use {kubeconfig}: {exc}", file=sys.stderr)
         return 2
     settings = NodeSettings(name=node_name, pods_dir=pods_dir.absolute(), cpu=cpu, memory=memory,
                             max_pods=max_pods)
     runner_settings = RunnerSettings(host_ip=settings.host_ip, warmpool=tuple(controlplane.warmpool_command()),
                                      backoff_initial_s=backoff_s)
-    asyncio.run(run_agent(settings, access, runner_settings))
+    asyncio.run(run_agent(settings, api_client, runner_settings))
     return 0
 
 

@@ -4,22 +4,22 @@ from __future__ import annotations
 
 import json
 import os
-import ssl
 import sys
 import time
 import urllib.error
-import urllib.parse
 import urllib.request
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
 from warmpool.dev import procs
-from warmpool.dev.agent.kubeapi import ApiAccess, load_access
 from warmpool.dev.layout import HOST, Layout
+
+if TYPE_CHECKING:
+    from kubernetes import client
 
 REPO_RULES = Path(__file__).resolve().parents[2] / "tools" / "prometheus" / "rules.yaml"
 """The chart's alerting rules (`spec.groups` of its PrometheusRule, default values), kept by tools.prometheus_rules."""
@@ -28,7 +28,6 @@ RUNTIME_SELECTOR = "app.kubernetes.io/name=warmpool-runtime,app.kubernetes.io/ma
 RUNTIME_PORT_NAME = "http"
 RUNTIME_JOB = "warmpool-runtime"
 OPERATOR_JOB = "warmpool-operator"
-MAX_POD_LIST_BYTES = 64 * 1024 * 1024
 COMPONENTS = ("prometheus-targets", "prometheus")
 """Start order of the processes `dev up --prometheus` adds; stopping goes the other way."""
 
@@ -154,23 +153,11 @@ def write_if_changed(path: Path, document: Any) -> bool:
     return True
 
 
-def list_runtime_pods(access: ApiAccess, *, timeout_s: float = 10.0) -> list[dict[str, Any]]:
-    context = ssl.create_default_context()
-    if access.ca_pem is not None:
-        context.load_verify_locations(cadata=access.ca_pem.decode())
-    if access.insecure:
-        context.check_hostname = False
-        context.verify_mode = ssl.CERT_NONE
-    query = urllib.parse.urlencode({"labelSelector": RUNTIME_SELECTOR})
-    request = urllib.request.Request(
-        f"{access.server}/api/v1/pods?{query}",
-        headers={"Authorization": f"Bearer {access.token}", "Accept": "application/json"},
-    )
-    with urllib.request.urlopen(request, timeout=timeout_s, context=context) as response:
-        body = response.read(MAX_POD_LIST_BYTES + 1)
-    if len(body) > MAX_POD_LIST_BYTES:
-        raise ValueError(f"the pod list is larger than {MAX_POD_LIST_BYTES} bytes")
-    items = json.loads(body).get("items") or []
+def list_runtime_pods(core: client.CoreV1Api) -> list[dict[str, Any]]:
+    from warmpool.dev.agent.kubeapi import call_blocking
+
+    listing = call_blocking(core.list_pod_for_all_namespaces, label_selector=RUNTIME_SELECTOR) or {}
+    items = listing.get("items") or []
     return [item for item in items if isinstance(item, dict)]
 
 
@@ -184,19 +171,24 @@ def _cmdline(pid_file: Path) -> list[str]:
         return []
 
 
-def sync_targets(access: ApiAccess, files: PrometheusFiles, operator_pid: Path) -> None:
+def sync_targets(core: client.CoreV1Api, files: PrometheusFiles, operator_pid: Path) -> None:
     """One pass: the runtime pods by pod IP and the operator's metrics port, written where file_sd reads."""
-    write_if_changed(files.runtime_targets, runtime_targets(list_runtime_pods(access)))
+    write_if_changed(files.runtime_targets, runtime_targets(list_runtime_pods(core)))
     write_if_changed(files.operator_targets, operator_target(_cmdline(operator_pid)))
 
 
 def run_target_writer(*, kubeconfig: Path, files: PrometheusFiles, operator_pid: Path, period_s: float) -> int:
     """`warmpool dev prometheus-targets`: keep the target files current until stopped."""
-    access = load_access(kubeconfig)
+    # Imported here: the Kubernetes client takes seconds to import, which `dev up`/`dev down` need not pay.
+    from kubernetes import client
+
+    from warmpool.dev.agent.kubeapi import ApiError, load_client
+
+    core = client.CoreV1Api(load_client(kubeconfig))
     while True:
         try:
-            sync_targets(access, files, operator_pid)
-        except (OSError, ValueError, urllib.error.URLError) as exc:
+            sync_targets(core, files, operator_pid)
+        except (OSError, ApiError) as exc:
             print(f"prometheus-targets: listing pods failed (kept the last targets): {exc}", file=sys.stderr,
                   flush=True)
         time.sleep(period_s)
@@ -238,8 +230,9 @@ def start_prometheus(
          f"--state-dir={layout.state_dir}"],
         log=writer_log, pid_file=layout.pid("prometheus-targets"),
     )
+    # Its first pass follows the Kubernetes client's import, which can take seconds on a busy machine.
     _wait("the Prometheus target writer", files.operator_targets.exists, record=writer,
-          log_path=writer_log, timeout_s=10)
+          log_path=writer_log, timeout_s=60)
     port = procs.free_port(HOST)
     url = f"http://{HOST}:{port}"
     log(f"starting Prometheus on {url} (rules from {rules}, scrape and evaluation every {interval})")

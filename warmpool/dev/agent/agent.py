@@ -15,8 +15,9 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+from kubernetes import client
 
-from warmpool.dev.agent.kubeapi import MERGE_PATCH, ApiAccess, ApiError, KubeApi
+from warmpool.dev.agent.kubeapi import MERGE_PATCH, ApiError, KubeApi, Method
 from warmpool.dev.agent.podips import PodIPs
 from warmpool.dev.agent.podspec import ObjectKind, Refused, parse_pod
 from warmpool.dev.agent.runner import PodRunner, RunnerSettings
@@ -30,6 +31,8 @@ TERMINAL_PHASES = ("Succeeded", "Failed")
 LIFECYCLE_TAINTS = frozenset({"node.kubernetes.io/not-ready", "node.kubernetes.io/unreachable"})
 VOLUME_KINDS: tuple[ObjectKind, ...] = ("configmaps", "secrets")
 OBJECT_CHANGES = frozenset({"ADDED", "MODIFIED", "DELETED"})
+LEASE_NAMESPACE = "kube-node-lease"
+GONE = 410
 
 
 @dataclass(frozen=True)
@@ -94,7 +97,7 @@ class NodeAgent:
     async def run(self) -> None:
         self._http = aiohttp.ClientSession()
         try:
-            version = await self._api.call("GET", "/version") or {}
+            version = await self._api.call(self._api.version.get_code) or {}
             self._kubelet_version = str(version.get("gitVersion") or "v0.0.0")
             await self._register()
             await asyncio.gather(self._heartbeat_loop(), self._pods_loop(),
@@ -117,8 +120,8 @@ class NodeAgent:
             "kubernetes.io/hostname": name, "kubernetes.io/os": "linux",
             "kubernetes.io/arch": node_status(self._settings, "", "")["nodeInfo"]["architecture"],
             "node.kubernetes.io/instance-type": "local-processes"}}}
-        created = await self._api.call("POST", "/api/v1/nodes", body=body, allow=(409,))
-        node = created or await self._api.call("GET", f"/api/v1/nodes/{name}") or {}
+        created = await self._api.call(self._api.core.create_node, body, allow=(409,))
+        node = created or await self._api.call(self._api.core.read_node, name) or {}
         self._node_uid = str((node.get("metadata") or {}).get("uid") or "")
         log.info("node %s registered (%s)", name, "created" if created else "already existed")
         await self._beat()
@@ -126,8 +129,8 @@ class NodeAgent:
     async def _beat(self) -> None:
         name = self._settings.name
         status = node_status(self._settings, self._kubelet_version, _now(), self._since)
-        patched = await self._api.call("PATCH", f"/api/v1/nodes/{name}/status", body={"status": status},
-                                       content_type=MERGE_PATCH, allow=(404,))
+        patched = await self._api.call(self._api.core.patch_node_status, name, {"status": status},
+                                       _content_type=MERGE_PATCH, allow=(404,))
         if patched is None:
             log.warning("node %s vanished; registering it again", name)
             await self._register()
@@ -137,51 +140,49 @@ class NodeAgent:
         if len(kept) != len(taints):
             # Admission taints a new Node not-ready; without the node-lifecycle controller, the
             # agent lifts that taint itself once it reports Ready.
-            await self._api.call("PATCH", f"/api/v1/nodes/{name}", body={"spec": {"taints": kept or None}},
-                                 content_type=MERGE_PATCH)
+            await self._api.call(self._api.core.patch_node, name, {"spec": {"taints": kept or None}},
+                                 _content_type=MERGE_PATCH)
             log.info("node %s is Ready; removed taints %s", name, sorted(LIFECYCLE_TAINTS))
         await self._renew_lease()
 
     async def _renew_lease(self) -> None:
         name = self._settings.name
-        path = f"/apis/coordination.k8s.io/v1/namespaces/kube-node-lease/leases/{name}"
+        leases = self._api.coordination
         spec = {"holderIdentity": name, "leaseDurationSeconds": LEASE_DURATION_S, "renewTime": _now(micro=True)}
-        current = await self._api.call("GET", path, allow=(404,))
+        current = await self._api.call(leases.read_namespaced_lease, name, LEASE_NAMESPACE, allow=(404,))
         if current is None:
             owner = {"apiVersion": "v1", "kind": "Node", "name": name, "uid": self._node_uid}
-            await self._api.call("POST", "/apis/coordination.k8s.io/v1/namespaces/kube-node-lease/leases", body={
+            await self._api.call(leases.create_namespaced_lease, LEASE_NAMESPACE, {
                 "apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
-                "metadata": {"name": name, "namespace": "kube-node-lease", "ownerReferences": [owner]},
+                "metadata": {"name": name, "namespace": LEASE_NAMESPACE, "ownerReferences": [owner]},
                 "spec": spec}, allow=(409,))
         else:
-            await self._api.call("PATCH", path, body={"spec": spec}, content_type=MERGE_PATCH)
+            await self._api.call(leases.patch_namespaced_lease, name, LEASE_NAMESPACE, {"spec": spec},
+                                 _content_type=MERGE_PATCH)
 
     async def _heartbeat_loop(self) -> None:
         while True:
             await asyncio.sleep(HEARTBEAT_S)
             try:
                 await self._beat()
-            except (ApiError, aiohttp.ClientError, TimeoutError) as exc:
+            except ApiError as exc:
                 log.warning("node heartbeat failed: %s", exc)
 
     # --- pods -------------------------------------------------------------------------------------
 
     async def _pods_loop(self) -> None:
-        selector = {"fieldSelector": f"spec.nodeName={self._settings.name}"}
+        selector = f"spec.nodeName={self._settings.name}"
+        list_pods = self._api.core.list_pod_for_all_namespaces
         version: str | None = None
         while True:
             try:
                 if version is None:
-                    listing = await self._api.call("GET", "/api/v1/pods", params=selector) or {}
+                    listing = await self._api.call(list_pods, field_selector=selector) or {}
                     self._sync(listing.get("items") or [])
                     version = str((listing.get("metadata") or {}).get("resourceVersion") or "")
-                params = {**selector, "resourceVersion": version, "timeoutSeconds": str(WATCH_TIMEOUT_S)}
-                async for event in self._api.watch("/api/v1/pods", params):
-                    kind, obj = event.get("type"), event.get("object") or {}
-                    if kind == "ERROR":
-                        log.info("pod watch ended (%s); listing again", obj.get("message"))
-                        version = None
-                        break
+                async for event in self._api.watch(list_pods, field_selector=selector, resource_version=version,
+                                                   timeout_s=WATCH_TIMEOUT_S):
+                    kind, obj = event["type"], event["object"]
                     version = str((obj.get("metadata") or {}).get("resourceVersion") or version)
                     try:
                         if kind in ("ADDED", "MODIFIED"):
@@ -191,38 +192,38 @@ class NodeAgent:
                     except Exception:
                         log.exception("cannot handle %s of pod %s", kind, (obj.get("metadata") or {}).get("name"))
             except ApiError as exc:
+                if exc.status == GONE:
+                    log.info("pod watch expired (%s); listing again", exc)
+                    version = None
+                    continue
                 log.warning("pod watch failed: %s", exc)
-                version = None if exc.status == 410 else version
-                await asyncio.sleep(1)
-            except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
-                log.warning("pod watch interrupted: %s", exc)
                 await asyncio.sleep(1)
 
     async def _objects_loop(self, kind: ObjectKind) -> None:
         """Watch every ConfigMap (or Secret) and have the pods that read a changed one rewrite their volumes
         at once, as the kubelet refreshes configMap, secret and projected volumes."""
+        list_all = self._list_all(kind)
         version: str | None = None
         while True:
             try:
                 if version is None:
-                    listing = await self._api.call("GET", f"/api/v1/{kind}", params={"limit": "1"}) or {}
+                    listing = await self._api.call(list_all, limit=1) or {}
                     version = str((listing.get("metadata") or {}).get("resourceVersion") or "")
-                params = {"resourceVersion": version, "timeoutSeconds": str(WATCH_TIMEOUT_S)}
-                async for event in self._api.watch(f"/api/v1/{kind}", params):
-                    change, meta = event.get("type"), (event.get("object") or {}).get("metadata") or {}
-                    if change == "ERROR":
-                        version = None
-                        break
+                async for event in self._api.watch(list_all, resource_version=version, timeout_s=WATCH_TIMEOUT_S):
+                    change, meta = event["type"], event["object"].get("metadata") or {}
                     version = str(meta.get("resourceVersion") or version)
                     if change in OBJECT_CHANGES:
                         self._refresh_readers(kind, str(meta.get("namespace")), str(meta.get("name")))
             except ApiError as exc:
+                if exc.status == GONE:
+                    version = None
+                    continue
                 log.warning("%s watch failed: %s", kind, exc)
-                version = None if exc.status == 410 else version
                 await asyncio.sleep(1)
-            except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
-                log.warning("%s watch interrupted: %s", kind, exc)
-                await asyncio.sleep(1)
+
+    def _list_all(self, kind: ObjectKind) -> Method:
+        core = self._api.core
+        return core.list_config_map_for_all_namespaces if kind == "configmaps" else core.list_secret_for_all_namespaces
 
     def _refresh_readers(self, kind: ObjectKind, namespace: str, name: str) -> None:
         for runner in self._runners.values():
@@ -285,20 +286,20 @@ class NodeAgent:
                 grace = meta.get("deletionGracePeriodSeconds")
                 await runner.stop(None if grace is None else float(grace))
             await self._api.call(
-                "DELETE", f"/api/v1/namespaces/{meta.get('namespace')}/pods/{meta.get('name')}",
+                self._api.core.delete_namespaced_pod, str(meta.get("name")), str(meta.get("namespace")),
                 body={"apiVersion": "v1", "kind": "DeleteOptions", "gracePeriodSeconds": 0,
                       "preconditions": {"uid": uid}}, allow=(404, 409))
             log.info("pod %s/%s stopped and deleted", meta.get("namespace"), meta.get("name"))
-        except (ApiError, aiohttp.ClientError, TimeoutError) as exc:
+        except ApiError as exc:
             log.warning("finishing the deletion of %s failed: %s", meta.get("name"), exc)
         finally:
             self._terminating.pop(uid, None)
 
 
-async def run_agent(settings: NodeSettings, access: ApiAccess, runner_settings: RunnerSettings) -> None:
+async def run_agent(settings: NodeSettings, api_client: client.ApiClient, runner_settings: RunnerSettings) -> None:
     """Run until SIGTERM/SIGINT, then stop every pod process."""
     settings.pods_dir.mkdir(parents=True, exist_ok=True)
-    api = KubeApi(access)
+    api = KubeApi(api_client)
     agent = NodeAgent(settings, api, runner_settings)
     task = asyncio.create_task(agent.run())
     loop = asyncio.get_running_loop()
@@ -308,5 +309,5 @@ async def run_agent(settings: NodeSettings, access: ApiAccess, runner_settings: 
         with contextlib.suppress(asyncio.CancelledError):
             await task
     finally:
-        await api.close()
+        api.close()
         log.info("node agent stopped (pid %d)", os.getpid())

@@ -125,7 +125,7 @@ class PodRunner:
 
     async def _push_loop(self) -> None:
         meta = self.pod.get("metadata") or {}
-        path = f"/api/v1/namespaces/{meta.get('namespace')}/pods/{meta.get('name')}/status"
+        name, namespace = str(meta.get("name")), str(meta.get("namespace"))
         while not self._stopping:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._dirty.wait(), timeout=self._settings.resync_s)
@@ -134,7 +134,8 @@ class PodRunner:
             if not podstatus.status_changed(self._last_pushed, status) or self._stopping:
                 continue
             try:
-                await self._api.call("PATCH", path, body={"status": status}, content_type=MERGE_PATCH)
+                await self._api.call(self._api.core.patch_namespaced_pod_status, name, namespace, {"status": status},
+                                     _content_type=MERGE_PATCH)
                 self._last_pushed = status
             except ApiError as exc:
                 if exc.status == 404:
@@ -142,17 +143,14 @@ class PodRunner:
                 log.warning("%s: status update failed: %s", self.where, exc)
                 self._dirty.set()
                 await asyncio.sleep(RETRY_S)
-            except (aiohttp.ClientError, TimeoutError) as exc:
-                log.warning("%s: status update failed: %s", self.where, exc)
-                self._dirty.set()
-                await asyncio.sleep(RETRY_S)
 
     # --- volumes ----------------------------------------------------------------------------------
 
     async def _fetch_objects(self, plan: PodPlan) -> None:
+        core = self._api.core
         for kind, name in needed_objects(plan):
-            self._objects[(kind, name)] = await self._api.call(
-                "GET", f"/api/v1/namespaces/{plan.namespace}/{kind}/{name}", allow=(404,))
+            read = core.read_namespaced_config_map if kind == "configmaps" else core.read_namespaced_secret
+            self._objects[(kind, name)] = await self._api.call(read, name, plan.namespace, allow=(404,))
 
     async def _tokens(self, plan: PodPlan) -> dict[str, str]:
         tokens: dict[str, str] = {}
@@ -165,8 +163,8 @@ class PodRunner:
                 if source.audience:
                     spec["audiences"] = [source.audience]
                 answer = await self._api.call(
-                    "POST", f"/api/v1/namespaces/{plan.namespace}/serviceaccounts/{plan.service_account}/token",
-                    body={"apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest", "spec": spec})
+                    self._api.core.create_namespaced_service_account_token, plan.service_account, plan.namespace,
+                    {"apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest", "spec": spec})
                 tokens[source.path] = str(((answer or {}).get("status") or {}).get("token") or "")
         return tokens
 
@@ -234,7 +232,7 @@ class PodRunner:
                         self._set(name, state="waiting", reason=exc.reason, message=exc.message)
                     return
                 log.warning("%s: refreshing volumes: %s", self.where, exc.message)
-            except (ApiError, aiohttp.ClientError, TimeoutError) as exc:
+            except ApiError as exc:
                 log.warning("%s: preparing volumes: %s", self.where, exc)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._refresh.wait(), RETRY_S if first else self._settings.resync_s)
