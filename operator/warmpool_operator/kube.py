@@ -49,7 +49,7 @@ JSON = "application/json"
 MERGE_PATCH = "application/merge-patch+json"
 # The client serializes a structured body as JSON for this content type too (JSON is YAML).
 APPLY_PATCH = "application/apply-patch+yaml"
-API_THREADS = 8
+API_THREADS = 16
 """Requests in flight at once; the connection pool holds as many connections."""
 AUTH = ["BearerToken"]
 """The client's name for the `Authorization` header it fills from `Configuration.api_key`."""
