@@ -50,7 +50,7 @@ def add_simulate_command(top: Any) -> None:
 
 
 def add_bench_commands(bench_sub: Any) -> None:
-    """Register `warmpool bench scaling`, `dedicated`, `fleet`, `fleet-cluster` and `exposition`."""
+    """Register `warmpool bench scaling`, `dedicated`, `fleet`, `fleet-cluster`, `exposition`, `operator-api`."""
     parser = bench_sub.add_parser(
         "scaling",
         help="every scaling policy on every trace, against the clairvoyant and static fleets",
@@ -120,6 +120,24 @@ def add_bench_commands(bench_sub: Any) -> None:
     exposition.add_argument("--repeat", type=int, default=15, help="scrapes and parses per form (default 15)")
     exposition.add_argument("--json", action="store_true", help="print the figures as JSON")
     exposition.set_defaults(func=_exposition)
+
+    api = bench_sub.add_parser(
+        "operator-api",
+        help="the operator's reconcile latency and API requests per reconcile on the local control plane",
+        description="Start the local control plane and operator, apply N WarmPools (no pods), change their spec "
+        "once, and report reconcile durations and the API server's count of requests per reconciliation.",
+    )
+    api.add_argument("--pools", type=int, default=20, help="WarmPools (default 20)")
+    api.add_argument("--operator-path", type=Path,
+                     help="a checkout whose operator/warmpool_operator the operator process runs instead")
+    api.add_argument("--quiet-seconds", type=float, default=8.0,
+                     help="seconds without a reconciliation that end a phase (default 8)")
+    api.add_argument("--timeout", type=float, default=600.0, help="seconds a phase may take (default 600)")
+    api.add_argument("--state-dir", type=Path, default=Path(".state") / "operator-api",
+                     help="where the control plane keeps its state (default .state/operator-api)")
+    api.add_argument("--keep", action="store_true", help="leave the control plane running")
+    api.add_argument("--json", action="store_true", help="print the figures as JSON")
+    api.set_defaults(func=_operator_api)
 
 
 def run_fleet_command(argv: Sequence[str]) -> int | None:
@@ -194,6 +212,17 @@ def _exposition(args: argparse.Namespace) -> int:
     except ModuleNotFoundError as exc:
         return _missing_extra("bench exposition", exc)
     return run(sizes, args.repeat, args.json)
+
+
+def _operator_api(args: argparse.Namespace) -> int:
+    if args.pools < 1 or args.quiet_seconds <= 0 or args.timeout <= 0:
+        print("warmpool bench operator-api: --pools must be >= 1, --quiet-seconds and --timeout > 0", file=sys.stderr)
+        return 2
+    from warmpool_lab.operator_api_bench import Options, run
+
+    options = Options(pools=args.pools, state_dir=args.state_dir.absolute(), operator_path=args.operator_path,
+                      quiet_seconds=args.quiet_seconds, timeout_s=args.timeout, keep=args.keep)
+    return run(options, args.json)
 
 
 def _missing_extra(command: str, exc: ModuleNotFoundError) -> int:

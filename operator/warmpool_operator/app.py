@@ -108,19 +108,21 @@ async def run_operator(
         return await kube.login(settings, log)
 
     do_login = login or default_login
+    registry = metrics_registry if metrics_registry is not None else CollectorRegistry()
+    register_process_collectors(registry)
+    metrics = OperatorMetrics.create(registry)
     api = kube.KubeApi(
         await do_login(),
         login=do_login,
         timeouts=kube.Timeouts(config.request_timeout_seconds, config.connect_timeout_seconds),
+        requests=metrics.api_requests,
     )
     prober = HttpProber(timeout_seconds=config.probe_timeout_seconds, max_pods=config.max_probed_pods)
-    registry = metrics_registry if metrics_registry is not None else CollectorRegistry()
-    register_process_collectors(registry)
     ctl = Controller(
         config=config,
         api=api,
         prober=prober,
-        metrics=OperatorMetrics.create(registry),
+        metrics=metrics,
         clock=utc_now,
         namespaces=tuple(namespaces),
     )

@@ -1,19 +1,33 @@
 """The Kubernetes API adapter: the only module of the operator that talks to the API server.
 
-Plain REST over aiohttp with the credentials kopf logs in with, objects as plain dicts, and JSON
-merge patches (RFC 7386) for every update, so that maps merge and owned fields can be deleted.
+The official `kubernetes` client with the credentials kopf logs in with. Its calls block, so they run in a
+bounded thread pool of their own, never on the event loop. Objects stay plain dicts: answers are parsed
+with `json.loads`, never into the client's models. Updates are JSON merge patches (RFC 7386), so that maps
+merge and owned fields can be deleted, or server-side apply.
 """
 
 from __future__ import annotations
 
+import asyncio
+import base64
+import contextlib
+import functools
 import json
 import logging
+import os
+import shutil
+import tempfile
 from collections.abc import Awaitable, Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
-import aiohttp
 import kopf
+import urllib3
+from kubernetes.client import ApiClient, Configuration
+from kubernetes.client.exceptions import ApiException
+from prometheus_client import Counter
 
 from warmpool_operator.kinds import (
     DEPLOYMENTS,
@@ -25,15 +39,24 @@ from warmpool_operator.kinds import (
     NotFound,
     Unreachable,
     describe,
+    request_resource,
+    request_verb,
 )
 
 FIELD_MANAGER = "warmpool-operator"
 USER_AGENT = "warmpool-operator/0.1.0"
+JSON = "application/json"
 MERGE_PATCH = "application/merge-patch+json"
-# JSON is YAML: server-side apply accepts the same body.
+# The client serializes a structured body as JSON for this content type too (JSON is YAML).
 APPLY_PATCH = "application/apply-patch+yaml"
+API_THREADS = 16
+"""Requests in flight at once; the connection pool holds as many connections."""
+AUTH = ["BearerToken"]
+"""The client's name for the `Authorization` header it fills from `Configuration.api_key`."""
+NO_ANSWER = "<error>"
+"""`code` of a request that got no HTTP answer (as client-go counts it)."""
 
-TRANSIENT = (ApiError, aiohttp.ClientError, TimeoutError)
+TRANSIENT = (ApiError, TimeoutError)
 """Failures a later attempt may not meet: the API server refused or was unreachable, or time ran out."""
 
 
@@ -46,6 +69,86 @@ class Timeouts:
     connect_seconds: float = 5.0
 
 
+@dataclass(frozen=True, slots=True)
+class _Answer:
+    status: int
+    body: Any
+
+
+class _Client:
+    """One `ApiClient` for one set of credentials, and the private files its TLS settings need."""
+
+    def __init__(self, info: kopf.ConnectionInfo, *, user_agent: str, timeouts: Timeouts) -> None:
+        self._files: Path | None = None
+        config = Configuration(host=info.server.rstrip("/"), retries=False, connection_pool_maxsize=API_THREADS)
+        # Like kopf's own session: no proxy from the environment unless the credentials say so.
+        if not info.trust_env:
+            config.proxy = info.proxy_url
+        config.verify_ssl = not info.insecure
+        if info.ca_path:
+            config.ssl_ca_cert = os.fsdecode(info.ca_path)
+        elif info.ca_data:
+            config.ca_cert_data = _pem(info.ca_data)
+        config.cert_file = self._path(info.certificate_path, info.certificate_data, "client.crt")
+        config.key_file = self._path(info.private_key_path, info.private_key_data, "client.key")
+        authorization = info.as_http_headers().get("Authorization")
+        if authorization:
+            config.api_key = {"authorization": authorization}
+        self._api = ApiClient(config)
+        self._api.user_agent = user_agent
+        self._timeout = (timeouts.connect_seconds, timeouts.request_seconds)
+
+    def _path(self, path: Any, data: str | bytes | None, name: str) -> str | None:
+        """A file the client can load: the given path, else `data` written to a private temporary file."""
+        if path:
+            return os.fsdecode(path)
+        if not data:
+            return None
+        if self._files is None:
+            self._files = Path(tempfile.mkdtemp(prefix="warmpool-operator-"))  # mode 0700
+        target = self._files / name
+        fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as out:
+            out.write(_pem(data))
+        return str(target)
+
+    def call(
+        self, method: str, path: str, params: Mapping[str, str] | None, body: Any, content_type: str
+    ) -> _Answer:
+        """One blocking request; raises `ApiException` for an error status, urllib3's errors for no answer."""
+        headers = {"Accept": JSON}
+        if body is not None:
+            headers["Content-Type"] = content_type
+        request = self._api.param_serialize(
+            method, path, query_params=list((params or {}).items()), header_params=headers, body=body,
+            auth_settings=AUTH,
+        )
+        response = self._api.call_api(*request, _request_timeout=self._timeout)
+        try:
+            raw = response.read()
+        finally:
+            response.response.release_conn()
+        if not 200 <= response.status <= 299:
+            raise ApiException(http_resp=response)
+        try:
+            answer: Any = json.loads(raw) if raw else None
+        except ValueError:
+            answer = raw.decode(errors="replace")
+        return _Answer(response.status, answer)
+
+    def close(self) -> None:
+        self._api.close()
+        if self._files is not None:
+            shutil.rmtree(self._files, ignore_errors=True)
+            self._files = None
+
+
+def _pem(data: str | bytes) -> str:
+    """PEM text from kubeconfig-style data: PEM already, or base64 of PEM."""
+    text = data.decode("ascii") if isinstance(data, bytes) else data
+    return text if text.startswith("-----BEGIN ") else base64.b64decode(text).decode("ascii")
+
+
 class KubeApi:
     """CRUD on namespaced objects; re-logs in once when the credentials expire (401)."""
 
@@ -56,37 +159,41 @@ class KubeApi:
         login: LoginFn | None = None,
         timeouts: Timeouts,
         user_agent: str = USER_AGENT,
+        requests: Counter | None = None,
     ) -> None:
+        """`requests` counts every request by `verb`, `resource` and `code` (see docs/metrics.md)."""
         self._info = info
         self._user_agent = user_agent
         self._login = login
         self._timeouts = timeouts
-        self._session: aiohttp.ClientSession | None = None
+        self._requests = requests
+        self._client: _Client | None = None
+        self._executor: ThreadPoolExecutor | None = None
         self._log = logging.getLogger(__name__)
 
     async def use(self, info: kopf.ConnectionInfo) -> None:
         """Switch to fresh credentials (from kopf's re-login); the next request reconnects."""
         self._info = info
-        await self.close()
+        self._drop_client()
 
     async def close(self) -> None:
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
+        self._drop_client()
+        if self._executor is not None:
+            # Calls still running end by their own timeouts; nothing waits for them here.
+            self._executor.shutdown(wait=False, cancel_futures=True)
+            self._executor = None
 
-    def _open(self) -> aiohttp.ClientSession:
-        if self._session is None or self._session.closed:
-            info = self._info
-            ssl: Any = info.as_ssl_context() if info.server.startswith("https") else None
-            self._session = aiohttp.ClientSession(
-                base_url=info.server.rstrip("/") + "/",
-                headers={**info.as_http_headers(), "User-Agent": self._user_agent, "Accept": "application/json"},
-                timeout=aiohttp.ClientTimeout(
-                    total=self._timeouts.request_seconds, sock_connect=self._timeouts.connect_seconds
-                ),
-                connector=aiohttp.TCPConnector(ssl=ssl),
-            )
-        return self._session
+    def _drop_client(self) -> None:
+        if self._client is not None:
+            self._client.close()
+            self._client = None
+
+    def _open(self) -> tuple[_Client, ThreadPoolExecutor]:
+        if self._client is None:
+            self._client = _Client(self._info, user_agent=self._user_agent, timeouts=self._timeouts)
+        if self._executor is None:
+            self._executor = ThreadPoolExecutor(max_workers=API_THREADS, thread_name_prefix="kube-api")
+        return self._client, self._executor
 
     async def _request(
         self,
@@ -95,35 +202,50 @@ class KubeApi:
         *,
         params: Mapping[str, str] | None = None,
         body: Any = None,
-        content_type: str = "application/json",
+        content_type: str = JSON,
+        verb: str | None = None,
     ) -> Any:
+        loop = asyncio.get_running_loop()
+        # The client's read timeout bounds each read; this bounds the whole answer, as the request timeout says.
+        limit = self._timeouts.connect_seconds + self._timeouts.request_seconds
         for attempt in (1, 2):
-            session = self._open()
-            headers = {"Content-Type": content_type} if body is not None else {}
-            data = None if body is None else json.dumps(body)
+            client, executor = self._open()
+            call = functools.partial(client.call, method, path, params, body, content_type)
+            code = NO_ANSWER
             try:
-                async with session.request(
-                    method, path.lstrip("/"), params=params, data=data, headers=headers
-                ) as resp:
-                    status = resp.status
-                    text = await resp.text()
-            except (aiohttp.ClientError, TimeoutError) as exc:
-                why = describe(exc)
-                if isinstance(exc, TimeoutError):
-                    why += f" (no complete answer within {self._timeouts.request_seconds:g}s)"
-                raise Unreachable(method, path, why) from exc
-            if status == 401 and attempt == 1 and self._login is not None:
-                self._log.info("API credentials rejected; logging in again")
-                await self.use(await self._login())
-                continue
-            try:
-                answer: Any = json.loads(text) if text else None
-            except ValueError:
-                answer = text
-            if status >= 400:
-                raise _error(status, answer, method, path)
-            return answer
+                async with asyncio.timeout(limit):
+                    answer = await loop.run_in_executor(executor, call)
+                code = str(answer.status)
+                return answer.body
+            except ApiException as exc:
+                if not exc.status:  # the client's word for a TLS failure: no HTTP answer
+                    why = ": ".join(line for line in str(exc.reason or "TLS error").splitlines() if line.strip())
+                    raise Unreachable(method, path, why) from None
+                code = str(exc.status)
+                if exc.status == 401 and attempt == 1 and self._login is not None:
+                    self._log.info("API credentials rejected; logging in again")
+                    await self.use(await self._login())
+                    continue
+                raise _error(exc, method, path) from None
+            except (urllib3.exceptions.HTTPError, OSError, TimeoutError) as exc:
+                raise Unreachable(method, path, self._why(exc)) from exc
+            finally:
+                self._count(verb or request_verb(method, path), path, code)
         raise ApiError(401, "Unauthorized", "credentials rejected after a fresh login", method=method, path=path)
+
+    def _why(self, exc: BaseException) -> str:
+        why = describe(exc)
+        if isinstance(exc, urllib3.exceptions.NewConnectionError):
+            return why  # refused or unresolvable: not a timeout, though urllib3 files it under ConnectTimeoutError
+        if isinstance(exc, urllib3.exceptions.ConnectTimeoutError):
+            return f"{why} (no connection within {self._timeouts.connect_seconds:g}s)"
+        if isinstance(exc, TimeoutError | urllib3.exceptions.TimeoutError):
+            return f"{why} (no complete answer within {self._timeouts.request_seconds:g}s)"
+        return why
+
+    def _count(self, verb: str, path: str, code: str) -> None:
+        if self._requests is not None:
+            self._requests.labels(verb, request_resource(path), code).inc()
 
     async def get(self, kind: Kind, namespace: str, name: str) -> dict[str, Any] | None:
         try:
@@ -147,7 +269,7 @@ class KubeApi:
     async def create(self, kind: Kind, namespace: str | None, body: Mapping[str, Any]) -> dict[str, Any]:
         """`namespace=None` creates a cluster-scoped object."""
         created: dict[str, Any] = await self._request(
-            "POST", kind.path(namespace), params={"fieldManager": FIELD_MANAGER}, body=body
+            "POST", kind.path(namespace), params={"fieldManager": FIELD_MANAGER}, body=dict(body)
         )
         return created
 
@@ -158,7 +280,7 @@ class KubeApi:
             "PATCH",
             kind.path(namespace, name, subresource),
             params={"fieldManager": FIELD_MANAGER},
-            body=patch,
+            body=dict(patch),
             content_type=MERGE_PATCH,
         )
         return patched
@@ -172,8 +294,9 @@ class KubeApi:
             "PATCH",
             kind.path(namespace, name),
             params={"fieldManager": FIELD_MANAGER, "force": "true"},
-            body=body,
+            body=dict(body),
             content_type=APPLY_PATCH,
+            verb="apply",
         )
         return applied
 
@@ -194,9 +317,19 @@ class KubeApi:
         return await self.merge_patch(DEPLOYMENTS, namespace, name, {"spec": {"replicas": replicas}})
 
 
-def _error(status: int, data: Any, method: str, path: str) -> ApiError:
-    reason = str((data or {}).get("reason") or "") if isinstance(data, Mapping) else ""
-    message = str((data or {}).get("message") or data) if isinstance(data, Mapping) else str(data or "")
+def _error(exc: ApiException, method: str, path: str) -> ApiError:
+    """The API server's refusal as an `ApiError`: its Status object's reason and message when it sent one."""
+    status = int(exc.status)
+    data: Any = None
+    if exc.body:
+        with contextlib.suppress(ValueError):
+            data = json.loads(exc.body)
+    if isinstance(data, Mapping):
+        reason = str(data.get("reason") or exc.reason or "")
+        message = str(data.get("message") or data)
+    else:
+        reason = str(exc.reason or "")
+        message = str(exc.body or "")
     cls = {403: Forbidden, 404: NotFound, 409: Conflict, 422: Invalid}.get(status, ApiError)
     return cls(status, reason, message.strip(), method=method, path=path)
 

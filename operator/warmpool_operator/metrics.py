@@ -44,6 +44,8 @@ class OperatorMetrics:
     """warmpool_pool_condition{namespace, warmpool, condition, status}: 1 for the status a condition has."""
     replicas: Gauge
     """warmpool_pool_replicas{namespace, warmpool, state}: runtime pods `desired` and `ready`, from the status."""
+    api_requests: Counter
+    """warmpool_operator_api_requests_total{verb, resource, code}: the operator's own Kubernetes API requests."""
 
     @classmethod
     def create(cls, registry: CollectorRegistry) -> OperatorMetrics:
@@ -111,6 +113,13 @@ class OperatorMetrics:
                 "The WarmPool's status conditions (Ready, Reconciling, Stalled): 1 for the status each has now, "
                 "0 for the others.",
                 ["namespace", "warmpool", "condition", "status"],
+                registry=registry,
+            ),
+            api_requests=Counter(
+                "warmpool_operator_api_requests",
+                "Kubernetes API requests of the operator's reconciliation, autoscaler and leader election (kopf's "
+                "own watches and patches not included), by verb, resource and HTTP status code (<error>: no answer).",
+                ["verb", "resource", "code"],
                 registry=registry,
             ),
             replicas=Gauge(
