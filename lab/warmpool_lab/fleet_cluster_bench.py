@@ -12,8 +12,6 @@ from typing import Any
 import wasmtime
 from prometheus_client.parser import text_string_to_metric_families
 
-from warmpool_contract import POOL_DRAWS
-
 API_VERSION = "tensorwasm.dev/v1alpha1"
 FLEET = "bench"
 EXPORT = "ident"
@@ -92,25 +90,6 @@ def pool_manifest(namespace: str, module: BenchModule, base_url: str) -> dict[st
 def module_path(index: int) -> str:
     """Where the loopback server serves module `index`."""
     return f"/m/{index}.wasm"
-
-
-def draws_by_tenant(exposition: str) -> dict[str, tuple[float, float]]:
-    """Tenant -> (hits, misses) summed over modules, from a runtime's /metrics text."""
-    out: dict[str, tuple[float, float]] = {}
-    for family in text_string_to_metric_families(exposition):
-        if family.name not in (POOL_DRAWS, f"{POOL_DRAWS}_total"):
-            continue
-        for sample in family.samples:
-            if not sample.name.endswith("_total"):
-                continue
-            tenant = sample.labels.get("tenant", "")
-            hits, misses = out.get(tenant, (0.0, 0.0))
-            if sample.labels.get("result") == "hit":
-                hits += sample.value
-            elif sample.labels.get("result") == "miss":
-                misses += sample.value
-            out[tenant] = (hits, misses)
-    return out
 
 
 def api_requests(exposition: str) -> dict[tuple[str, str], float]:

@@ -20,13 +20,13 @@ import yaml
 from warmpool.demo.loopback import module_server
 from warmpool.dev import commands, procs
 from warmpool.dev.build import ensure_kcluster
+from warmpool_contract import STATS_PATH
 from warmpool_lab.fleet_cluster_bench import (
     EXPORT,
     FLEET,
     BenchModule,
     api_requests,
     distribution,
-    draws_by_tenant,
     fleet_manifest,
     generate_modules,
     module_path,
@@ -42,6 +42,7 @@ from warmpool_lab.fleet_cluster_bench import (
 from warmpool_operator.readyz import parse_readyz
 from warmpool_operator.runtimefleet.render import selector_string
 from warmpool_operator.scaling.exposition import pool_metrics
+from warmpool_operator.scaling.tuple_stats import parse_stats, pool_metrics_from_stats
 
 NAMESPACE = "fleet-bench"
 RUNTIME_PORT = 8080
@@ -260,8 +261,10 @@ def first_warm_hit(kube: Kube, module: BenchModule, url: str, ips: Sequence[str]
         for ip in ips:
             if call(ip, module.index, module.sha256) != 200:
                 continue
-            metrics = pool_metrics(http_get(f"http://{ip}:{RUNTIME_PORT}/metrics").decode(),
-                                   tenant=tenant_of(module.index))
+            # `/stats`, not `/metrics`: at 1,000 tuples the text costs seconds to render and parse,
+            # which would be counted in the time measured here.
+            metrics = pool_metrics_from_stats(parse_stats(http_get(f"http://{ip}:{RUNTIME_PORT}{STATS_PATH}")),
+                                              tenant=tenant_of(module.index))
             if metrics is not None and metrics.hits >= 1:
                 return time.monotonic() - start
         time.sleep(0.1)
@@ -271,9 +274,9 @@ def first_warm_hit(kube: Kube, module: BenchModule, url: str, ips: Sequence[str]
 def misses_of(ips: Sequence[str], tenants: set[str]) -> float:
     total = 0.0
     for ip in ips:
-        for tenant, (_, misses) in draws_by_tenant(http_get(f"http://{ip}:{RUNTIME_PORT}/metrics").decode()).items():
-            if tenant in tenants:
-                total += misses
+        for row in parse_stats(http_get(f"http://{ip}:{RUNTIME_PORT}{STATS_PATH}")).tuples:
+            if row.tenant in tenants:
+                total += row.misses
     return total
 
 

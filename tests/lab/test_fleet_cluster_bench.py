@@ -13,7 +13,6 @@ from warmpool_lab.fleet_cluster_bench import (
     FLEET,
     api_requests,
     distribution,
-    draws_by_tenant,
     fleet_manifest,
     generate_modules,
     operator_share,
@@ -64,17 +63,6 @@ def test_manifests_are_a_valid_fleet_and_members_with_their_own_url_and_sha() ->
     assert spec["fleetRef"] == {"name": FLEET, "namespace": "ns"}
     assert spec["warmInstancesPerTuple"] == 1
     assert parse_warmpool({**pool, "metadata": {**pool["metadata"], "uid": "u"}}).spec.module.sha256 == module.sha256
-
-
-def test_draws_by_tenant_sums_hits_and_misses_over_modules() -> None:
-    text = (
-        "# HELP tensor_wasm_pool_draws Acquisitions.\n# TYPE tensor_wasm_pool_draws counter\n"
-        'tensor_wasm_pool_draws_total{tenant="a",module="m1",result="hit"} 3.0\n'
-        'tensor_wasm_pool_draws_total{tenant="a",module="m2",result="hit"} 2.0\n'
-        'tensor_wasm_pool_draws_total{tenant="a",module="m1",result="miss"} 1.0\n'
-        'tensor_wasm_pool_draws_total{tenant="b",module="m3",result="miss"} 4.0\n'
-    )
-    assert draws_by_tenant(text) == {"a": (5.0, 1.0), "b": (0.0, 4.0)}
 
 
 def test_api_request_rates_by_verb_and_resource_split_into_reads_and_writes() -> None:
