@@ -184,3 +184,12 @@ def test_image_installs_the_product_without_the_lab_dependencies() -> None:
     install = next(ins.value for ins in stages()[-1].all("RUN") if "pip install" in ins.value)
     assert "--no-deps" in install
     assert "[" not in wheel + install
+
+
+def test_image_drops_the_kubernetes_clients_unused_asyncio_copy() -> None:
+    install = next(ins.value for ins in stages()[-1].all("RUN") if "pip install" in ins.value)
+    assert "find_spec('kubernetes')" in install
+    assert "/ 'aio')" in install
+    product = [ROOT / d for d in ("warmpool", "operator", "runtime", "contract")]
+    users = [p for d in product for p in d.rglob("*.py") if "kubernetes.aio" in p.read_text()]
+    assert not users, f"{users} import the asyncio client the image removes"
