@@ -228,9 +228,11 @@ def _plan(spec: AutoscalingSpec, observations: Observations, fc: Forecast | None
     # with bursts at random times they do not, and every prewarm would be wasted.
     credible = confirmed or fc.track_record is None or fc.track_record >= 0.5
     # Onsets and the start-up lag are both measured on the scrape grid, so asking one start-up
-    # before the predicted onset is on time for an exact period; the fit's jitter adds margin.
-    lead = startup + fc.jitter
-    late = max(fc.jitter, spec.tick_seconds)
+    # before the predicted onset is on time for an exact period; the forecast's margin (the fit's
+    # jitter, at least a share of the period) is added either side: a pod held a few seconds
+    # early costs little, a burst that comes before its pods misses most of its invocations.
+    lead = startup + fc.margin
+    late = max(fc.margin, spec.tick_seconds)
     prewarm = credible and fc.next_onset - lead <= now <= fc.next_onset + fc.duration + late
     current = observations.surges.current
     in_surge = confirmed and current is not None and current.onset == fc.latest_onset
