@@ -142,6 +142,15 @@ def test_three_onsets_that_fit_only_by_stepping_over_others_are_not_a_period() -
     assert (fc.confirmations, fc.latest_onset) == (1, 258.0)
 
 
+def test_surges_too_close_for_their_length_give_no_period() -> None:
+    # Onsets 8 s and 6 s apart, the latest surge 12 s long (and still under way): no spacing is a
+    # period longer than the surges, so nothing is predicted.
+    rates: dict[float, float | None] = {t: 40.0 for t in (20.0, 22.0, 24.0, 28.0, 30.0, *range(34, 45, 2))}
+    model = replay(rates, until=44.0)
+    assert model.current is not None
+    assert forecast(model, relevant=always, tick_seconds=2.0) is None
+
+
 def test_the_timing_margin_is_at_least_a_share_of_the_period() -> None:
     # Exactly periodic onsets fit with no residual; the margin is still 3 % of the period.
     exact = forecast(replay(bursts_every(300.0, 4), until=1000.0), relevant=always, tick_seconds=2.0)

@@ -219,7 +219,7 @@ def _longest_chain(surges: list[Surge], tick_seconds: float) -> list[int] | None
                 best = chain
         # Stepping over onsets off the period is trusted on four or more: with a tolerance of 10 %
         # of the period, three onsets at random times fit one more often than not.
-        stepped = best[-1] - best[0] + 1 > len(best)
+        stepped = len(best) > 1 and best[-1] - best[0] + 1 > len(best)
         if len(best) >= (4 if stepped else 3):
             return best
     return None
