@@ -82,9 +82,9 @@ class Forecast:
     track_record: float | None
     """Share of past onsets that the two before them predicted; None before there were any."""
     margin: float
-    """How early to be ready and how long to stay after the predicted onset: the fit's jitter, at
-    least TIMING_SHARE of the period (a few onsets understate how far a timer wanders:
-    firings late by chance several periods running tilt the fitted line)."""
+    """How early to be ready before the predicted onset: the fit's jitter, at least TIMING_SHARE
+    of the period (a few onsets understate how far a timer wanders: firings late by chance several
+    periods running tilt the fitted line)."""
 
 
 def _excess(count: float, expected: float, sigmas: float) -> bool:
