@@ -10,6 +10,7 @@ import pytest
 
 from tests.scaling.synthetic import HOLDING, Load, drive_lagged
 from warmpool_operator.scaling.erlang import erlang_b, pods_needed
+from warmpool_operator.scaling.periodic import TIMING_SHARE
 from warmpool_operator.scaling.spec import AutoscalingSpec
 
 pytestmark = pytest.mark.unit
@@ -129,9 +130,12 @@ def sparse_timer(t: float, ready: int) -> Load:
 def test_a_near_idle_pool_keeps_its_hold_time_between_bursts() -> None:
     # Between bursts 500 s apart the 5-minute window sees 15 invocations, too few for Little's law:
     # the hold time measured while the pool was busier (0.6875 s) still sizes the third burst,
-    # prewarmed a start-up ahead with the 24 pods its 300/s need.
+    # prewarmed a start-up and the timing margin (3 % of the 500 s period) ahead with the 24 pods
+    # its 300/s need.
     steps = drive_lagged(SPEC, sparse_timer, until=1700.0, replicas=1, startup=STARTUP)
-    assert steps[1586.0].asked == 1
+    margin = TIMING_SHARE * 500.0
+    assert steps[1598.0 - 2 * margin].asked == 1
+    assert steps[1598.0 - margin + 1.0].ready >= 24
     assert steps[1598.0].ready >= 24
     assert "prewarming for the surge expected at t=1598" in steps[1590.0].decision.reason
     assert "(0.69 s each)" in steps[1590.0].decision.reason
@@ -149,8 +153,27 @@ def silent_timer(t: float, ready: int) -> Load:
 
 def test_a_timer_with_no_traffic_between_bursts_is_still_prewarmed() -> None:
     # No invocation outside the bursts, so no hold time outside them: the one the bursts' own
-    # ticks give is kept through the silence, and the third burst is prewarmed a start-up ahead.
+    # ticks give is kept through the silence, and the third burst is prewarmed a start-up and the
+    # timing margin ahead.
     steps = drive_lagged(SPEC, silent_timer, until=1700.0, replicas=1, startup=STARTUP)
-    assert steps[1580.0].asked == 1
+    margin = TIMING_SHARE * 500.0
+    assert steps[1598.0 - 2 * margin].asked == 1
+    assert steps[1598.0 - margin + 1.0].ready > 1
     assert steps[1598.0].ready > 1
     assert "prewarming for the surge expected at t=1598" in steps[1592.0].decision.reason
+
+
+def timer_with_a_spike(t: float, ready: int) -> Load:
+    """`sparse_timer`, every 500 s until 2600 s, and a spike of 40/s in the tick ending at 2250 s."""
+    if t == 2250.0:
+        return Load(rate=40.0, in_flight=40.0 * HOLDING, miss_share=miss_share(40.0 * HOLDING, ready))
+    return sparse_timer(t, ready)
+
+
+def test_a_chance_spike_between_a_timers_bursts_does_not_cost_the_next_prewarm() -> None:
+    # The spike at 2250 s fits no period with the bursts; the chain of bursts before it still
+    # predicts the one at 2600 s, which is prewarmed as if the spike had not been.
+    steps = drive_lagged(SPEC, timer_with_a_spike, until=2610.0, replicas=1, startup=STARTUP)
+    assert steps[2252.0].asked > 1
+    assert "prewarming for the surge expected at t=2598" in steps[2590.0].decision.reason
+    assert steps[2598.0].ready >= 24

@@ -6,7 +6,14 @@ import pytest
 
 from warmpool_operator.scaling.collector import TickSample
 from warmpool_operator.scaling.erlang import erlang_b
-from warmpool_operator.scaling.periodic import Surge, SurgeModel, forecast, implied_load, observe_surges
+from warmpool_operator.scaling.periodic import (
+    TIMING_SHARE,
+    Surge,
+    SurgeModel,
+    forecast,
+    implied_load,
+    observe_surges,
+)
 
 pytestmark = pytest.mark.unit
 
@@ -104,6 +111,59 @@ def test_irregular_onsets_lose_their_track_record() -> None:
     assert fc.confirmations == 1
     assert fc.track_record is not None
     assert fc.track_record < 0.5
+
+
+def test_a_chance_spike_between_bursts_does_not_break_the_period() -> None:
+    # Bursts every 60 s from 20 s, and a spike at 262 s: the chain of five evenly spaced onsets is
+    # followed back from the burst before the spike, which still predicts the burst at 320 s.
+    rates: dict[float, float | None] = {**bursts_every(60.0, 5), 262.0: 40.0}
+    fc = forecast(replay(rates, until=290.0), relevant=always, tick_seconds=2.0)
+    assert fc is not None
+    assert fc.confirmations == 4
+    assert fc.period == pytest.approx(60.0)
+    assert fc.next_onset == pytest.approx(318.0)
+    assert fc.latest_onset == 258.0
+
+
+def test_the_burst_after_a_chance_spike_extends_the_chain() -> None:
+    rates: dict[float, float | None] = {**bursts_every(60.0, 6), 262.0: 40.0}
+    fc = forecast(replay(rates, until=340.0), relevant=always, tick_seconds=2.0)
+    assert fc is not None
+    assert fc.confirmations == 5
+    assert fc.next_onset == pytest.approx(378.0)
+
+
+def test_three_onsets_that_fit_only_by_stepping_over_others_are_not_a_period() -> None:
+    # 18 s, 118 s and 228 s are about 105 s apart, but only with the onsets at 88 s and 258 s left
+    # out: three onsets at random times often fit that loosely, so the period stays tentative.
+    model = replay({20.0: 40.0, 90.0: 40.0, 120.0: 40.0, 230.0: 40.0, 260.0: 40.0}, until=300.0)
+    fc = forecast(model, relevant=always, tick_seconds=2.0)
+    assert fc is not None
+    assert (fc.confirmations, fc.latest_onset) == (1, 258.0)
+
+
+def test_surges_too_close_for_their_length_give_no_period() -> None:
+    # Onsets 8 s and 6 s apart, the latest surge 12 s long (and still under way): no spacing is a
+    # period longer than the surges, so nothing is predicted.
+    rates: dict[float, float | None] = {t: 40.0 for t in (20.0, 22.0, 24.0, 28.0, 30.0, *range(34, 45, 2))}
+    model = replay(rates, until=44.0)
+    assert model.current is not None
+    assert forecast(model, relevant=always, tick_seconds=2.0) is None
+
+
+def test_the_timing_margin_is_at_least_a_share_of_the_period() -> None:
+    # Exactly periodic onsets fit with no residual; the margin is still 3 % of the period.
+    exact = forecast(replay(bursts_every(300.0, 4), until=1000.0), relevant=always, tick_seconds=2.0)
+    assert exact is not None
+    assert exact.jitter == pytest.approx(0.0, abs=1e-9)
+    assert exact.margin == pytest.approx(TIMING_SHARE * 300.0)
+    # A fit whose residuals are larger than that keeps them as its margin.
+    wobbly = forecast(
+        replay({20.0: 40.0, 86.0: 40.0, 140.0: 40.0, 206.0: 40.0}, until=240.0), relevant=always, tick_seconds=2.0
+    )
+    assert wobbly is not None
+    assert wobbly.jitter > TIMING_SHARE * wobbly.period
+    assert wobbly.margin == wobbly.jitter
 
 
 def test_surges_that_do_not_matter_are_ignored() -> None:

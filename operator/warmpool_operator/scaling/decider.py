@@ -228,8 +228,11 @@ def _plan(spec: AutoscalingSpec, observations: Observations, fc: Forecast | None
     # with bursts at random times they do not, and every prewarm would be wasted.
     credible = confirmed or fc.track_record is None or fc.track_record >= 0.5
     # Onsets and the start-up lag are both measured on the scrape grid, so asking one start-up
-    # before the predicted onset is on time for an exact period; the fit's jitter adds margin.
-    lead = startup + fc.jitter
+    # before the predicted onset is on time for an exact period; the forecast's margin (the fit's
+    # jitter, at least a share of the period) is added ahead: a pod held a few seconds early costs
+    # little, a burst that comes before its pods misses most of its invocations. A late burst
+    # finds the pods still there for the surge's length and the fit's jitter after the onset.
+    lead = startup + fc.margin
     late = max(fc.jitter, spec.tick_seconds)
     prewarm = credible and fc.next_onset - lead <= now <= fc.next_onset + fc.duration + late
     current = observations.surges.current

@@ -19,6 +19,8 @@ ONSET_SIGMAS = 4.0
 HOLD_SIGMAS = 2.0
 """A surge goes on while its ticks stay this many deviations above the baseline."""
 KEPT_SURGES = 8
+TIMING_SHARE = 0.03
+"""A forecast's timing margin is at least this share of its period."""
 MAX_INFORMATIVE_MISS_RATIO = 0.5
 """Above this miss ratio a pod is saturated: its misses say the load was high, not how high."""
 
@@ -79,6 +81,10 @@ class Forecast:
     """When the latest surge was last seen (now, if it is still under way)."""
     track_record: float | None
     """Share of past onsets that the two before them predicted; None before there were any."""
+    margin: float
+    """How early to be ready before the predicted onset: the fit's jitter, at least TIMING_SHARE
+    of the period (a few onsets understate how far a timer wanders: firings late by chance several
+    periods running tilt the fitted line)."""
 
 
 def _excess(count: float, expected: float, sigmas: float) -> bool:
@@ -145,6 +151,9 @@ def forecast(model: SurgeModel, *, relevant: Callable[[Surge], bool], tick_secon
     it within max(1.5 ticks, 10 %) adds one. With three or more evenly spaced onsets the phase
     and period come from a least-squares line through them, so jitter in the timer does not
     throw the prediction off by a whole interval, and the largest residual becomes the margin.
+    Onsets off the period (a chance spike between a timer's bursts) are stepped over: the chain
+    of evenly spaced onsets is followed back from the latest of them, or from one of the two
+    before it when the latest do not fit, and only a chain of three or more is trusted that way.
     """
     surges = [s for s in model.surges if relevant(s)]
     if model.current is not None and relevant(model.current):
@@ -152,18 +161,16 @@ def forecast(model: SurgeModel, *, relevant: Callable[[Surge], bool], tick_secon
     if len(surges) < 2:
         return None
     onsets = [s.onset for s in surges]
-    period = onsets[-1] - onsets[-2]
-    recent = surges[-3:]
+    chain = _longest_chain(surges, tick_seconds) or [len(surges) - 2, len(surges) - 1]
+    members = [surges[i] for i in chain]
+    period = members[-1].onset - members[-2].onset
+    recent = members[-3:]
     duration = max(s.duration for s in recent)
     if period <= duration + 2 * tick_seconds:
         return None
-    tolerance = _tolerance(period, tick_seconds)
-    run = 2
-    while run < len(onsets) and abs(onsets[-run] - onsets[-run - 1] - period) <= tolerance:
-        run += 1
-    next_onset, jitter = onsets[-1] + period, tick_seconds
-    if run >= 3:
-        next_onset, period, jitter = _fit(onsets[-run:])
+    next_onset, jitter = members[-1].onset + period, tick_seconds
+    if len(members) >= 3:
+        next_onset, period, jitter = _fit([s.onset for s in members])
     trials = successes = 0
     for k in range(2, len(onsets)):
         before = onsets[k - 1] - onsets[k - 2]
@@ -172,15 +179,50 @@ def forecast(model: SurgeModel, *, relevant: Callable[[Surge], bool], tick_secon
     return Forecast(
         period=period,
         next_onset=next_onset,
-        confirmations=run - 1,
+        confirmations=len(members) - 1,
         jitter=jitter,
         peak_rate=max(s.peak_rate for s in recent),
         peak_load=max(s.miss_load for s in recent),
         duration=duration,
-        latest_onset=onsets[-1],
-        latest_last=surges[-1].last,
+        latest_onset=members[-1].onset,
+        latest_last=members[-1].last,
         track_record=successes / trials if trials else None,
+        margin=max(jitter, TIMING_SHARE * period),
     )
+
+
+def _chain_back(onsets: list[float], anchor: int, period: float, tick_seconds: float) -> list[int]:
+    """Indices of the onsets spaced `period` apart going back from `anchor` (each interval within
+    the tolerance of it), oldest first."""
+    members = [anchor]
+    tolerance = _tolerance(period, tick_seconds)
+    while True:
+        expected = onsets[members[-1]] - period
+        near = [i for i in range(members[-1]) if abs(onsets[i] - expected) <= tolerance]
+        if not near:
+            return members[::-1]
+        members.append(min(near, key=lambda i: abs(onsets[i] - expected)))
+
+
+def _longest_chain(surges: list[Surge], tick_seconds: float) -> list[int] | None:
+    """The chain of three or more evenly spaced onsets ending at the latest onset that ends one, of
+    the last three; None when there is none (then the last two onsets give a tentative period)."""
+    onsets = [s.onset for s in surges]
+    for anchor in range(len(onsets) - 1, max(len(onsets) - 4, 1), -1):
+        best: list[int] = []
+        for earlier in range(anchor - 1, -1, -1):
+            period = onsets[anchor] - onsets[earlier]
+            if period <= surges[anchor].duration + 2 * tick_seconds:
+                continue
+            chain = _chain_back(onsets, anchor, period, tick_seconds)
+            if len(chain) > len(best):
+                best = chain
+        # Stepping over onsets off the period is trusted on four or more: with a tolerance of 10 %
+        # of the period, three onsets at random times fit one more often than not.
+        stepped = len(best) > 1 and best[-1] - best[0] + 1 > len(best)
+        if len(best) >= (4 if stepped else 3):
+            return best
+    return None
 
 
 def _fit(onsets: list[float]) -> tuple[float, float, float]:
