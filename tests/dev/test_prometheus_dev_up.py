@@ -51,9 +51,11 @@ def test_dev_up_runs_prometheus_with_the_charts_rules_scraping_the_operator(
         layout = resolve_layout(kubeconfig, None)
 
         rules = {r["name"] for g in api(url, "/api/v1/rules")["groups"] for r in g["rules"]}
-        wanted = {r["alert"] for g in yaml.safe_load(REPO_RULES.read_text())["groups"] for r in g["rules"]}
+        wanted = {r.get("alert") or r["record"] for g in yaml.safe_load(REPO_RULES.read_text())["groups"]
+                  for r in g["rules"]}
         assert rules == wanted
         assert "WarmPoolNotReady" in rules
+        assert "warmpool:tensor_wasm_pool_draws:rate5m" in rules
 
         def operator_up() -> list[dict[str, Any]]:
             targets = api(url, "/api/v1/targets")["activeTargets"]
