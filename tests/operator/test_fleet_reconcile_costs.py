@@ -111,7 +111,7 @@ def test_the_config_text_is_what_the_pure_python_emitter_writes() -> None:
                          "metadata": {"name": "shared", "namespace": "pools", "uid": "f", "generation": 1},
                          "spec": {}})
     bodies = [pool(f"t{i}", f"u{i}", warm=i % 4) for i in range(5)]
-    bodies[1]["spec"]["module"]["source"] = {"url": "https://host:8443/a b/m.wasm?x=1&y=é: #z"}
+    bodies[1]["spec"]["module"]["source"] = {"url": "https://host:8443/a/m.wasm?x=1&y=2:3#z"}
     bodies[2]["spec"]["module"]["source"] = {"oci": {"repository": "127.0.0.1:5000/acme/m", "reference": "v1",
                                                      "insecure": True}}
     bodies[3]["spec"]["limits"] = {"memoryBytes": 1 << 20, "timeoutMs": 250}
