@@ -7,8 +7,24 @@ Three reconciliations per N: the first (every member's status written), then two
 (nothing changed: no write); the second is measured under tracemalloc (peak), the third without it
 (wall, CPU). The API transport is not measured (see `warmpool bench fleet-cluster` for the whole path).
 
-Figures on the 2-core development machine (wall / CPU / tracemalloc peak of one steady-state reconcile):
-  before: see the module's report in the commit that added it
+Figures on the shared 2-core development machine, 2 fleet pods (one run each, same sitting; "before" is
+the operator before the fleet's reconciliation indexed the pods' tuples, emitted its config with libyaml
+and remembered it, and reused its members' parsed specs):
+
+  members  first wall s  steady wall s  steady CPU s  steady peak MiB
+  before
+      100         0.262          0.116         0.093              1.4
+     1000         2.031          2.170         1.109             13.5
+  after
+      100         0.122          0.019         0.019              1.1
+     1000         0.373          0.303         0.284             10.2
+
+Before, a steady-state reconcile at 1,000 members spent its time in the pure-Python YAML emitter (the
+~290 KB config, ~57% under cProfile) and in finding each member's tuple by scanning every pod's list
+(members x tuples x pods: 3 million `TupleReport.is_for` calls over three reconciles). After, what is
+left is comparing each member's status with the one it has (`diff.drift`), decoding the store's JSON
+and parsing the pods' /readyz bodies. The traced peak of one reconcile is ~10 MiB at 1,000 members:
+the operator's RSS at that size (566 MiB on the local control plane) is held elsewhere.
 """
 
 from __future__ import annotations
