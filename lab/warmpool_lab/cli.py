@@ -50,7 +50,8 @@ def add_simulate_command(top: Any) -> None:
 
 
 def add_bench_commands(bench_sub: Any) -> None:
-    """Register `warmpool bench scaling`, `dedicated`, `fleet`, `fleet-cluster`, `exposition`, `operator-api`."""
+    """Register `warmpool bench scaling`, `dedicated`, `fleet`, `fleet-cluster`, `exposition`, `operator-api`,
+    `fleet-reconcile`."""
     parser = bench_sub.add_parser(
         "scaling",
         help="every scaling policy on every trace, against the clairvoyant and static fleets",
@@ -139,6 +140,17 @@ def add_bench_commands(bench_sub: Any) -> None:
     api.add_argument("--json", action="store_true", help="print the figures as JSON")
     api.set_defaults(func=_operator_api)
 
+    reconcile = bench_sub.add_parser(
+        "fleet-reconcile",
+        help="one RuntimeFleet reconciliation in-process at N members: wall time, CPU, peak traced memory",
+        description="Reconcile a fleet of N members against an in-memory store and loopback /readyz servers, "
+        "and report the first reconciliation's wall time and a steady-state one's wall time, CPU and "
+        "tracemalloc peak.",
+    )
+    reconcile.add_argument("--members", default="100,1000", help="comma-separated sizes (default 100,1000)")
+    reconcile.add_argument("--pods", type=int, default=2, help="Ready fleet pods serving /readyz (default 2)")
+    reconcile.set_defaults(func=_fleet_reconcile)
+
 
 def run_fleet_command(argv: Sequence[str]) -> int | None:
     """`simulate --fleet` and `bench fleet` parse their own options (the shared-fleet model's); None for others."""
@@ -223,6 +235,19 @@ def _operator_api(args: argparse.Namespace) -> int:
     options = Options(pools=args.pools, state_dir=args.state_dir.absolute(), operator_path=args.operator_path,
                       quiet_seconds=args.quiet_seconds, timeout_s=args.timeout, keep=args.keep)
     return run(options, args.json)
+
+
+def _fleet_reconcile(args: argparse.Namespace) -> int:
+    try:
+        sizes = [int(n) for n in args.members.split(",")]
+    except ValueError:
+        sizes = []
+    if not sizes or min(sizes) < 1 or args.pods < 1:
+        print("warmpool bench fleet-reconcile: --members must be positive integers, --pods >= 1", file=sys.stderr)
+        return 2
+    from warmpool_lab.fleet_reconcile_bench import run
+
+    return run(sizes, args.pods)
 
 
 def _missing_extra(command: str, exc: ModuleNotFoundError) -> int:

@@ -62,6 +62,7 @@ from warmpool_operator.runtimefleet.reconcile import (
 from warmpool_operator.runtimefleet.render import deployment_name as fleet_deployment
 from warmpool_operator.runtimefleet.render import selector_string as fleet_selector
 from warmpool_operator.runtimefleet.spec import parse_fleet
+from warmpool_operator.runtimefleet.specs import ParsedSpecs
 from warmpool_operator.runtimefleet.tokens import TokenSecrets
 from warmpool_operator.settings import OperatorConfig
 from warmpool_operator.spec import WarmPool
@@ -149,6 +150,8 @@ class Controller:
     retiring: set[tuple[str, str]] = field(default_factory=set)
     """Members warm on their fleet whose dedicated Deployment could not be scaled to zero yet (retried by
     their next reconciliation; dropped when the pool is deleted)."""
+    fleet_specs: dict[tuple[str, str], ParsedSpecs] = field(default_factory=dict)
+    """Per fleet, its members' parsed specs by uid and generation (bounded by its members)."""
     tokens: TokenSecrets = field(default_factory=TokenSecrets)
     """The token Secrets fleet members name, and their digests while a Secret watch runs."""
 
@@ -396,7 +399,8 @@ class Controller:
         try:
             outcome = await reconcile_fleet(fleet, store=self.api, reader=self.readyz, options=self.render_options,
                                             now=now, watched=self._plain_namespaces(), warm=warm,
-                                            defaults=self.config.defaults, tokens=self.tokens)
+                                            defaults=self.config.defaults, tokens=self.tokens,
+                                            specs=self.fleet_specs.setdefault((namespace, name), ParsedSpecs()))
         except Forbidden as exc:
             problem = Problem("Forbidden", f"the operator may not {exc.verb} {exc.resource}: {exc.message}")
             status = await self._stall_fleet(body, problem, now)
@@ -495,6 +499,7 @@ class Controller:
         self.fleet_warm.pop((namespace, name), None)
         self.fleet_hosted.pop((namespace, name), None)
         self.fleet_results.pop((namespace, name), None)
+        self.fleet_specs.pop((namespace, name), None)
         self.tokens.forget_fleet((namespace, name))
 
     def forget_pool(self, namespace: str, name: str) -> None:

@@ -54,6 +54,16 @@ async def test_concurrent_fleet_reconciliations_share_the_queued_one(cluster: Em
         assert ("pools", "late") in later.outcome.members
         assert fleet_runs(registry) == 3
         assert ctl.fleet_queued == {}
+
+        # The members' parsed specs are kept for the next reconciliation, no more than the members.
+        assert len(ctl.fleet_specs[("pools", "shared")]) == 6
+        await api.delete(WARMPOOLS, "pools", "late")
+        after_delete = await ctl.reconcile_fleet("pools", "shared", trigger="member")
+        assert after_delete is not None
+        assert ("pools", "late") not in after_delete.outcome.members
+        assert len(ctl.fleet_specs[("pools", "shared")]) == 5
+        ctl.forget_fleet("pools", "shared")
+        assert ("pools", "shared") not in ctl.fleet_specs
     finally:
         await ctl.readyz.close()
 

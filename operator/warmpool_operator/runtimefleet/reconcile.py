@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
 
-from warmpool_operator.defaults import ClusterDefaults, parse_pool
+from warmpool_operator.defaults import ClusterDefaults
 from warmpool_operator.diff import drift
 from warmpool_operator.fields import SpecError
 from warmpool_operator.health import Problem, Progress, pod_is_ready, progress_of
@@ -38,9 +38,10 @@ from warmpool_operator.runtimefleet.members import FLEET_INVALID, Admission, adm
 from warmpool_operator.runtimefleet.moves import HOST_FIELD, fleet_key, host_after, host_of, is_leaving, moved_status
 from warmpool_operator.runtimefleet.render import deployment_name, render_children, selector_string
 from warmpool_operator.runtimefleet.spec import From, RuntimeFleet
+from warmpool_operator.runtimefleet.specs import ParsedSpecs, parse_members
 from warmpool_operator.runtimefleet.status import fleet_status, member_status, stalled_member_status
 from warmpool_operator.runtimefleet.tokens import TokenSecrets
-from warmpool_operator.runtimefleet.tuples import TupleReport, standing
+from warmpool_operator.runtimefleet.tuples import Reports, TupleReport
 from warmpool_operator.spec import WarmPool
 from warmpool_operator.status import Notice, invalid_spec_status, notices
 
@@ -158,13 +159,17 @@ async def reconcile_fleet(
     warm: Mapping[tuple[str, str], int] | None = None,
     defaults: ClusterDefaults | None = None,
     tokens: TokenSecrets | None = None,
+    specs: ParsedSpecs | None = None,
 ) -> FleetOutcome:
     """`warm` holds the autoscaler's warm counts per (tenant, sha256), over the members' own; `tokens`
-    the token Secrets' digests as a Secret watch keeps them (read by name when absent)."""
+    the token Secrets' digests as a Secret watch keeps them (read by name when absent); `specs` the
+    members' specs parsed by earlier reconciliations of this fleet (kept to those read now)."""
     meta = fleet.meta
     raw_pools, raw_leaving = await fleet_pools(store, meta.namespace, meta.name, watched, now)
-    leaving = _parse_members(raw_leaving, defaults)
-    pools = _parse_members(raw_pools, defaults)
+    leaving = _parse_members(raw_leaving, defaults, specs)
+    pools = _parse_members(raw_pools, defaults, specs)
+    if specs is not None:
+        specs.retain(p.meta.uid for p in [*pools, *leaving])
     labels = await _namespace_labels(store, fleet, [*pools, *leaving])
     digests = await _digests(store, [*pools, *leaving], tokens, (meta.namespace, meta.name))
     # Leaving pools come last: they never take a tenant or tuple from a member, and their status is the new host's.
@@ -242,17 +247,9 @@ def missing_fleet_problem(namespace: str, name: str) -> Problem:
 
 
 def _parse_members(
-    raw_pools: Sequence[Mapping[str, Any]], defaults: ClusterDefaults | None = None
+    raw_pools: Sequence[Mapping[str, Any]], defaults: ClusterDefaults | None = None, specs: ParsedSpecs | None = None
 ) -> list[WarmPool]:
-    out = []
-    for body in raw_pools:
-        if (body.get("metadata") or {}).get("deletionTimestamp"):
-            continue
-        try:
-            out.append(parse_pool(body, defaults or ClusterDefaults()))
-        except SpecError:
-            continue  # its own reconciliation reports InvalidSpec
-    return out
+    return parse_members(raw_pools, defaults or ClusterDefaults(), specs)
 
 
 async def _namespace_labels(
@@ -309,11 +306,12 @@ async def _write_members(
     departing: frozenset[tuple[str, str]] | set[tuple[str, str]] = frozenset(),
 ) -> dict[tuple[str, str], MemberOutcome]:
     out: dict[tuple[str, str], MemberOutcome] = {}
+    indexed = Reports(reports)
     for member in admission.members:
         pool = member.pool
         if member.key in departing:
             continue
-        where = standing(pool.spec.tenant, pool.spec.module.sha256, reports)
+        where = indexed.standing(pool.spec.tenant, pool.spec.module.sha256)
         status = member_status(pool, fleet, progress, where, now)
         warm_everywhere = where.failure is None and 0 < where.pods == where.warm_pods
         previous = host_of(pool.status)

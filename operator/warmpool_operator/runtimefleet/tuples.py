@@ -72,17 +72,51 @@ class Standing:
     """(pod, reason) of the first pod where the tuple failed."""
 
 
+class Reports:
+    """The tuples each Ready pod listed, indexed by (tenant, module) once, so that each member's standing
+    is a few lookups instead of a scan of every pod's tuples (members x tuples per reconciliation)."""
+
+    def __init__(self, reports: Mapping[str, tuple[TupleReport, ...]]) -> None:
+        self._pods = len(reports)
+        self._by_pod: list[tuple[str, dict[tuple[str, str], TupleReport]]] = []
+        lengths: set[int] = set()
+        for pod, tuples in sorted(reports.items()):
+            index: dict[tuple[str, str], TupleReport] = {}
+            for report in tuples:
+                if len(report.module) >= SHORT_HASH:
+                    index.setdefault((report.tenant, report.module), report)  # the first listed wins
+                    lengths.add(len(report.module))
+            self._by_pod.append((pod, index))
+        self._order = {pod: {(t.tenant, t.module): n for n, t in reversed(list(enumerate(tuples)))}
+                       for pod, tuples in reports.items()} if len(lengths) > 1 else {}
+        self._lengths = sorted(lengths)
+
+    def standing(self, tenant: str, sha256: str) -> Standing:
+        warm_pods = warm_instances = 0
+        failure = None
+        keys = [(tenant, sha256[:length]) for length in self._lengths if length <= len(sha256)]
+        for pod, index in self._by_pod:
+            found = self._first(pod, index, keys)
+            if found is None:
+                continue
+            warm_instances += found.warm
+            if found.state == WARM:
+                warm_pods += 1
+            elif found.state == FAILED and failure is None:
+                failure = (pod, found.reason)
+        return Standing(pods=self._pods, warm_pods=warm_pods, warm_instances=warm_instances, failure=failure)
+
+    def _first(
+        self, pod: str, index: Mapping[tuple[str, str], TupleReport], keys: list[tuple[str, str]]
+    ) -> TupleReport | None:
+        """The first tuple the pod listed for one of `keys` (the sha256 and its prefixes listed)."""
+        if len(keys) == 1:
+            return index.get(keys[0])
+        order = self._order.get(pod, {})
+        hits = [(order[key], index[key]) for key in keys if key in index]
+        return min(hits, key=lambda hit: hit[0])[1] if hits else None
+
+
 def standing(tenant: str, sha256: str, reports: Mapping[str, tuple[TupleReport, ...]]) -> Standing:
     """`reports` by pod name: the tuples each Ready pod listed."""
-    warm_pods = warm_instances = 0
-    failure = None
-    for pod, tuples in sorted(reports.items()):
-        found = next((t for t in tuples if t.is_for(tenant, sha256)), None)
-        if found is None:
-            continue
-        warm_instances += found.warm
-        if found.state == WARM:
-            warm_pods += 1
-        elif found.state == FAILED and failure is None:
-            failure = (pod, found.reason)
-    return Standing(pods=len(reports), warm_pods=warm_pods, warm_instances=warm_instances, failure=failure)
+    return Reports(reports).standing(tenant, sha256)
