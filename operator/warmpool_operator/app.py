@@ -19,6 +19,7 @@ from prometheus_client import CollectorRegistry
 from warmpool_operator import handlers, kube, scaling_handlers
 from warmpool_operator.controller import Controller
 from warmpool_operator.election import LeaderElector, LeaseConfig
+from warmpool_operator.heap import trim_forever
 from warmpool_operator.liveness import Heartbeat, serve_health
 from warmpool_operator.metrics import OperatorMetrics, register_process_collectors, serve_metrics
 from warmpool_operator.probe import HttpProber
@@ -139,6 +140,7 @@ async def run_operator(
     heartbeat = Heartbeat()
     heartbeat.beat()
     beating = asyncio.create_task(heartbeat.run())
+    trimming = asyncio.create_task(trim_forever())
     elector = None
     if config.leader_election and not config.standalone:
         elector = LeaderElector(api, lease_config(config))
@@ -169,6 +171,7 @@ async def run_operator(
             await lead(elector, run_kopf, heartbeat, stop_flag)
     finally:
         beating.cancel()
+        trimming.cancel()
         if health_runner is not None:
             await health_runner.cleanup()
         if metrics_runner is not None:
