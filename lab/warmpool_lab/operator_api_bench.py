@@ -34,6 +34,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from warmpool.dev import commands, controlplane, procs
 from warmpool.dev.build import ensure_kcluster
+from warmpool_lab.fleet_cluster_bench import api_requests
 
 NAMESPACE = "api-bench"
 DURATION = "warmpool_operator_reconcile_duration_seconds"
@@ -118,21 +119,6 @@ def quantile(q: float, buckets: Mapping[float, float]) -> float | None:
     return lower
 
 
-def apiserver_requests(exposition: str) -> dict[tuple[str, str], float]:
-    """(verb, resource[/subresource]) -> apiserver_request_total summed over codes, scopes and groups."""
-    out: dict[tuple[str, str], float] = {}
-    for family in text_string_to_metric_families(exposition):
-        for sample in family.samples:
-            if sample.name != "apiserver_request_total":
-                continue
-            resource = sample.labels.get("resource", "")
-            if sample.labels.get("subresource"):
-                resource = f"{resource}/{sample.labels['subresource']}"
-            key = (sample.labels.get("verb", ""), resource)
-            out[key] = out.get(key, 0.0) + sample.value
-    return out
-
-
 def operator_requests(exposition: str) -> float:
     """The operator's own count of its API requests (absent from clients that do not count)."""
     return sum(sample.value for family in text_string_to_metric_families(exposition)
@@ -211,7 +197,7 @@ class Bench:
     def read(self) -> Reading:
         text = self.operator_exposition()
         count, total = sums(text, DURATION)
-        api = apiserver_requests(self.kubectl("get", "--raw", "/metrics"))
+        api = api_requests(self.kubectl("get", "--raw", "/metrics"))
         return Reading(histogram(text, DURATION), count, total, operator_requests(text), api)
 
     def settled(self, pools: int) -> bool:

@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 
 from warmpool.cli import main
+from warmpool_lab.fleet_cluster_bench import api_requests
 from warmpool_lab.operator_api_bench import (
     Reading,
-    apiserver_requests,
     histogram,
     phase_figures,
     pool_manifest,
@@ -53,7 +53,7 @@ def test_quantiles_interpolate_within_the_bucket_like_histogram_quantile() -> No
 
 
 def test_only_requests_reconciliation_makes_count() -> None:
-    after = apiserver_requests(APISERVER)
+    after = api_requests(APISERVER)
     assert reconcile_requests({}, after) == {"GET services": 8, "PATCH warmpools/status": 3}
     assert reconcile_requests(after, after) == {}
 
@@ -61,7 +61,7 @@ def test_only_requests_reconciliation_makes_count() -> None:
 def test_a_phase_gives_requests_per_reconcile() -> None:
     empty = Reading({}, 0.0, 0.0, 0.0, {})
     after = Reading(histogram(EXPOSITION, "warmpool_operator_reconcile_duration_seconds"), 20.0, 6.5, 0.0,
-                    apiserver_requests(APISERVER))
+                    api_requests(APISERVER))
     figures = phase_figures(empty, after)
     assert figures["reconciles"] == 20
     assert figures["api_requests"] == 11
