@@ -108,6 +108,8 @@ def test_the_api_server_stored_every_object_of_the_chart(cluster: Kube, installe
     ("patch", "configmaps"), ("list", "pods"), ("create", "events"), ("patch", "clusterkopfpeerings.kopf.dev"),
     ("watch", "customresourcedefinitions.apiextensions.k8s.io"),
     ("get", "secrets"),  # only to check that a Secret a module source names exists, and its type
+    # rbac.watchTokenSecrets (default on): token rotation in fleets; only named Secrets' digests are kept
+    ("list", "secrets"), ("watch", "secrets"),
     ("watch", "poddisruptionbudgets.policy"),
     ("delete", "poddisruptionbudgets.policy"),  # the one a pool no longer asks for
 ])
@@ -118,7 +120,8 @@ def test_the_installed_rbac_grants_what_the_operator_does(
 
 
 @pytest.mark.parametrize(("verb", "resource"), [
-    ("list", "secrets"), ("watch", "secrets"), ("delete", "deployments.apps"), ("delete", "warmpools.tensorwasm.dev"),
+    ("delete", "secrets"), ("update", "secrets"),
+    ("delete", "deployments.apps"), ("delete", "warmpools.tensorwasm.dev"),
     ("create", "pods"), ("create", "pods/exec"), ("create", "clusterrolebindings.rbac.authorization.k8s.io"),
     ("patch", "nodes"),
 ])
