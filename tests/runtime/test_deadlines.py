@@ -73,7 +73,9 @@ async def test_the_epoch_ticker_parks_while_idle_and_deadlines_still_hold(make_r
     runtime = make_runtime({"settings": {"epochIdleParkMs": 5},
                             "tuples": [tuple_entry("acme", path, sha, 1, timeoutMs=100)]})
     clock = runtime.clock
-    await settle(lambda: clock.parked)
+    pool = runtime.registry.pool_for("acme", sha)
+    # Parked with the pool full: a refill still instantiating would wake the ticker (rightly).
+    await settle(lambda: pool.warm >= 1 and clock.parked)
     epoch = clock.epoch
     await asyncio.sleep(0.05)
     assert clock.parked
