@@ -197,6 +197,7 @@ def test_without_watching_the_pod_is_ready_only_once_every_tuple_is_warm(tmp_pat
     config.write_text(document(tuple_entry("steady", path, sha, 1), far))
     with serve(config) as (_, client):
         until(lambda: (client.tuple_state("far", "cd" * 32) or {}).get("state") == "failed", "far failed")
+        until(lambda: (client.tuple_state("steady", sha) or {}).get("state") == "warm", "steady warm")
         status, body = client.readyz()
         assert (status, body["ready"], body["tuplesGateReadiness"], body["config"]["watching"]) == (
             503, False, True, False)
