@@ -11,7 +11,7 @@ STAMP  := $(VENV)/.installed
 
 .PHONY: demo test lint typecheck unit install clean bench wasm-toolchain
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml $(wildcard requirements/*.txt)
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e '.[dev,lab]'

@@ -55,9 +55,16 @@ def _run(args: argparse.Namespace) -> int:
     import os
     import sys
 
-    import kopf
+    try:
+        import kopf
 
-    from warmpool_operator.app import run_operator
+        from warmpool_operator.app import run_operator
+    except ModuleNotFoundError as exc:
+        if exc.name is None or exc.name.startswith("warmpool"):
+            raise
+        print(f"warmpool operator: needs {exc.name}, which this installation lacks (the runtime image holds "
+              "`warmpool runtime` only): run the operator image, or `pip install warmpool`", file=sys.stderr)
+        return 2
     from warmpool_operator.settings import ENV_PREFIX, SettingsError, config_from_env
 
     env = dict(os.environ)

@@ -20,7 +20,7 @@ class SettingsError(ValueError):
 class OperatorConfig:
     """Everything the operator can be told besides which namespaces to watch (CLI flags)."""
 
-    runtime_image: str = "warmpool:0.1.0"
+    runtime_image: str = "warmpool-runtime:0.1.0"
     """Image of the runtime pods when a WarmPool sets no `spec.runtime.image` (RUNTIME_IMAGE)."""
     image_pull_policy: str = "IfNotPresent"
     """imagePullPolicy of the runtime container (IMAGE_PULL_POLICY)."""

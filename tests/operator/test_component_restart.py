@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import os
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -38,7 +38,10 @@ def write_kubeconfig(path: Path, server: str, namespace: str) -> Path:
 
 
 @contextlib.asynccontextmanager
-async def operator_process(kubeconfig: Path, namespace: str, log: Path) -> AsyncIterator[asyncio.subprocess.Process]:
+async def operator_process(
+    kubeconfig: Path, namespace: str, log: Path, command: Sequence[str] = (sys.executable, "-m", "warmpool.cli")
+) -> AsyncIterator[asyncio.subprocess.Process]:
+    """`warmpool operator run` on one namespace, run as `command`, its output appended to `log`."""
     env = {
         **os.environ,
         "KUBECONFIG": str(kubeconfig),
@@ -48,7 +51,7 @@ async def operator_process(kubeconfig: Path, namespace: str, log: Path) -> Async
     }
     with log.open("ab") as out:
         proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "warmpool.cli", "operator", "run",
+            *command, "operator", "run",
             "--namespace", namespace, "--standalone", "--metrics-port", "0", "--health-port", "0",
             "--log-format", "plain",
             stdout=out, stderr=out, env=env,

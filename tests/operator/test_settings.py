@@ -14,7 +14,7 @@ pytestmark = pytest.mark.unit
 def test_defaults_without_environment() -> None:
     config = config_from_env({})
     assert config == OperatorConfig()
-    assert config.runtime_image == "warmpool:0.1.0"
+    assert config.runtime_image == "warmpool-runtime:0.1.0"
     assert config.runtime_log_format == "json"
 
 

@@ -36,6 +36,23 @@ class Stage:
         return [ins for ins in self.instructions if ins.keyword == keyword]
 
 
+def bind_mounts(run: Instruction) -> list[dict[str, str]]:
+    """The `--mount=type=bind,...` options of a RUN, each as its key=value pairs."""
+    mounts = []
+    for word in run.value.split():
+        if not word.startswith("--mount="):
+            continue
+        options = dict(part.split("=", 1) for part in word.removeprefix("--mount=").split(","))
+        if options.get("type") == "bind":
+            mounts.append(options)
+    return mounts
+
+
+def stage_named(stages: list[Stage], name: str) -> Stage:
+    (found,) = [stage for stage in stages if stage.name == name]
+    return found
+
+
 def logical_lines(text: str) -> list[str]:
     """Join backslash continuations; drop comments, parser directives and blank lines."""
     lines: list[str] = []

@@ -36,8 +36,8 @@ VALUE_SETS: dict[str, dict[str, Any]] = {
         "replicaCount": 2,
         "updateStrategy": "RollingUpdate",
         "image": {"repository": "registry.example/warmpool", "digest": "sha256:" + "ab" * 32},
-        "runtime": {"image": "registry.example/warmpool-runtime:1.2.3", "imagePullPolicy": "Always",
-                    "logFormat": "text"},
+        "runtime": {"image": {"repository": "registry.example/warmpool-runtime", "tag": "1.2.3"},
+                    "imagePullPolicy": "Always", "logFormat": "text"},
         "settings": {"resyncSeconds": 10, "retryBackoffSeconds": [0.5, 3], "maxProbedPods": 2},
         "logFormat": "plain",
         "verbose": True,
@@ -303,7 +303,7 @@ def env_of(container: Mapping[str, Any]) -> dict[str, str]:
 def test_default_settings_are_the_operators_own(rendered: dict[str, list[dict[str, Any]]]) -> None:
     env = env_of(operator_container(rendered["defaults"]))
     config = config_from_env(env)
-    assert config.runtime_image == "warmpool:0.1.0"
+    assert config.runtime_image == "warmpool-runtime:0.1.0"
     assert dataclasses.replace(config, runtime_image=OperatorConfig().runtime_image) == OperatorConfig()
 
 

@@ -280,7 +280,7 @@ def test_global_registry_and_pull_secrets(helm: Helm) -> None:
                           "imagePullSecrets": ["regcred", "mirror"]}, name="global")
     container = operator_container(docs)
     assert container["image"] == "mirror.example:5000/warmpool:0.1.0"
-    assert config_from_env(env_of(container)).runtime_image == "mirror.example:5000/warmpool:0.1.0"
+    assert config_from_env(env_of(container)).runtime_image == "mirror.example:5000/warmpool-runtime:0.1.0"
     assert pod_spec(docs)["imagePullSecrets"] == [{"name": "mirror"}, {"name": "regcred"}]
     assert one(docs, "Pod")["spec"]["imagePullSecrets"] == [{"name": "mirror"}, {"name": "regcred"}]
     assert one(docs, "Pod")["spec"]["containers"][0]["image"] == container["image"]
@@ -462,3 +462,18 @@ def test_rendered_yaml_with_a_key_twice_is_refused() -> None:
     with pytest.raises(yaml.YAMLError, match=r"duplicate key 'app\.kubernetes\.io/component'"):
         yaml.load("labels:\n  app.kubernetes.io/component: operator\n  app.kubernetes.io/component: test\n",
                   Loader=UniqueKeyLoader)
+
+
+def test_the_runtime_image_is_its_own_block_with_the_operators_tag_by_default(helm: Helm) -> None:
+    """One image block per component, as KEDA and cert-manager do: the runtime pods' default image is the
+    runtime target's repository, at the chart's appVersion unless tagged or pinned by digest."""
+    container = operator_container(helm.template())
+    assert container["image"] == "warmpool:0.1.0"
+    assert config_from_env(env_of(container)).runtime_image == "warmpool-runtime:0.1.0"
+    digest = "sha256:" + "cd" * 32
+    pinned = operator_container(helm.template(
+        {"global": {"imageRegistry": "mirror.example"},
+         "runtime": {"image": {"repository": "team/wasm-runtime", "tag": "9.9.9", "digest": digest}}},
+        name="pinned"))
+    assert config_from_env(env_of(pinned)).runtime_image == f"mirror.example/team/wasm-runtime@{digest}"
+    assert pinned["image"] == "mirror.example/warmpool:0.1.0"

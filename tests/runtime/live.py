@@ -11,7 +11,7 @@ import sys
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -172,12 +172,17 @@ class SteadyLoad:
 
 
 @contextmanager
-def serve(config_path: Path, *extra: str) -> Iterator[tuple[subprocess.Popen[bytes], Client]]:
-    """`warmpool runtime serve --config config_path [extra...]` on a free loopback port, until the block ends."""
+def serve(config_path: Path, *extra: str,
+          command: Sequence[str] = (sys.executable, "-m", "warmpool.cli"),
+          ) -> Iterator[tuple[subprocess.Popen[bytes], Client]]:
+    """`warmpool runtime serve --config config_path [extra...]` on a free loopback port, until the block ends.
+
+    `command` is how `warmpool` is run; the log is `runtime-<port>.log` beside the config's directory.
+    """
     port = free_port()
     log = config_path.parent.parent / f"runtime-{port}.log"
     with log.open("wb") as out:
-        proc = subprocess.Popen([sys.executable, "-m", "warmpool.cli", "runtime", "serve", "--config",
+        proc = subprocess.Popen([*command, "runtime", "serve", "--config",
                                  str(config_path), "--host", "127.0.0.1", "--port", str(port), *extra],
                                 stdout=out, stderr=subprocess.STDOUT)
     client = Client(port)

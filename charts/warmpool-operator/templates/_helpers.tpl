@@ -54,19 +54,27 @@ warmpool-operator.serviceAccountName: the operator's ServiceAccount.
 {{- end }}
 
 {{/*
-warmpool-operator.image: repository (behind global.imageRegistry when set) with the digest when
-given, else the tag (default appVersion).
+warmpool-operator.imageRef: an image block (`image` of the dict, with repository, tag, digest) as a reference:
+the repository (behind global.imageRegistry when set) with the digest when given, else the tag (default
+appVersion). `root` is the chart's context.
 */}}
-{{- define "warmpool-operator.image" -}}
-{{- $repository := .Values.image.repository }}
-{{- with (.Values.global | default dict).imageRegistry }}
+{{- define "warmpool-operator.imageRef" -}}
+{{- $repository := .image.repository }}
+{{- with (.root.Values.global | default dict).imageRegistry }}
 {{- $repository = printf "%s/%s" (trimSuffix "/" .) $repository }}
 {{- end }}
-{{- if .Values.image.digest }}
-{{- printf "%s@%s" $repository .Values.image.digest }}
+{{- if .image.digest }}
+{{- printf "%s@%s" $repository .image.digest }}
 {{- else }}
-{{- printf "%s:%s" $repository (default .Chart.AppVersion .Values.image.tag) }}
+{{- printf "%s:%s" $repository (default .root.Chart.AppVersion .image.tag) }}
 {{- end }}
+{{- end }}
+
+{{/*
+warmpool-operator.image: the operator image.
+*/}}
+{{- define "warmpool-operator.image" -}}
+{{- include "warmpool-operator.imageRef" (dict "root" . "image" .Values.image) }}
 {{- end }}
 
 {{/*
@@ -83,10 +91,10 @@ as a pod's `imagePullSecrets` list (JSON).
 {{- end }}
 
 {{/*
-warmpool-operator.runtimeImage: default image of the runtime pods (the operator's own unless set).
+warmpool-operator.runtimeImage: default image of the runtime pods (the runtime image).
 */}}
 {{- define "warmpool-operator.runtimeImage" -}}
-{{- default (include "warmpool-operator.image" .) .Values.runtime.image }}
+{{- include "warmpool-operator.imageRef" (dict "root" . "image" .Values.runtime.image) }}
 {{- end }}
 
 {{/*

@@ -16,6 +16,6 @@ def add_bench_commands(bench_sub: Any) -> None:
 
 
 def _bench(args: argparse.Namespace) -> int:
-    from warmpool_lab.runtime_bench import run_bench
+    from warmpool_lab.runtime_bench.bench import run_bench
 
     return run_bench(repeats=args.repeats, http_seconds=args.http_seconds, as_json=args.json)
