@@ -64,6 +64,11 @@ def read_requirements(stem: str) -> list[Requirement]:
     return [Requirement(line.split("#", 1)[0].strip()) for line in lines if line.split("#", 1)[0].strip()]
 
 
+def requirements(target: Target) -> list[Requirement]:
+    """What the target's requirement files ask for, in their order."""
+    return [req for stem in target.requirement_files for req in read_requirements(stem)]
+
+
 def closure(requirements: Iterable[Requirement]) -> dict[str, Distribution]:
     """Every installed distribution the requirements pull in (markers and extras evaluated), by canonical name."""
     found: dict[str, Distribution] = {}
@@ -127,8 +132,7 @@ def project_bytes() -> int:
 def absent_rules(target: Target) -> tuple[Rule, ...]:
     """Prune rules that make this environment look like the target's image, for an import blocker: the top-level
     modules of every installed distribution the image lacks, then the target's own prune rules."""
-    requirements = [req for stem in target.requirement_files for req in read_requirements(stem)]
-    kept = {*closure(requirements), *BASE_IMAGE, PROJECT}
+    kept = {*closure(requirements(target)), *BASE_IMAGE, PROJECT}
     absent = sorted(
         top for top, dists in packages_distributions().items()
         if not any(canonicalize_name(dist) in kept for dist in dists)
@@ -138,8 +142,7 @@ def absent_rules(target: Target) -> tuple[Rule, ...]:
 
 def measure(target: Target) -> dict[str, int]:
     """Bytes per distribution (the project first, then the largest), pip/setuptools/wheel left out."""
-    requirements = [req for stem in target.requirement_files for req in read_requirements(stem)]
-    dists = {name: dist for name, dist in closure(requirements).items() if name not in BASE_IMAGE}
+    dists = {name: dist for name, dist in closure(requirements(target)).items() if name not in BASE_IMAGE}
     sizes = {name: distribution_bytes(dist, target.rules) for name, dist in dists.items()}
     return {PROJECT: project_bytes(), **dict(sorted(sizes.items(), key=lambda item: (-item[1], item[0])))}
 

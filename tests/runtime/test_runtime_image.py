@@ -4,10 +4,8 @@ unimportable."""
 
 from __future__ import annotations
 
-import http.server
 import json
 import subprocess
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -17,6 +15,7 @@ from tests.packaging.blocked import OPERATOR_ONLY, blocked_command, refused, tar
 from tests.runtime.live import GUARD, SETTINGS, serve, until
 from tests.runtime.wasm import STATEFUL, write_module
 from tools.image_prune import Rule, pruned
+from warmpool.demo import loopback
 
 pytestmark = pytest.mark.component
 
@@ -25,24 +24,8 @@ pytestmark = pytest.mark.component
 def module_server(tmp_path: Path) -> Iterator[tuple[str, str]]:
     """(URL, sha256) of a Wasm module served over HTTP on loopback."""
     path, sha = write_module(tmp_path, STATEFUL)
-    body = path.read_bytes()
-
-    class Handler(http.server.BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            self.send_response(200)
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, *args: object) -> None:
-            pass
-
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}/echo.wasm", sha
-    server.shutdown()
-    server.server_close()
+    with loopback.module_server({"echo.wasm": path.read_bytes()}) as base:
+        yield f"{base}/echo.wasm", sha
 
 
 def write_config(directory: Path, url: str, sha: str) -> Path:
