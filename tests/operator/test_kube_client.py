@@ -296,3 +296,35 @@ async def test_client_certificate_and_ca_data_authenticate_over_tls(tmp_path: Pa
     assert modes == {0o700, 0o600}
     assert not made & _private_dirs()
     assert "CERTIFICATE_VERIFY_FAILED" in str(refused.value)
+
+
+async def test_a_re_login_lets_requests_under_way_finish_on_the_old_session(
+    serve: Callable[[Handler], Awaitable[str]],
+) -> None:
+    slow_arrived, release = asyncio.Event(), asyncio.Event()
+
+    async def answer(request: web.Request) -> web.StreamResponse:
+        if request.match_info["tail"].endswith("/slow"):
+            slow_arrived.set()
+            await release.wait()
+            return web.json_response({"metadata": {"name": "slow"}})
+        if request.headers.get("Authorization") != "Bearer fresh":
+            return web.json_response({"kind": "Status", "reason": "Unauthorized"}, status=401)
+        return web.json_response({"metadata": {"name": "quick"}})
+
+    server = await serve(answer)
+
+    async def login() -> kopf.ConnectionInfo:
+        return kopf.ConnectionInfo(server=server, token="fresh")
+
+    api = KubeApi(kopf.ConnectionInfo(server=server, token="stale"), login=login, timeouts=Timeouts(5.0, 2.0))
+    try:
+        slow = asyncio.create_task(api.get(SERVICES, "ns", "slow"))
+        await slow_arrived.wait()
+        quick = await api.get(SERVICES, "ns", "quick")
+        release.set()
+        assert await slow == {"metadata": {"name": "slow"}}
+    finally:
+        release.set()
+        await api.close()
+    assert quick == {"metadata": {"name": "quick"}}
