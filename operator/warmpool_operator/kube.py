@@ -144,11 +144,12 @@ class _Client:
         headers = {"Accept": JSON}
         if body is not None:
             headers["Content-Type"] = content_type
-        request = await self._api.param_serialize(
-            method, path, query_params=list((params or {}).items()), header_params=headers, body=body,
-            auth_settings=AUTH,
+        # The body goes past `param_serialize`: it is plain JSON already, and the client's walk to turn
+        # models into dicts costs a tenth of the request's CPU time; `call_api` serializes it with json.dumps.
+        method, url, headers, _, _ = await self._api.param_serialize(
+            method, path, query_params=list((params or {}).items()), header_params=headers, auth_settings=AUTH,
         )
-        response = await self._api.call_api(*request, _request_timeout=self._timeout)
+        response = await self._api.call_api(method, url, headers, body, _request_timeout=self._timeout)
         try:
             raw: bytes = await response.read()
         finally:
