@@ -1,5 +1,6 @@
-"""The operator talks to the real API server through the client's request layer only: none of the generated
-API classes or models of either client (sync or asyncio) is ever imported, and its session closes cleanly."""
+"""The operator talks to the real API server through the client's request layer only: no generated API class
+or model of either client (sync or asyncio) is imported but the three kopf itself imports, and its session
+closes cleanly."""
 
 from __future__ import annotations
 
@@ -25,6 +26,12 @@ def generated(name: str) -> bool:
     return False
 
 
+KOPF_IMPORTS = {"kubernetes.client.models.v1_object_meta", "kubernetes.client.models.v1_owner_reference",
+                "kubernetes.client.models.v1_managed_fields_entry"}
+"""kopf imports the synchronous client's `V1ObjectMeta` and `V1OwnerReference` whenever the package is
+installed (to accept such objects in `kopf.adopt()`), and does without them when they are missing."""
+
+
 def test_a_running_operator_loads_no_generated_api_or_model_module(crds: LocalCluster, namespace: str) -> None:
     result = subprocess.run(
         [sys.executable, "-m", "tests.e2e.operator_modules_probe", namespace],
@@ -34,5 +41,5 @@ def test_a_running_operator_loads_no_generated_api_or_model_module(crds: LocalCl
     assert result.returncode == 0, result.stderr
     loaded: list[str] = json.loads(result.stdout.strip().splitlines()[-1])
     assert "kubernetes.aio.client.api_client" in loaded
-    assert [name for name in loaded if generated(name)] == []
+    assert {name for name in loaded if generated(name)} <= KOPF_IMPORTS
     assert "Unclosed" not in result.stderr
