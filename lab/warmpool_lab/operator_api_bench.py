@@ -11,8 +11,8 @@ Verbs only other clients use there are left out: UPDATE (the Deployment controll
 of WarmPools (this bench's own `kubectl apply`). `--operator-path` runs the operator package of another
 checkout, to compare two clients on the same workload.
 
-Figures measured before and after the operator moved from aiohttp to the official `kubernetes` client
-are in lab/warmpool_lab/operator_api_bench.md.
+Figures of the operator's three API clients (hand-written aiohttp, the official `kubernetes` client in a
+thread pool, and its asyncio half `kubernetes.aio`) are in lab/warmpool_lab/operator_api_bench.md.
 """
 
 from __future__ import annotations

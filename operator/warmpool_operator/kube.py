@@ -1,32 +1,32 @@
 """The Kubernetes API adapter: the only module of the operator that talks to the API server.
 
-The official `kubernetes` client with the credentials kopf logs in with. Its calls block, so they run in a
-bounded thread pool of their own, never on the event loop. Objects stay plain dicts: answers are parsed
-with `json.loads`, never into the client's models. Updates are JSON merge patches (RFC 7386), so that maps
-merge and owned fields can be deleted, or server-side apply.
+The asyncio half of the official `kubernetes` client (`kubernetes.aio`, over aiohttp) with the credentials
+kopf logs in with: requests run on the event loop, no thread in between. Only its request layer is used
+(`param_serialize`, `call_api`), never its generated API classes or models: objects stay plain dicts,
+answers parsed with `json.loads` on the loop (a thread would not help: the decoder holds the GIL).
+Updates are JSON merge patches (RFC 7386), so that maps merge and owned fields can be deleted, or
+server-side apply.
 """
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import contextlib
-import functools
 import json
 import logging
 import os
 import shutil
 import tempfile
-from collections.abc import Awaitable, Callable, Mapping
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import kopf
-import urllib3
-from kubernetes.client import ApiClient, Configuration
-from kubernetes.client.exceptions import ApiException
+from kubernetes.aio.client.api_client import ApiClient
+from kubernetes.aio.client.configuration import Configuration
+from kubernetes.aio.client.exceptions import ApiException
 from prometheus_client import Counter
 
 from warmpool_operator.kinds import (
@@ -49,8 +49,8 @@ JSON = "application/json"
 MERGE_PATCH = "application/merge-patch+json"
 # The client serializes a structured body as JSON for this content type too (JSON is YAML).
 APPLY_PATCH = "application/apply-patch+yaml"
-API_THREADS = 16
-"""Requests in flight at once; the connection pool holds as many connections."""
+API_CONNECTIONS = 32
+"""Requests in flight at once, each on a pooled connection; more wait for a free one."""
 AUTH = ["BearerToken"]
 """The client's name for the `Authorization` header it fills from `Configuration.api_key`."""
 NO_ANSWER = "<error>"
@@ -76,14 +76,21 @@ class _Answer:
 
 
 class _Client:
-    """One `ApiClient` for one set of credentials, and the private files its TLS settings need."""
+    """One `ApiClient` (one aiohttp session) for one set of credentials, and the private files its TLS needs."""
 
     def __init__(self, info: kopf.ConnectionInfo, *, user_agent: str, timeouts: Timeouts) -> None:
         self._files: Path | None = None
-        config = Configuration(host=info.server.rstrip("/"), retries=False, connection_pool_maxsize=API_THREADS)
-        # Like kopf's own session: no proxy from the environment unless the credentials say so.
-        if not info.trust_env:
-            config.proxy = info.proxy_url
+        self._busy = 0
+        self._retired = False
+        self.closed = False
+        config = Configuration(
+            host=info.server.rstrip("/"),
+            retries=None,
+            connection_pool_maxsize=API_CONNECTIONS,
+            # Like kopf's own session: the environment's proxy only when the credentials say so.
+            client_session_kwargs={"trust_env": info.trust_env},
+        )
+        config.proxy = info.proxy_url
         config.verify_ssl = not info.insecure
         if info.ca_path:
             config.ssl_ca_cert = os.fsdecode(info.ca_path)
@@ -96,7 +103,8 @@ class _Client:
             config.api_key = {"authorization": authorization}
         self._api = ApiClient(config)
         self._api.user_agent = user_agent
-        self._timeout = (timeouts.connect_seconds, timeouts.request_seconds)
+        # `total` covers waiting for a pooled connection, connecting, sending and reading the whole answer.
+        self._timeout = aiohttp.ClientTimeout(total=timeouts.request_seconds, sock_connect=timeouts.connect_seconds)
 
     def _path(self, path: Any, data: str | bytes | None, name: str) -> str | None:
         """A file the client can load: the given path, else `data` written to a private temporary file."""
@@ -112,22 +120,40 @@ class _Client:
             out.write(_pem(data))
         return str(target)
 
-    def call(
+    @contextlib.asynccontextmanager
+    async def lease(self) -> AsyncIterator[_Client]:
+        """The client for one request; a retired client closes once its last request is done."""
+        self._busy += 1
+        try:
+            yield self
+        finally:
+            self._busy -= 1
+            if self._retired and not self._busy:
+                await self.close()
+
+    async def retire(self) -> None:
+        """Close now if idle, else after the requests still running on it."""
+        self._retired = True
+        if not self._busy:
+            await self.close()
+
+    async def call(
         self, method: str, path: str, params: Mapping[str, str] | None, body: Any, content_type: str
     ) -> _Answer:
-        """One blocking request; raises `ApiException` for an error status, urllib3's errors for no answer."""
+        """One request; raises `ApiException` for an error status, aiohttp's errors when no answer came."""
         headers = {"Accept": JSON}
         if body is not None:
             headers["Content-Type"] = content_type
-        request = self._api.param_serialize(
-            method, path, query_params=list((params or {}).items()), header_params=headers, body=body,
-            auth_settings=AUTH,
+        # The body goes past `param_serialize`: it is plain JSON already, and the client's walk to turn
+        # models into dicts costs a tenth of the request's CPU time; `call_api` serializes it with json.dumps.
+        method, url, headers, _, _ = await self._api.param_serialize(
+            method, path, query_params=list((params or {}).items()), header_params=headers, auth_settings=AUTH,
         )
-        response = self._api.call_api(*request, _request_timeout=self._timeout)
+        response = await self._api.call_api(method, url, headers, body, _request_timeout=self._timeout)
         try:
-            raw = response.read()
+            raw: bytes = await response.read()
         finally:
-            response.response.release_conn()
+            response.response.release()
         if not 200 <= response.status <= 299:
             raise ApiException(http_resp=response)
         try:
@@ -136,11 +162,14 @@ class _Client:
             answer = raw.decode(errors="replace")
         return _Answer(response.status, answer)
 
-    def close(self) -> None:
-        self._api.close()
-        if self._files is not None:
-            shutil.rmtree(self._files, ignore_errors=True)
-            self._files = None
+    async def close(self) -> None:
+        self.closed = True
+        files, self._files = self._files, None
+        try:
+            await self._api.close()
+        finally:
+            if files is not None:
+                shutil.rmtree(files, ignore_errors=True)
 
 
 def _pem(data: str | bytes) -> str:
@@ -168,32 +197,30 @@ class KubeApi:
         self._timeouts = timeouts
         self._requests = requests
         self._client: _Client | None = None
-        self._executor: ThreadPoolExecutor | None = None
+        self._retired: set[_Client] = set()
         self._log = logging.getLogger(__name__)
 
     async def use(self, info: kopf.ConnectionInfo) -> None:
-        """Switch to fresh credentials (from kopf's re-login); the next request reconnects."""
+        """Switch to fresh credentials (from kopf's re-login); requests under way finish on the old session."""
         self._info = info
-        self._drop_client()
+        client, self._client = self._client, None
+        self._retired = {c for c in self._retired if not c.closed}
+        if client is not None:
+            self._retired.add(client)
+            await client.retire()
 
     async def close(self) -> None:
-        self._drop_client()
-        if self._executor is not None:
-            # Calls still running end by their own timeouts; nothing waits for them here.
-            self._executor.shutdown(wait=False, cancel_futures=True)
-            self._executor = None
+        """Close every session now, requests still under way included."""
+        clients = [c for c in (self._client, *self._retired) if c is not None]
+        self._client = None
+        self._retired.clear()
+        for client in clients:
+            await client.close()
 
-    def _drop_client(self) -> None:
-        if self._client is not None:
-            self._client.close()
-            self._client = None
-
-    def _open(self) -> tuple[_Client, ThreadPoolExecutor]:
+    def _open(self) -> _Client:
         if self._client is None:
             self._client = _Client(self._info, user_agent=self._user_agent, timeouts=self._timeouts)
-        if self._executor is None:
-            self._executor = ThreadPoolExecutor(max_workers=API_THREADS, thread_name_prefix="kube-api")
-        return self._client, self._executor
+        return self._client
 
     async def _request(
         self,
@@ -205,29 +232,21 @@ class KubeApi:
         content_type: str = JSON,
         verb: str | None = None,
     ) -> Any:
-        loop = asyncio.get_running_loop()
-        # The client's read timeout bounds each read; this bounds the whole answer, as the request timeout says.
-        limit = self._timeouts.connect_seconds + self._timeouts.request_seconds
         for attempt in (1, 2):
-            client, executor = self._open()
-            call = functools.partial(client.call, method, path, params, body, content_type)
             code = NO_ANSWER
             try:
-                async with asyncio.timeout(limit):
-                    answer = await loop.run_in_executor(executor, call)
+                async with self._open().lease() as client:
+                    answer = await client.call(method, path, params, body, content_type)
                 code = str(answer.status)
                 return answer.body
             except ApiException as exc:
-                if not exc.status:  # the client's word for a TLS failure: no HTTP answer
-                    why = ": ".join(line for line in str(exc.reason or "TLS error").splitlines() if line.strip())
-                    raise Unreachable(method, path, why) from None
                 code = str(exc.status)
                 if exc.status == 401 and attempt == 1 and self._login is not None:
                     self._log.info("API credentials rejected; logging in again")
                     await self.use(await self._login())
                     continue
                 raise _error(exc, method, path) from None
-            except (urllib3.exceptions.HTTPError, OSError, TimeoutError) as exc:
+            except (aiohttp.ClientError, OSError, TimeoutError) as exc:
                 raise Unreachable(method, path, self._why(exc)) from exc
             finally:
                 self._count(verb or request_verb(method, path), path, code)
@@ -235,11 +254,9 @@ class KubeApi:
 
     def _why(self, exc: BaseException) -> str:
         why = describe(exc)
-        if isinstance(exc, urllib3.exceptions.NewConnectionError):
-            return why  # refused or unresolvable: not a timeout, though urllib3 files it under ConnectTimeoutError
-        if isinstance(exc, urllib3.exceptions.ConnectTimeoutError):
+        if isinstance(exc, aiohttp.ConnectionTimeoutError):
             return f"{why} (no connection within {self._timeouts.connect_seconds:g}s)"
-        if isinstance(exc, TimeoutError | urllib3.exceptions.TimeoutError):
+        if isinstance(exc, TimeoutError):
             return f"{why} (no complete answer within {self._timeouts.request_seconds:g}s)"
         return why
 

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+import aiohttp
 import kopf
 import pytest
-import urllib3
 
 from tests.operator.conftest import EmulatedCluster
 from warmpool_operator.kinds import (
@@ -85,8 +85,8 @@ async def test_an_api_server_that_is_not_there_is_named_with_the_request() -> No
     finally:
         await api.close()
     assert str(caught.value).startswith("API server unreachable on GET /api/v1/namespaces/a/services: ")
-    assert isinstance(caught.value.__cause__, urllib3.exceptions.HTTPError)
-    assert "Connection refused" in str(caught.value)
+    assert isinstance(caught.value.__cause__, aiohttp.ClientConnectorError)
+    assert "ConnectionRefusedError" in str(caught.value)
 
 
 @pytest.mark.component
